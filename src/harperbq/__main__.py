@@ -1,0 +1,3 @@
+from harperbq.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The sync engine; knows neither HTTP nor SQL details."""

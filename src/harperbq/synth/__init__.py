@@ -1,0 +1,1 @@
+"""The maritime (AIS) data synthesizer."""
