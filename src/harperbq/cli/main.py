@@ -5,7 +5,11 @@ import sys
 import typer
 
 from harperbq import __version__
+from harperbq.cli import config as config_cli
 from harperbq.cli import dev
+from harperbq.cli import sync as sync_cli
+from harperbq.cli.demo import demo
+from harperbq.cli.synth import app as synth_app
 
 app = typer.Typer(
     name="harperbq",
@@ -14,18 +18,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(dev.app, name="dev")
+app.add_typer(config_cli.app, name="config")
+app.add_typer(sync_cli.app, name="sync")
+app.command(name="demo")(demo)
 
-synth_app = typer.Typer(
-    name="synth",
-    help="The maritime (AIS) data synthesizer: fills BigQuery with reproducible vessel traffic.",
-    no_args_is_help=True,
-)
 app.add_typer(synth_app, name="synth")
-
-
-@synth_app.callback()
-def _synth() -> None:
-    """The maritime (AIS) data synthesizer."""
 
 
 @app.callback(invoke_without_command=True)

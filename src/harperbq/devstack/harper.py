@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from harperbq.devstack import DevStackError, processes
-from harperbq.devstack.ports import free_port, port_in_use
+from harperbq.devstack.ports import free_port, port_in_use, wait_free
 
 HARPER_VERSION = "4.7.29"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -215,7 +215,7 @@ def start(node: HarperNode, install_dir: Path, timeout_s: float = 60.0) -> int:
     ports = [node.ops_port, node.http_port] + (
         [node.replication_port] if node.replication_port else []
     )
-    for port in ports:
+    for port in wait_free(node.host, ports, 10.0):
         if port_in_use(node.host, port):
             raise DevStackError(
                 f"port {node.host}:{port} is already in use, so Harper '{node.name}' cannot start "
@@ -250,6 +250,8 @@ def kill(node: HarperNode) -> None:
     pid = node.pid()
     if pid:
         processes.kill(pid)
+        # Harper leaves its pid file behind; if the pid is reused it would refuse to start.
+        (node.root / "hdb.pid").unlink(missing_ok=True)
 
 
 def restart(node: HarperNode, install_dir: Path) -> int:

@@ -107,3 +107,8 @@ def adapt_length(length_us: int, rows: int, target: int, window: Window) -> int:
     basis = min(window.length, length_us)
     factor = GROW_MAX if rows <= 0 else min(GROW_MAX, max(SHRINK_MAX, max(target, 1) / rows))
     return max(MIN_WINDOW_US, min(MAX_WINDOW_US, int(basis * factor)))
+
+
+def parse_iso(text: str) -> int:
+    """Inverse of `iso` (also accepts any ISO 8601 with offset; naive is taken as UTC)."""
+    return to_micros(datetime.fromisoformat(text.replace("Z", "+00:00")))

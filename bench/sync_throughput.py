@@ -1,0 +1,194 @@
+"""End-to-end sync rate vs Harper's raw upsert ceiling, measured in the same run.
+
+Loads N position-like rows into the emulator, then (1) upserts the very records the engine would
+write into a fresh table of the same definition, as fast as one client can (the ceiling), and
+(2) runs `harperbq sync run --once` as a subprocess over the same rows. Prints JSON and one
+summary line: the ratio engine/ceiling (aim >= 0.7) and the sync process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from google.cloud import bigquery
+
+from harperbq.bigquery.client import emulator_client
+from harperbq.bigquery.read import run_query
+from harperbq.bigquery.retry import RetryPolicy
+from harperbq.bigquery.sql import Query, TableRef, columns_from_schema, select_list
+from harperbq.bigquery.types import records_from_batch
+from harperbq.devstack import emulator, harper
+from harperbq.devstack.paths import harper_install_dir
+from harperbq.harper.client import HarperClient
+from harperbq.harper.schema import ensure_target_table
+from harperbq.sync.keys import WindowIds
+from harperbq.sync.source import column_spec
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = [
+    bigquery.SchemaField("timestamp", "TIMESTAMP"),
+    bigquery.SchemaField("mmsi", "STRING"),
+    bigquery.SchemaField("vessel_name", "STRING"),
+    bigquery.SchemaField("latitude", "FLOAT64"),
+    bigquery.SchemaField("longitude", "FLOAT64"),
+    bigquery.SchemaField("speed_knots", "FLOAT64"),
+    bigquery.SchemaField("course", "INT64"),
+    bigquery.SchemaField("heading", "INT64"),
+    bigquery.SchemaField("status", "STRING"),
+    bigquery.SchemaField("destination", "STRING"),
+]
+
+
+def rows_table(n: int, start_s: float) -> pa.Table:
+    rng = np.random.default_rng(7)
+    vessels = 2_000
+    mmsi = (200_000_000 + np.arange(n) % vessels).astype(str)
+    seconds = start_s + np.arange(n) // vessels * 60.0
+    return pa.table(
+        {
+            "timestamp": pa.array((seconds * 1e6).astype("int64"), pa.timestamp("us", tz="UTC")),
+            "mmsi": mmsi,
+            "vessel_name": np.char.add("VESSEL ", mmsi),
+            "latitude": rng.uniform(-60, 60, n),
+            "longitude": rng.uniform(-180, 180, n),
+            "speed_knots": rng.uniform(0, 25, n).round(1),
+            "course": rng.integers(0, 360, n),
+            "heading": rng.integers(0, 360, n),
+            "status": np.where(rng.random(n) < 0.8, "UNDERWAY", "MOORED"),
+            "destination": np.full(n, "SGSIN"),
+        }
+    )
+
+
+def load(bq: bigquery.Client, ref: TableRef, table: pa.Table) -> None:
+    bq.create_dataset(ref.dataset, exists_ok=True)
+    bq.create_table(bigquery.Table(str(ref), schema=SCHEMA), exists_ok=True)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    buffer.seek(0)
+    config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET)
+    bq.load_table_from_file(buffer, str(ref), job_config=config, size=None).result()
+
+
+def ceiling(
+    bq: bigquery.Client, ref: TableRef, client: HarperClient, chunk: int
+) -> dict[str, float]:
+    """Harper's raw rate for the same records and table definition (reads and conversion are
+    excluded)."""
+    columns = columns_from_schema(bq.get_table(str(ref)).schema)
+    records = []
+    ids = WindowIds(["mmsi", "timestamp"])
+    query = Query(f"SELECT {select_list(columns)} FROM {ref.sql}")  # noqa: S608
+    for batch in run_query(bq, query, policy=RetryPolicy()).batches():
+        converted, _ = records_from_batch(batch, columns)
+        for record in converted:
+            record["id"] = ids.id_for(record)
+        records += converted
+    ensure_target_table(
+        client, "ceiling", "Positions", [column_spec(c) for c in columns], cursor_column="timestamp"
+    )
+    started = time.perf_counter()
+    client.upsert("ceiling", "Positions", records, chunk_rows=chunk)
+    elapsed = time.perf_counter() - started
+    rate = round(len(records) / elapsed)
+    return {"rows": len(records), "seconds": round(elapsed, 2), "rows_per_s": rate}
+
+
+def engine(config: Path, password: str) -> dict[str, float]:
+    env = dict(os.environ, BENCH_HARPER_PASSWORD=password)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "harperbq", "sync", "run", "--once", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"sync failed ({done.returncode}): {done.stderr[-2000:]}")
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"seconds": round(elapsed, 2), "peak_rss_mib": round(peak_kib / 1024, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--chunk", type=int, default=5_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="harperbq-bench-") as tmp:
+        node = harper.new_node(Path(tmp) / "harper", name="bench")
+        emu = emulator.new_emulator(Path(tmp) / "emulator", project="bench")
+        harper.start(node, harper_install_dir())
+        emulator.start(emu)
+        try:
+            bq = emulator_client(emu.project, emu.endpoint)
+            ref = TableRef(emu.project, "bench", "positions")
+            load(bq, ref, rows_table(args.rows, time.time() - 30 * 86_400))
+            with HarperClient(node.url, node.username, node.password) as client:
+                raw = ceiling(bq, ref, client, args.chunk)
+            config = Path(tmp) / "config.yaml"
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "harper": {
+                            "url": node.url,
+                            "username": node.username,
+                            "password": "${BENCH_HARPER_PASSWORD}",
+                            "database": "bench",
+                        },
+                        "bigquery": {
+                            "projectId": emu.project,
+                            "endpoint": emu.endpoint,
+                            "storageEndpoint": emu.grpc_endpoint,
+                            "tables": [
+                                {
+                                    "id": "positions",
+                                    "dataset": "bench",
+                                    "table": "positions",
+                                    "timestampColumn": "timestamp",
+                                    "columns": [f.name for f in SCHEMA],
+                                    "targetTable": "Positions",
+                                    "primaryKey": ["mmsi", "timestamp"],
+                                }
+                            ],
+                        },
+                        "sync": {"settle": "0s"},
+                    }
+                )
+            )
+            run = engine(config, node.password)
+        finally:
+            emulator.stop(emu)
+            harper.stop(node)
+    end_to_end = args.rows / run["seconds"]
+    result = {
+        "rows": args.rows,
+        "ceiling": raw,
+        "engine": {**run, "rows_per_s": round(end_to_end)},
+        "ratio": round(end_to_end / raw["rows_per_s"], 3),
+        "note": "2 cores shared by Harper, the emulator and the sync; compare the ratio, not rates",
+    }
+    print(json.dumps(result, indent=2))
+    print(
+        f"sync_throughput: engine {end_to_end:,.0f} rows/s vs Harper ceiling "
+        f"{raw['rows_per_s']:,.0f} rows/s = {result['ratio']:.2f} (aim >= 0.7); "
+        f"peak RSS {run['peak_rss_mib']} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()

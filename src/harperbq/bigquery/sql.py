@@ -1,0 +1,515 @@
+"""The few queries harperbq issues, built safely: identifiers validated and backtick-quoted,
+values only as named parameters, explicit column lists (never `SELECT *`).
+
+Cursor bounds are integers: microseconds since the Unix epoch (UTC) for TIMESTAMP, DATETIME
+(taken as UTC wall time) and DATE cursors, the raw value for INT64 cursors. Windows are
+half-open `[lo, hi)`. The partition of a row is
+`MOD(MOD(FARM_FINGERPRINT(<partition key as STRING>), @n) + @n, @n)` (no ABS: it overflows on
+INT64 min); the key's STRING is canonical and type-aware, so `sync.partitions` computes the same
+value in Python bit for bit (CAST(TIMESTAMP AS STRING) differs between engines: we never use it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from google.cloud import bigquery
+
+COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
+_PROJECT = re.compile(r"^[a-z0-9][a-z0-9.:\-]{0,127}$")
+_DATASET = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
+_TABLE = re.compile(r"^[\w\-]{1,1024}$")
+
+MICROS_PER_DAY = 86_400_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
+_MAX_US = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+
+CursorType = Literal["TIMESTAMP", "DATETIME", "DATE", "INT64"]
+CURSOR_TYPES: tuple[str, ...] = ("TIMESTAMP", "DATETIME", "DATE", "INT64")
+
+KEY_SEPARATOR = "\x1f"
+"""Joins the components of a multi-column partition key (U+001F, the unit separator)."""
+NULL_KEY_TEXT = ""
+"""The text of a NULL key component (NULL and '' share a partition: harmless, never a loss)."""
+
+_TYPE_ALIASES = {
+    "INTEGER": "INT64",
+    "FLOAT": "FLOAT64",
+    "BOOLEAN": "BOOL",
+    "RECORD": "STRUCT",
+    "DECIMAL": "NUMERIC",
+    "BIGDECIMAL": "BIGNUMERIC",
+}
+
+
+def normalize_type(type_name: str) -> str:
+    """Standard SQL name of a BigQuery type (`INTEGER` -> `INT64`, `RANGE<DATE>` -> `RANGE`)."""
+    upper = type_name.upper().split("<", 1)[0].strip()
+    return _TYPE_ALIASES.get(upper, upper)
+
+
+# Canonical STRING of one partition-key value, per type; `{c}` is the quoted column.
+_KEY_TEXT_SQL = {
+    "STRING": "{c}",
+    "INT64": "CAST({c} AS STRING)",
+    "BOOL": "CAST({c} AS STRING)",
+    "TIMESTAMP": "CAST(UNIX_MICROS({c}) AS STRING)",
+    "DATETIME": "CAST(UNIX_MICROS(TIMESTAMP({c})) AS STRING)",
+    "DATE": "CAST(UNIX_DATE({c}) AS STRING)",
+    "TIME": "CAST(TIME_DIFF({c}, TIME '00:00:00', MICROSECOND) AS STRING)",
+    "BYTES": "TO_BASE64({c})",
+}
+PARTITION_KEY_TYPES: tuple[str, ...] = tuple(_KEY_TEXT_SQL)
+"""Types a partition-key column may have (NUMERIC and FLOAT64 have no shared canonical text)."""
+
+
+class SqlError(ValueError):
+    """A query cannot be built safely (bad identifier, unsupported type, value out of range)."""
+
+
+def quote(name: str) -> str:
+    """A column name, validated and backtick-quoted."""
+    if not COLUMN_NAME.match(name):
+        raise SqlError(f"not a valid column name: {name!r}")
+    return f"`{name}`"
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A BigQuery table, validated at construction so it can always be quoted safely."""
+
+    project: str
+    dataset: str
+    table: str
+
+    def __post_init__(self) -> None:
+        for what, value, pattern in (
+            ("project", self.project, _PROJECT),
+            ("dataset", self.dataset, _DATASET),
+            ("table", self.table, _TABLE),
+        ):
+            if not pattern.match(value):
+                raise SqlError(f"not a valid BigQuery {what} id: {value!r}")
+
+    @property
+    def sql(self) -> str:
+        return f"`{self.project}`.`{self.dataset}`.`{self.table}`"
+
+    @property
+    def storage_path(self) -> str:
+        """The Storage Read API's name for the table."""
+        return f"projects/{self.project}/datasets/{self.dataset}/tables/{self.table}"
+
+    def __str__(self) -> str:
+        return f"{self.project}.{self.dataset}.{self.table}"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column name with its BigQuery type (normalized), as the query builders need it."""
+
+    name: str
+    type: str
+    mode: str = "NULLABLE"
+    fields: tuple[Column, ...] = ()
+    element_type: str | None = None
+    """RANGE element type (DATE, DATETIME or TIMESTAMP)."""
+
+    def __post_init__(self) -> None:
+        quote(self.name)
+        object.__setattr__(self, "type", normalize_type(self.type))
+
+    @property
+    def repeated(self) -> bool:
+        return self.mode.upper() == "REPEATED"
+
+    @classmethod
+    def from_field(cls, f: bigquery.SchemaField) -> Column:
+        element = f.range_element_type.element_type if f.range_element_type else None
+        if element is None and "<" in (f.field_type or ""):
+            element = (f.field_type or "").split("<", 1)[1].rstrip(">").strip()
+        return cls(
+            f.name,
+            f.field_type or "STRING",
+            f.mode or "NULLABLE",
+            tuple(cls.from_field(sub) for sub in f.fields),
+            normalize_type(element) if element else None,
+        )
+
+
+def columns_from_schema(
+    schema: Sequence[bigquery.SchemaField], names: Sequence[str] | None = None
+) -> list[Column]:
+    """The named columns (all when names is None) with their types; KeyError names the missing."""
+    by_name = {f.name: f for f in schema}
+    if names is None:
+        return [Column.from_field(f) for f in schema]
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise KeyError(f"column(s) not in the table: {', '.join(missing)}")
+    return [Column.from_field(by_name[n]) for n in names]
+
+
+@dataclass(frozen=True)
+class Query:
+    """SQL text plus its named parameters; run it with `job_config()`."""
+
+    sql: str
+    params: tuple[bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter, ...] = field(
+        default_factory=tuple
+    )
+
+    def job_config(self, **options: Any) -> bigquery.QueryJobConfig:
+        return bigquery.QueryJobConfig(query_parameters=list(self.params), **options)
+
+    def param(self, name: str) -> Any:
+        for p in self.params:
+            if p.name == name:
+                return p.values if isinstance(p, bigquery.ArrayQueryParameter) else p.value
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cursor values
+
+
+def _cursor_type(column: Column) -> str:
+    if column.type not in CURSOR_TYPES or column.repeated:
+        raise SqlError(
+            f"cursor column {column.name} has type {column.type}"
+            f"{' (repeated)' if column.repeated else ''}; "
+            "a cursor must be TIMESTAMP, DATETIME, DATE or INT64"
+        )
+    return column.type
+
+
+def _check_us(value: int) -> int:
+    if not _MIN_US <= value <= _MAX_US + 1:
+        raise SqlError(f"{value} µs is outside BigQuery's timestamp range (years 1 to 9999)")
+    return value
+
+
+def from_micros(value: int) -> datetime:
+    """Aware UTC datetime of µs since the epoch (exact)."""
+    return _EPOCH + timedelta(microseconds=_check_us(value))
+
+
+def _ceil_day(value: int) -> date:
+    days = -(-_check_us(value) // MICROS_PER_DAY)
+    return date(1970, 1, 1) + timedelta(days=days)
+
+
+def cursor_param(name: str, column: Column, value: int) -> bigquery.ScalarQueryParameter:
+    """The typed parameter for a bound: `cursor >= @lo` then means exactly `micros >= value`.
+
+    DATE bounds round up to whole days, which keeps half-open windows exact.
+    """
+    kind = _cursor_type(column)
+    if kind == "TIMESTAMP":
+        return bigquery.ScalarQueryParameter(name, "TIMESTAMP", from_micros(value))
+    if kind == "DATETIME":
+        naive = from_micros(value).replace(tzinfo=None)
+        return bigquery.ScalarQueryParameter(name, "DATETIME", naive)
+    if kind == "DATE":
+        return bigquery.ScalarQueryParameter(name, "DATE", _ceil_day(value))
+    return bigquery.ScalarQueryParameter(name, "INT64", int(value))
+
+
+def cursor_micros(column: Column) -> str:
+    """SQL for the cursor as an INT64 (µs since the epoch; the raw value for INT64)."""
+    c = quote(column.name)
+    kind = _cursor_type(column)
+    return {
+        "TIMESTAMP": f"UNIX_MICROS({c})",
+        "DATETIME": f"UNIX_MICROS(TIMESTAMP({c}))",
+        "DATE": f"UNIX_DATE({c}) * {MICROS_PER_DAY}",
+        "INT64": c,
+    }[kind]
+
+
+def _cursor_literal(column: Column, value: int) -> str:
+    """A literal for the Storage API's row restriction (no parameters there), from an int."""
+    kind = _cursor_type(column)
+    if kind == "INT64":
+        return str(int(value))
+    if kind == "DATE":
+        return f"DATE '{_ceil_day(value).isoformat()}'"
+    moment = from_micros(int(value))
+    text = f"{moment.year:04d}-{moment:%m-%d %H:%M:%S}.{moment.microsecond:06d}"
+    return f"TIMESTAMP '{text}+00'" if kind == "TIMESTAMP" else f"DATETIME '{text}'"
+
+
+# ---------------------------------------------------------------------------------------------
+# Partitions
+
+
+def partition_key_sql(key: Sequence[Column]) -> str:
+    """The canonical STRING of a row's partition key, as a SQL expression."""
+    if not key:
+        raise SqlError("a partition key needs at least one column")
+    parts = []
+    for column in key:
+        template = _KEY_TEXT_SQL.get(column.type)
+        if template is None or column.repeated:
+            raise SqlError(
+                f"partition key column {column.name} has type {column.type}"
+                f"{' (repeated)' if column.repeated else ''}, which has no canonical text shared "
+                f"by BigQuery and Python; use columns of type {', '.join(PARTITION_KEY_TYPES)}"
+            )
+        parts.append(f"COALESCE({template.format(c=quote(column.name))}, '')")
+    if len(parts) == 1:
+        return parts[0]
+    separator = f"CODE_POINTS_TO_STRING([{ord(KEY_SEPARATOR)}])"
+    return f"CONCAT({f', {separator}, '.join(parts)})"
+
+
+def partition_sql(key: Sequence[Column], n: str = "@n") -> str:
+    """The partition of a row in [0, n): `n` is a parameter name (or an integer literal).
+
+    Compound arguments are parenthesised: the emulator drops the implied parentheses of
+    function arguments when it translates DIV/MOD (`DIV(a - b, c)` became `a - b // c`).
+    """
+    return f"MOD((MOD(FARM_FINGERPRINT({partition_key_sql(key)}), {n}) + {n}), {n})"
+
+
+def _check_parts(parts: Sequence[int], partitions: int) -> list[int]:
+    if partitions < 1:
+        raise SqlError(f"partitions must be at least 1, got {partitions}")
+    chosen = sorted({int(p) for p in parts})
+    bad = [p for p in chosen if not 0 <= p < partitions]
+    if bad:
+        raise SqlError(f"partition(s) {bad} outside 0..{partitions - 1}")
+    return chosen
+
+
+def _partition_filter(
+    key: Sequence[Column], partitions: int, parts: Sequence[int] | None
+) -> tuple[str, list[Any]]:
+    """`AND <partition> IN UNNEST(@parts)`, or nothing when all partitions are wanted."""
+    if parts is None:
+        return "", []
+    chosen = _check_parts(parts, partitions)
+    if len(chosen) == partitions:
+        return "", []
+    return f"\n  AND {partition_sql(key)} IN UNNEST(@parts)", [
+        bigquery.ScalarQueryParameter("n", "INT64", partitions),
+        bigquery.ArrayQueryParameter("parts", "INT64", chosen),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries
+
+
+def select_item(column: Column) -> str:
+    """One select-list item. GEOGRAPHY is selected as WKT (ST_ASTEXT), which every API returns
+    the same way with the stored vertices; GeoJSON, when wanted, is made from it in Python
+    (ST_ASGEOJSON adds vertices to approximate geodesic edges, so the read paths would differ).
+    """
+    c = quote(column.name)
+    if column.type == "GEOGRAPHY" and not column.repeated:
+        return f"ST_ASTEXT({c}) AS {c}"
+    return c
+
+
+def select_list(columns: Sequence[Column]) -> str:
+    if not columns:
+        raise SqlError("a query needs at least one column (never SELECT *)")
+    names = [c.name for c in columns]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SqlError(f"column(s) selected twice: {duplicates}")
+    return ", ".join(select_item(c) for c in columns)
+
+
+PARTITION_COLUMN = "_hbq_partition"
+"""Name of the optional computed partition column of window_query."""
+
+
+def window_query(
+    table: TableRef,
+    columns: Sequence[Column],
+    cursor: Column,
+    lo: int,
+    hi: int,
+    *,
+    partition_key: Sequence[Column],
+    partitions: int,
+    parts: Sequence[int] | None = None,
+    with_partition: bool = False,
+) -> Query:
+    """Every row with `lo <= cursor < hi` in the given partitions (all when parts is None), in
+    one query for all of a worker's partitions. `with_partition` adds the row's partition as
+    column `_hbq_partition`."""
+    if hi < lo:
+        raise SqlError(f"empty window: hi {hi} < lo {lo}")
+    items = select_list(columns)
+    params: list[Any] = [cursor_param("lo", cursor, lo), cursor_param("hi", cursor, hi)]
+    where, extra = _partition_filter(partition_key, partitions, parts)
+    params += extra
+    if with_partition:
+        items += f", {partition_sql(partition_key)} AS `{PARTITION_COLUMN}`"
+        if not extra:
+            params.append(bigquery.ScalarQueryParameter("n", "INT64", partitions))
+    c = quote(cursor.name)
+    sql = f"SELECT {items}\nFROM {table.sql}\nWHERE {c} >= @lo AND {c} < @hi{where}"
+    return Query(sql, tuple(params))
+
+
+def window_counts_query(
+    table: TableRef,
+    cursor: Column,
+    lo: int,
+    hi: int,
+    window: int,
+    *,
+    partition_key: Sequence[Column],
+    partitions: int,
+    parts: Sequence[int] | None = None,
+    by_partition: bool = True,
+) -> Query:
+    """`COUNT(*)` per window of length `window` (µs, or cursor units for INT64) over [lo, hi).
+
+    Result columns: `w` (window index: window k is [lo + k*window, lo + (k+1)*window)), `n` (row
+    count) and, with by_partition, `p` (partition). Only the cursor and key columns are scanned.
+    Buckets are computed as integer division of `cursor_µs - lo`, which is never negative inside
+    the range, so DIV's rounding toward zero cannot misplace a row, and any window length down
+    to 1 µs works (the emulator lacks TIMESTAMP_BUCKET).
+    """
+    if window < 1:
+        raise SqlError(f"window length must be at least 1, got {window}")
+    if hi < lo:
+        raise SqlError(f"empty range: hi {hi} < lo {lo}")
+    c = quote(cursor.name)
+    params: list[Any] = [
+        cursor_param("lo", cursor, lo),
+        cursor_param("hi", cursor, hi),
+        bigquery.ScalarQueryParameter("lo_us", "INT64", int(lo)),
+        bigquery.ScalarQueryParameter("w", "INT64", int(window)),
+    ]
+    where, extra = _partition_filter(partition_key, partitions, parts)
+    params += extra
+    bucket = f"DIV(({cursor_micros(cursor)} - @lo_us), @w)"  # parenthesised: see partition_sql
+    keys = "w"
+    items = f"{bucket} AS w"
+    if by_partition:
+        if not extra:
+            params.append(bigquery.ScalarQueryParameter("n", "INT64", partitions))
+        keys = "p, w"
+        items = f"{partition_sql(partition_key)} AS p, {items}"
+    # Grouped in an outer query: grouping by parameterised expressions trips the emulator.
+    # Identifiers are validated and quoted; every value is a parameter.
+    sql = (
+        f"SELECT {keys}, COUNT(*) AS n FROM (\n"  # noqa: S608
+        f"  SELECT {items}\n  FROM {table.sql}\n  WHERE {c} >= @lo AND {c} < @hi{where}\n"
+        f")\nGROUP BY {keys}\nORDER BY {keys}"
+    )
+    return Query(sql, tuple(params))
+
+
+def cursor_range_query(
+    table: TableRef,
+    cursor: Column,
+    *,
+    partition_key: Sequence[Column],
+    partitions: int,
+    parts: Sequence[int] | None = None,
+    lo: int | None = None,
+) -> Query:
+    """Oldest and newest cursor (`lo_us`, `hi_us`, as µs or raw INT64) and the row count `n`,
+    over the partitions, from `lo` on when given."""
+    params: list[Any] = []
+    conditions = [f"{quote(cursor.name)} IS NOT NULL"]
+    if lo is not None:
+        params.append(cursor_param("lo", cursor, lo))
+        conditions.append(f"{quote(cursor.name)} >= @lo")
+    where, extra = _partition_filter(partition_key, partitions, parts)
+    params += extra
+    micros = cursor_micros(cursor)
+    sql = (
+        f"SELECT MIN({micros}) AS lo_us, MAX({micros}) AS hi_us, COUNT(*) AS n\n"
+        f"FROM {table.sql}\nWHERE {' AND '.join(conditions)}{where}"
+    )
+    return Query(sql, tuple(params))
+
+
+def window_restriction(
+    cursor: Column,
+    lo: int,
+    hi: int,
+    *,
+    partition_key: Sequence[Column],
+    partitions: int,
+    parts: Sequence[int] | None = None,
+) -> str:
+    """The same window as window_query, as a Storage Read API row restriction.
+
+    That API takes no parameters, so values are rendered as literals, but only from integers
+    (never from text), which keeps them safe.
+    """
+    if hi < lo:
+        raise SqlError(f"empty window: hi {hi} < lo {lo}")
+    c = quote(cursor.name)
+    text = f"{c} >= {_cursor_literal(cursor, lo)} AND {c} < {_cursor_literal(cursor, hi)}"
+    if parts is not None:
+        chosen = _check_parts(parts, partitions)
+        if len(chosen) < partitions:
+            listed = ", ".join(str(p) for p in chosen) or "NULL"
+            text += f" AND {partition_sql(partition_key, str(int(partitions)))} IN ({listed})"
+    return text
+
+
+def bucket_counts_query(
+    table: TableRef,
+    cursor: Column,
+    edges: Sequence[int],
+    *,
+    partition_key: Sequence[Column],
+    partitions: int,
+    parts: Sequence[int] | None = None,
+    distinct_key: Sequence[Column] | None = None,
+) -> Query:
+    """`COUNT(*)` per (partition, bucket) over `[edges[0], edges[-1])`, for any window grid.
+
+    Buckets are the consecutive half-open intervals between the strictly increasing `edges`
+    (µs, or cursor units for INT64): result column `b` is `RANGE_BUCKET(cursor, @edges)`, so
+    bucket `b` is `[edges[b-1], edges[b])`. Columns: `p` (partition), `b`, `n` (rows) and, with
+    `distinct_key`, `k` (distinct canonical key texts: what a keyed Harper table can hold). Any
+    set of variable-length windows, of any partitions, is a union of such buckets when every
+    window bound is an edge: one query counts them all, scanning only cursor and key columns.
+    """
+    bounds = [int(e) for e in edges]
+    if len(bounds) < 2:
+        raise SqlError("a bucket grid needs at least two edges")
+    if any(a >= b for a, b in itertools.pairwise(bounds)):
+        raise SqlError("bucket edges must be strictly increasing")
+    c = quote(cursor.name)
+    params: list[Any] = [
+        cursor_param("lo", cursor, bounds[0]),
+        cursor_param("hi", cursor, bounds[-1]),
+        bigquery.ArrayQueryParameter("edges", "INT64", bounds),
+    ]
+    where, extra = _partition_filter(partition_key, partitions, parts)
+    params += extra
+    if not extra:
+        params.append(bigquery.ScalarQueryParameter("n", "INT64", partitions))
+    bucket = f"RANGE_BUCKET({cursor_micros(cursor)}, @edges)"
+    items = f"{partition_sql(partition_key)} AS p, {bucket} AS b"
+    counts = "COUNT(*) AS n"
+    if distinct_key:
+        items += f", {partition_key_sql(distinct_key)} AS key_text"
+        counts += ", COUNT(DISTINCT key_text) AS k"
+    # Grouped in an outer query, as in window_counts_query. Identifiers are validated and
+    # quoted; every value is a parameter.
+    sql = (
+        f"SELECT p, b, {counts} FROM (\n"  # noqa: S608
+        f"  SELECT {items}\n  FROM {table.sql}\n  WHERE {c} >= @lo AND {c} < @hi{where}\n"
+        ")\nGROUP BY p, b\nORDER BY p, b"
+    )
+    return Query(sql, tuple(params))

@@ -1,0 +1,117 @@
+"""`harperbq config check`: validate the config file, then check every table against BigQuery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harperbq.bigquery.checks import Check, check_table
+from harperbq.bigquery.client import ClientSetupError, make_client
+from harperbq.bigquery.retry import RetryPolicy
+from harperbq.config import Config, ConfigError, ConfigProblem, load_config
+
+app = typer.Typer(help="Validate and inspect the config file.", no_args_is_help=True)
+console = Console()
+
+# Pre-flight must answer quickly even when BigQuery is unreachable: a short retry budget.
+DEFAULT_CONFIG = Path("config.yaml")
+PREFLIGHT_POLICY = RetryPolicy(max_attempts=2, initial_delay_s=0.5, total_timeout_s=20.0)
+
+
+def _problem_table(problems: list[ConfigProblem], source: str | None) -> Table:
+    table = Table(title=f"config problems{f' in {source}' if source else ''}", show_lines=True)
+    for column in ("key", "problem", "value", "fix"):
+        table.add_column(column, overflow="fold")
+    for p in problems:
+        value = "" if p.value is None else json.dumps(p.value, default=str)
+        table.add_row(p.path or "(file)", p.message, value, p.fix or "")
+    return table
+
+
+def _check_table(checks: list[Check]) -> Table:
+    table = Table(title="BigQuery pre-flight")
+    for column in ("table", "check", "result", "detail"):
+        table.add_column(column, overflow="fold")
+    for c in checks:
+        table.add_row(
+            c.table, c.check, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.detail
+        )
+    return table
+
+
+def _summary(cfg: Config) -> Table:
+    table = Table(title=f"config {cfg.source}" if cfg.source else "config")
+    for column in ("table", "source", "target", "cursor", "key", "partitions"):
+        table.add_column(column, overflow="fold")
+    for t in cfg.tables:
+        table.add_row(
+            t.id,
+            t.source_id(cfg.bigquery.project_id),
+            f"{cfg.harper.database}.{t.target_table}",
+            t.cursor_column,
+            ", ".join(t.primary_key) or "(row hash)",
+            f"{t.partitions} by {', '.join(t.partition_key)}",
+        )
+    return table
+
+
+def _online(cfg: Config) -> list[Check]:
+    try:
+        client = make_client(cfg.bigquery)
+    except ClientSetupError as exc:
+        return [Check("-", "BigQuery client", False, str(exc))]
+    checks: list[Check] = []
+    for table in cfg.tables:
+        checks.extend(check_table(client, table, PREFLIGHT_POLICY))
+    return checks
+
+
+@app.command()
+def check(
+    config: Annotated[
+        Path,
+        typer.Option("--config", "-c", envvar="HARPERBQ_CONFIG", help="Config file."),
+    ] = DEFAULT_CONFIG,
+    offline: bool = typer.Option(False, "--offline", help="Only validate the file."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Validate the config; unless --offline, check every table, column and key in BigQuery.
+    Exits 1 on any problem."""
+    report: dict[str, Any] = {"config": str(config), "ok": True, "problems": [], "checks": []}
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        report["ok"] = False
+        report["problems"] = [p.to_json() for p in exc.problems]
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+        else:
+            console.print(_problem_table(exc.problems, exc.source))
+            console.print(f"[red]{len(exc.problems)} problem(s)[/red]")
+        raise typer.Exit(1) from None
+    report["tables"] = [t.id for t in cfg.tables]
+    warnings = [] if cfg.tables else ["no tables configured under bigquery.tables"]
+    report["warnings"] = warnings
+    checks = [] if offline else _online(cfg)
+    report["checks"] = [c.to_json() for c in checks]
+    report["ok"] = all(c.ok for c in checks)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        console.print(_summary(cfg))
+        for warning in warnings:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
+        if checks:
+            console.print(_check_table(checks))
+        failed = sum(not c.ok for c in checks)
+        if failed:
+            console.print(f"[red]{failed} check(s) failed[/red]")
+        else:
+            console.print("[green]config ok[/green]" + (" (offline)" if offline else ""))
+    if not report["ok"]:
+        raise typer.Exit(1)

@@ -1,0 +1,197 @@
+"""`harperbq sync run|status|reset`: thin wrappers over `harperbq.sync`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harperbq import logs
+from harperbq.bigquery.client import make_client
+from harperbq.cli.common import ConfigOption, load_or_exit
+from harperbq.cli.validate import validate
+from harperbq.harper.connect import harper_client
+from harperbq.harper.transport import RequestEvent
+from harperbq.metrics import SyncMetrics
+from harperbq.readiness import Readiness
+from harperbq.server import serve
+from harperbq.sync.service import SyncService
+from harperbq.sync.state import StateStore
+from harperbq.sync.status import table_statuses, worker_statuses
+
+app = typer.Typer(help="Sync BigQuery tables into Harper.", no_args_is_help=True)
+console = Console(stderr=True)
+app.command("validate")(validate)
+
+
+@app.command()
+def run(
+    config: Path = ConfigOption,
+    table: list[str] = typer.Option([], "--table", "-t", help="Only these table ids (repeat)."),
+    once: bool = typer.Option(
+        False, "--once", help="Catch up to now - settle, then exit (0 when every table made it)."
+    ),
+    log_format: str = typer.Option("console", "--log-format", help="json | console"),
+    debug: bool = typer.Option(False, "--debug", help="Log every query and Harper request."),
+    node_name: str | None = typer.Option(
+        None, "--node-name", help="Name in worker ids (default: the Harper node's name)."
+    ),
+    control_host: str | None = typer.Option(
+        None, "--control-host", help="Control API address (default control.host, 127.0.0.1)."
+    ),
+    control_port: int | None = typer.Option(
+        None, "--control-port", help="Control API port (default control.port, 8181; 0: any)."
+    ),
+    no_control: bool = typer.Option(False, "--no-control", help="Do not serve the control API."),
+) -> None:
+    """Run the sync for every configured table (or --table ...) until SIGTERM/SIGINT."""
+    logs.configure(log_format, debug)
+    cfg = load_or_exit(config)
+    metrics = SyncMetrics()
+    harper = harper_client(cfg.harper, on_event=_request_hook(metrics))
+    bq = make_client(cfg.bigquery)
+    service = SyncService(
+        cfg,
+        harper,
+        bq,
+        table_ids=table or None,
+        once=once,
+        node_name=node_name,
+        metrics=metrics,
+    )
+    readiness = Readiness(cfg, bq)
+    try:
+        control = (
+            None
+            if no_control
+            else serve(service, host=control_host, port=control_port, readiness=readiness.check)
+        )
+    except OSError as exc:
+        if not once:  # a daemon without its control API would be blind: refuse to start
+            console.print(f"[red]{exc}[/red]")
+            harper.close()
+            raise typer.Exit(2) from None
+        logging.getLogger("harperbq.server").warning("%s; running without it", exc)
+        control = None
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        service.start()
+        ok = service.wait(stop)
+    finally:
+        service.stop()
+        if control is not None:
+            control.stop()
+        readiness.close()
+        harper.close()
+    if once and not ok:
+        failed = [r.table_id for r in service.runners() if str(r.state) != "done"]
+        console.print(f"[red]not caught up:[/red] {', '.join(failed)}")
+        raise typer.Exit(1)
+
+
+def _request_hook(metrics: SyncMetrics) -> Callable[[RequestEvent], None]:
+    """Every Harper request: counted for /metrics, summarised in the log under --debug."""
+    log = logging.getLogger("harperbq.harper.request")
+
+    def hook(event: RequestEvent) -> None:
+        metrics.harper_request(event)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "harper.request",
+                extra={
+                    "operation": event.operation,
+                    "attempt": event.attempt,
+                    "status": event.status,
+                    "duration_s": round(event.duration_s, 4),
+                    "error": event.error,
+                    "will_retry": event.will_retry,
+                },
+            )
+
+    return hook
+
+
+@app.command()
+def status(
+    config: Path = ConfigOption,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Per table: checkpoint, lag, phase, rows synced, last error (read from Harper's state)."""
+    cfg = load_or_exit(config)
+    with harper_client(cfg.harper) as harper:
+        rows = table_statuses(cfg, harper)
+        workers = worker_statuses(cfg, harper)
+    if as_json:
+        sys.stdout.write(json.dumps({"tables": rows, "workers": workers}, indent=2) + "\n")
+        return
+    view = Table(title="harperbq sync status")
+    for column in (
+        "table",
+        "health",
+        "checkpoint",
+        "lag",
+        "phase",
+        "rows",
+        "partitions",
+        "last error",
+    ):
+        view.add_column(column)
+    for row in rows:
+        lag = row["lag_s"]
+        drift = (row.get("validation") or {}).get("drift_rows")
+        view.add_row(
+            str(row["table"]),
+            str(row.get("health", "-")) + (f" ({drift:,} rows)" if drift else ""),
+            str(row["checkpoint"] or "-"),
+            f"{lag:,.0f} s" if lag is not None else "-",
+            str(row["phase"] or "-"),
+            f"{row['rows_synced']:,}",
+            f"{row['partitions_synced']}/{row['partitions']}",
+            str(row["last_error"] or ""),
+        )
+    Console().print(view)
+    cluster = Table(title="workers")
+    for column in ("worker", "node", "live", "last seen", "table", "partitions", "rows", "state"):
+        cluster.add_column(column)
+    for w in workers:
+        for table_id, info in sorted(w["tables"].items()) or [("-", {})]:
+            cluster.add_row(
+                w["worker"],
+                w["node"],
+                "yes" if w["live"] else "no",
+                f"{w['last_seen_s']:.0f} s ago",
+                table_id,
+                str(info.get("partitions", "-")),
+                f"{info.get('rows', 0):,}",
+                str(info.get("state", "-")),
+            )
+    Console().print(cluster)
+
+
+@app.command()
+def reset(
+    config: Path = ConfigOption,
+    table: str = typer.Option(..., "--table", "-t", help="The table id to re-sync from its start."),
+) -> None:
+    """Forget a table's checkpoints so it re-syncs from its start (rows are upserted again,
+    never duplicated). Stop running syncs of the table first."""
+    cfg = load_or_exit(config)
+    cfg.table(table)
+    with harper_client(cfg.harper) as harper:
+        removed = StateStore(harper, cfg.harper.state_database).delete_checkpoints(table)
+    console.print(f"table {table}: {removed} checkpoints removed; it re-syncs from its start")

@@ -1,0 +1,450 @@
+"""One table on one worker: plan a window, read it, convert, upsert, and only then checkpoint.
+
+Reads run one window ahead of writes (a reader thread feeds a small bounded queue of pages), so
+the sync runs at the speed of the slower side, not the sum of both, with memory bounded by the
+queue. A window's checkpoint moves only after every page of that window is confirmed by Harper;
+a failure anywhere discards the read-ahead and the next attempt starts again from the checkpoint.
+Rows are idempotent upserts under deterministic ids, so re-reading a window changes nothing.
+
+Partitions: each owned partition has its own checkpoint. Partitions with the same checkpoint
+form a group and are read together in one query; a lagging group's windows are capped at the
+next group's checkpoint, so groups merge once they meet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from harperbq.sync.grid import compact
+from harperbq.sync.keys import WindowIds
+from harperbq.sync.state import Checkpoint
+from harperbq.sync.windows import (
+    MICROS,
+    Phase,
+    PhasePolicy,
+    Window,
+    adapt_length,
+    iso,
+    next_window,
+    parse_iso,
+)
+
+log = logging.getLogger("harperbq.sync.engine")
+
+Record = dict[str, Any]
+INITIAL_WINDOW_US = 60 * MICROS
+_JUMP_AFTER_EMPTY_US = 3600 * MICROS
+_QUEUE_PAGES = 4
+_AUDIT_SAMPLES_PER_WINDOW = 5
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A source row that could not be converted: skipped, audited, counted; never blocks."""
+
+    reason: str
+    column: str | None
+    sample: str
+
+
+@dataclass
+class Page:
+    """Converted rows of one read page; `partitions[i]` is the partition of `records[i]`."""
+
+    records: list[Record]
+    partitions: list[int]
+    problems: list[RowProblem] = field(default_factory=list)
+
+
+class Source(Protocol):
+    """The source side of one table, as the engine needs it (no SQL here)."""
+
+    def first_cursor(self, parts: Sequence[int] | None, after: int | None = None) -> int | None:
+        """Oldest cursor value (µs) among the partitions, from `after` on when given, or None
+        when there are no such rows."""
+
+    def read(self, window: Window, parts: Sequence[int] | None, page_rows: int) -> Iterator[Page]:
+        """Every row of the window in the partitions (all when parts is None), converted."""
+
+
+class Sink(Protocol):
+    """The Harper side: confirmed upserts, checkpoints and the audit trail."""
+
+    def upsert(self, records: list[Record]) -> None: ...
+
+    def load_checkpoints(self) -> dict[int, Checkpoint]: ...
+
+    def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None: ...
+
+    def audit(self, kind: str, detail: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    table_id: str
+    primary_key: tuple[str, ...]
+    partitions: int
+    settle_us: int
+    lateness_us: int
+    policy: PhasePolicy
+    start_us: int | None = None
+    chunk_rows: int = 5_000
+
+
+@dataclass
+class EngineStatus:
+    """What status displays and metrics report, kept current by the engine."""
+
+    phase: Phase = Phase.INITIAL
+    checkpoint_us: int | None = None
+    lag_s: float | None = None
+    rows_synced: int = 0
+    rows_skipped: int = 0
+    windows: int = 0
+    last_window_rows: int = 0
+    last_success: float | None = None
+    last_error: str | None = None
+    caught_up: bool = False
+
+
+@dataclass
+class _End:
+    window: Window
+    rows: int
+    phase: Phase
+    target: int
+    length_us: int
+    started: float = 0.0  # time.monotonic() when the window's read began (window duration)
+
+
+@dataclass
+class _Done:
+    caught_up: bool
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+@dataclass
+class _WindowPage:
+    window: Window
+    page: Page
+
+
+_Item = _WindowPage | _End | _Done | _Failed
+
+
+class TableEngine:
+    """Catches one table up to `now - settle` over the partitions this worker owns."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        source: Source,
+        sink: Sink,
+        worker_id: str,
+        owned: Callable[[], Sequence[int]],
+        clock: Callable[[], float] = time.time,
+        on_window: Callable[[EngineStatus, _End, float], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.sink = sink
+        self.worker_id = worker_id
+        self.owned = owned
+        self.clock = clock
+        self.on_window = on_window
+        self.status = EngineStatus()
+        self._checkpoints: dict[int, Checkpoint] | None = None
+        self._length_us = INITIAL_WINDOW_US
+        self._parts: list[int] = []
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def reload_checkpoints(self) -> None:
+        """Forget cached checkpoints: the next cycle reads them from Harper (after a reset or a
+        partition moving between workers)."""
+        self._checkpoints = None
+
+    def _checkpoint_map(self) -> dict[int, Checkpoint]:
+        if self._checkpoints is None:
+            self._checkpoints = self.sink.load_checkpoints()
+        return self._checkpoints
+
+    def checkpoints(self) -> dict[int, Checkpoint]:
+        """This engine's view of the checkpoints (what its next window builds on)."""
+        return dict(self._checkpoint_map())
+
+    def put_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
+        """Store checkpoints changed between passes (the reconciler's corrected window counts)
+        and keep the cache in step, so the next window does not write the old counts back.
+        Call only from the thread that runs `catch_up`."""
+        self.sink.save_checkpoints(checkpoints)
+        current = self._checkpoint_map()
+        for cp in checkpoints:
+            current[cp.partition] = cp
+
+    def _hi(self, partition: int) -> int | None:
+        cp = self._checkpoint_map().get(partition)
+        return parse_iso(cp.hi) if cp is not None and cp.hi else None
+
+    def _plan_group(self, parts: Sequence[int]) -> tuple[list[int], int | None, int | None]:
+        """The group to read next: the partitions sharing the oldest checkpoint, where that group
+        starts (None: never synced), and where it must stop to merge with the next group."""
+        his = {p: self._hi(p) for p in parts}
+        unsynced = [p for p, hi in his.items() if hi is None]
+        if unsynced:
+            synced = [hi for hi in his.values() if hi is not None]
+            return unsynced, None, min(synced) if synced else None
+        oldest = min(h for h in his.values() if h is not None)
+        group = [p for p, hi in his.items() if hi == oldest]
+        later = [hi for hi in his.values() if hi is not None and hi > oldest]
+        return group, oldest, min(later) if later else None
+
+    def _status_checkpoint(self, parts: Sequence[int]) -> None:
+        his = [self._hi(p) for p in parts]
+        known = [h for h in his if h is not None]
+        self.status.checkpoint_us = min(known) if known and len(known) == len(his) else None
+        if self.status.checkpoint_us is not None:
+            self.status.lag_s = self.clock() - self.status.checkpoint_us / MICROS
+
+    # -- one catch-up pass --------------------------------------------------------------------
+
+    def catch_up(self, stop: threading.Event) -> bool:
+        """Sync windows until every owned partition reached `now - settle` (returns True), or
+        stop is set (returns False). Raises on errors, with the checkpoints where they were."""
+        while not stop.is_set():
+            parts = sorted(self.owned())
+            if parts != self._parts:
+                # Partitions arrived or left: their checkpoints may have been moved by their
+                # previous owner since we last looked, so read them fresh.
+                self._parts = parts
+                self.reload_checkpoints()
+            if not parts:
+                self.status.caught_up = True
+                return True
+            group, lo, cap = self._plan_group(parts)
+            if lo is None:
+                lo = self._start(group)
+                if lo is None:  # the source has no rows for these partitions yet
+                    self._status_checkpoint(parts)
+                    self.status.caught_up = cap is None
+                    if cap is None:
+                        return True
+                    lo = cap  # nothing older exists: join the next group where it stands
+                    self._save(group, Window(lo, lo), Counter(), None)
+                    continue
+            read_parts = None if len(group) == self.settings.partitions else group
+            caught_up = self._pipeline(group, read_parts, lo, cap, stop, parts)
+            self._status_checkpoint(parts)
+            if caught_up:  # reached `now - settle`; any later group is at or past it too
+                self.status.caught_up = True
+                return True
+        return False
+
+    def _start(self, group: Sequence[int]) -> int | None:
+        if self.settings.start_us is not None:
+            return self.settings.start_us
+        read_parts = None if len(group) == self.settings.partitions else group
+        return self.source.first_cursor(read_parts)
+
+    def _pipeline(
+        self,
+        group: list[int],
+        read_parts: Sequence[int] | None,
+        lo: int,
+        cap: int | None,
+        stop: threading.Event,
+        parts: list[int],
+    ) -> bool:
+        pages: queue.Queue[_Item] = queue.Queue(maxsize=_QUEUE_PAGES)
+        halt = threading.Event()
+        reader = threading.Thread(
+            target=self._read_ahead,
+            args=(read_parts, lo, cap, pages, halt, parts),
+            name=f"read-{self.settings.table_id}",
+            daemon=True,
+        )
+        reader.start()
+        counts: Counter[int] = Counter()
+        skipped = 0
+        try:
+            while True:
+                if stop.is_set():
+                    return False
+                try:
+                    item = pages.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if isinstance(item, _WindowPage):
+                    started = time.monotonic()
+                    if item.page.records:
+                        self.sink.upsert(item.page.records)
+                    counts.update(item.page.partitions)
+                    skipped += len(item.page.problems)
+                    self._audit_problems(item.window, item.page.problems)
+                    log.debug(
+                        "upserted %d rows in %.3fs",
+                        len(item.page.records),
+                        time.monotonic() - started,
+                    )
+                elif isinstance(item, _End):
+                    self._save(group, item.window, counts, item)
+                    self._record_window(item, counts, skipped)
+                    counts, skipped = Counter(), 0
+                elif isinstance(item, _Done):
+                    return item.caught_up
+                else:
+                    raise item.error
+        finally:
+            halt.set()
+            while reader.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    pages.get(timeout=0.05)
+            reader.join()
+
+    def _read_ahead(
+        self,
+        read_parts: Sequence[int] | None,
+        lo: int,
+        cap: int | None,
+        pages: queue.Queue[_Item],
+        halt: threading.Event,
+        parts: list[int],
+    ) -> None:
+        def put(item: _Item) -> bool:
+            while not halt.is_set():
+                try:
+                    pages.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            length = self._length_us
+            # One pass chases a fixed target: `now - settle` as of its start. A moving target
+            # would never be reached with settle 0; the runner's next poll sets a new one.
+            now_us = int(self.clock() * MICROS)
+            end = now_us - self.settings.settle_us
+            cap = end if cap is None else min(cap, end)
+            while not halt.is_set():
+                if sorted(self.owned()) != parts:
+                    # Ownership changed: hand over at this window boundary and re-plan.
+                    put(_Done(caught_up=False))
+                    return
+                now_us = int(self.clock() * MICROS)
+                window = next_window(lo, cap, 0, length)
+                if window is None:
+                    put(_Done(caught_up=cap >= end))
+                    return
+                phase = self.settings.policy.phase((now_us - window.lo) / MICROS)
+                target = self.settings.policy.batch_size(phase)
+                ids = WindowIds(self.settings.primary_key)
+                rows = 0
+                started = time.monotonic()
+                for page in self.source.read(window, read_parts, min(target, 10_000)):
+                    for record in page.records:
+                        record["id"] = ids.id_for(record)
+                    rows += len(page.records) + len(page.problems)
+                    if not put(_WindowPage(window, page)):
+                        return
+                if not put(_End(window, rows, phase, target, length, started)):
+                    return
+                length = adapt_length(length, rows, target, window)
+                lo = window.hi
+                if rows == 0 and window.length >= _JUMP_AFTER_EMPTY_US and lo < cap:
+                    # A long empty stretch: one query finds the next row instead of many
+                    # windows finding nothing. Nothing exists in between, so the checkpoint
+                    # may move there (rows arriving late are reconciliation's job).
+                    found = self.source.first_cursor(read_parts, lo)
+                    skip_to = cap if found is None else min(found, cap)
+                    if skip_to > lo:
+                        if not put(_End(Window(lo, skip_to), 0, phase, target, length)):
+                            return
+                        lo, length = skip_to, INITIAL_WINDOW_US
+                self._length_us = length
+        except BaseException as exc:  # handed to the writer, which raises it
+            put(_Failed(exc))
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _save(
+        self, group: Sequence[int], window: Window, counts: Counter[int], end: _End | None
+    ) -> None:
+        """Move the group's checkpoints to window.hi: called only after every page is confirmed."""
+        now = self.clock()
+        keep_from = window.hi - self.settings.lateness_us
+        checkpoints = []
+        current = self._checkpoint_map()
+        for partition in group:
+            previous = current.get(partition)
+            recent = [w for w in (previous.recent if previous else []) if w["hi"] > iso(keep_from)]
+            if window.length > 0:
+                recent.append(
+                    {"lo": iso(window.lo), "hi": iso(window.hi), "count": counts[partition]}
+                )
+            cp = Checkpoint(
+                table_id=self.settings.table_id,
+                partition=partition,
+                hi=iso(window.hi),
+                rows_total=(previous.rows_total if previous else 0) + counts[partition],
+                window_s=(end.length_us if end else self._length_us) / MICROS,
+                phase=str(end.phase if end else self.status.phase),
+                batch_size=end.target if end else 0,
+                worker_id=self.worker_id,
+                updated_at=iso(int(now * MICROS)),
+                last_error=None,
+                recent=compact(recent, _RECENT_MAX),  # merges, never drops coverage
+            )
+            checkpoints.append(cp)
+        self.sink.save_checkpoints(checkpoints)
+        for cp in checkpoints:
+            current[cp.partition] = cp
+
+    def _record_window(self, end: _End, counts: Counter[int], skipped: int) -> None:
+        written = sum(counts.values())
+        self.status.phase = end.phase
+        self.status.rows_synced += written
+        self.status.rows_skipped += skipped
+        self.status.windows += 1
+        self.status.last_window_rows = end.rows
+        self.status.last_success = self.clock()
+        self.status.last_error = None
+        self.status.lag_s = self.clock() - end.window.hi / MICROS
+        if self.on_window is not None:
+            self.on_window(self.status, end, written)
+
+    def _audit_problems(self, window: Window, problems: Sequence[RowProblem]) -> None:
+        for problem in problems[:_AUDIT_SAMPLES_PER_WINDOW]:
+            self.sink.audit(
+                "skipped_row",
+                {
+                    "reason": problem.reason,
+                    "column": problem.column,
+                    "sample": problem.sample[:1000],
+                    "window": f"[{iso(window.lo)}, {iso(window.hi)})",
+                },
+            )
+        if len(problems) > _AUDIT_SAMPLES_PER_WINDOW:
+            self.sink.audit(
+                "skipped_rows",
+                {
+                    "count": len(problems),
+                    "window": f"[{iso(window.lo)}, {iso(window.hi)})",
+                    "reasons": sorted({p.reason for p in problems})[:10],
+                },
+            )
+
+
+_RECENT_MAX = 500

@@ -1,0 +1,176 @@
+"""The periodic work of one table on one worker: reconcile late rows, expire, validate.
+
+Why here and not in the engine: each job has its own cadence, and none may block the others'
+tables. The runner calls `Maintenance` on the engine's own thread after every caught-up pass,
+so reconciliation (which corrects the engine's recorded counts) never races a window in flight.
+Per table, the worker owning partition 0 (exactly one live worker, by the same rendezvous
+assignment every worker computes) also expires old records (`retention`) and runs the scheduled
+validation over all partitions; validation runs in a background thread because it may scan a
+whole `lateness` of records, and touches no checkpoint.
+
+Failures are logged, audited (kind `error`) and retried at the next due time; they never stop
+the sync itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from google.cloud import bigquery
+
+from harperbq.config import Config, TableConfig
+from harperbq.harper.client import HarperClient
+from harperbq.sync.engine import TableEngine
+from harperbq.sync.reconcile import Reconciler, ReconcileReport
+from harperbq.sync.sink import HarperSink
+from harperbq.sync.source import BigQuerySource
+from harperbq.sync.target import TargetTable
+from harperbq.sync.validate import ValidationResult, Validator
+from harperbq.sync.windows import MICROS
+
+log = logging.getLogger("harperbq.sync.maintenance")
+
+
+class Maintenance:
+    """Due-time scheduler for one (table, worker); call it with the runner's stop event."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        table: TableConfig,
+        worker_id: str,
+        reconciler: Reconciler,
+        target: Callable[[], TargetTable],
+        validator: Callable[[], Validator],
+        is_leader: Callable[[], bool],
+        audit: Callable[[str, dict[str, Any]], None],
+        *,
+        clock: Callable[[], float] = time.time,
+        on_validation: Callable[[ValidationResult], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.table = table
+        self.worker_id = worker_id
+        self.reconciler = reconciler
+        self.target = target
+        self.validator = validator
+        self.is_leader = is_leader
+        self.audit = audit
+        self.clock = clock
+        self.on_validation = on_validation
+        now = clock()
+        self.next_reconcile = now + table.reconcile_interval_s
+        self.next_retention = now
+        self.next_validation = now + cfg.validation.interval_s
+        self.last_reconcile: ReconcileReport | None = None
+        self.last_validation: ValidationResult | None = None
+        self.last_error: str | None = None
+        self.expired_rows = 0
+        self._validating: threading.Thread | None = None
+
+    def __call__(self, stop: threading.Event) -> None:
+        now = self.clock()
+        if now >= self.next_reconcile:
+            self.next_reconcile = now + self.table.reconcile_interval_s
+            self._guard("reconcile", lambda: self._reconcile(stop))
+        leader = self._guard("leader", self.is_leader) is True
+        if leader and self.table.retention_s is not None and now >= self.next_retention:
+            self.next_retention = now + self.table.reconcile_interval_s
+            self._guard("retention", lambda: self._expire(stop))
+        if leader and self.cfg.validation.enabled and now >= self.next_validation:
+            self.next_validation = now + self.cfg.validation.interval_s
+            self.start_validation()
+
+    def _guard(self, job: str, work: Callable[[], Any]) -> Any:
+        try:
+            result = work()
+        except Exception as exc:
+            self.last_error = f"{job}: {type(exc).__name__}: {exc}"[:2000]
+            log.warning("table %s: %s", self.table.id, self.last_error)
+            try:
+                self.audit("error", {"reason": self.last_error, "job": job})
+            except Exception:  # the audit trail itself may be what is failing
+                log.exception("table %s: could not record the %s error", self.table.id, job)
+            return None
+        return result
+
+    def _reconcile(self, stop: threading.Event) -> None:
+        self.last_reconcile = self.reconciler.run(stop)
+
+    def _expire(self, stop: threading.Event) -> None:
+        retention = self.table.retention_s
+        if retention is None:
+            return
+        cutoff = int((self.clock() - retention) * MICROS)
+        deleted = self.target().expire(cutoff, stop=stop)
+        self.expired_rows += deleted
+        if deleted:
+            log.info("table %s: expired %d records older than retention", self.table.id, deleted)
+
+    def start_validation(self) -> bool:
+        """Start a scheduled validation in the background unless one is running."""
+        if self._validating is not None and self._validating.is_alive():
+            return False
+        self._validating = threading.Thread(
+            target=self._validate, name=f"validate-{self.table.id}", daemon=True
+        )
+        self._validating.start()
+        return True
+
+    def _validate(self) -> None:
+        result = self._guard("validation", lambda: self.validator().run())
+        if isinstance(result, ValidationResult):
+            self.last_validation = result
+            callback = self.on_validation
+            if callback is not None:
+                self._guard("validation callback", lambda: callback(result))
+
+
+def build_maintenance(
+    cfg: Config,
+    table: TableConfig,
+    worker_id: str,
+    engine: TableEngine,
+    source: BigQuerySource,
+    sink: HarperSink,
+    harper: HarperClient,
+    bigquery_client: bigquery.Client,
+    *,
+    owned: Callable[[], Sequence[int]],
+    clock: Callable[[], float] = time.time,
+    on_validation: Callable[[ValidationResult], None] | None = None,
+) -> Maintenance:
+    """Wire the periodic jobs of one (table, worker) from the parts the service already built."""
+    targets: list[TargetTable] = []
+
+    def target() -> TargetTable:  # built on first use: the source schema is known by then
+        if not targets:
+            targets.append(
+                TargetTable(
+                    harper,
+                    cfg.harper.database,
+                    table.target_table,
+                    source.cursor,
+                    source.partition_key,
+                    table.partitions,
+                )
+            )
+        return targets[0]
+
+    reconciler = Reconciler(table, engine, source, sink.upsert, target, owned, clock)
+    return Maintenance(
+        cfg,
+        table,
+        worker_id,
+        reconciler,
+        target,
+        validator=lambda: Validator(cfg, table, harper, bigquery_client, worker_id=worker_id),
+        is_leader=lambda: 0 in owned(),
+        audit=sink.audit,
+        clock=clock,
+        on_validation=on_validation,
+    )

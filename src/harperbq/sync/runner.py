@@ -1,0 +1,147 @@
+"""Keeps one table's engine going: poll by phase, back off on errors, never stop the others."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from harperbq.sync.engine import TableEngine
+
+log = logging.getLogger("harperbq.sync.runner")
+
+
+class RunState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    IDLE = "idle"  # caught up, waiting for the next poll
+    ERROR = "error"  # last attempt failed; retrying with backoff
+    STOPPED = "stopped"
+    DONE = "done"  # --once: caught up and finished
+    FAILED = "failed"  # --once: gave up after the configured attempts
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter: a storm of failing tables does not retry in step."""
+
+    initial_s: float = 1.0
+    multiplier: float = 2.0
+    cap_s: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        bound = min(self.cap_s, self.initial_s * self.multiplier ** max(attempt - 1, 0))
+        return random.uniform(0, bound)
+
+
+class TableRunner:
+    """Runs `engine` in its own thread until stopped (or, with `once`, until caught up)."""
+
+    def __init__(
+        self,
+        engine: TableEngine,
+        prepare: Callable[[], None],
+        on_error: Callable[[BaseException], None],
+        *,
+        once: bool = False,
+        backoff: Backoff | None = None,
+        max_attempts: int = 5,
+        maintenance: Callable[[threading.Event], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.maintenance = maintenance  # periodic jobs run between passes (sync.maintenance)
+        self.prepare = prepare
+        self.on_error = on_error
+        self.once = once
+        self.backoff = backoff or Backoff()
+        self.max_attempts = max_attempts
+        self.state = RunState.STARTING
+        self.attempts = 0  # failed attempts in a row without progress (--once gives up at max)
+        self._windows_at_failure = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._prepared = False
+
+    @property
+    def table_id(self) -> str:
+        return self.engine.settings.table_id
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"sync-{self.table_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Asked to stop; its thread may still be finishing the current request."""
+        return self._stop.is_set()
+
+    def join(self, timeout_s: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        self.state = RunState.RUNNING
+        while not self._stop.is_set():
+            try:
+                if not self._prepared:
+                    self.prepare()
+                    self._prepared = True
+                self.state = RunState.RUNNING
+                caught_up = self.engine.catch_up(self._stop)
+                self.attempts = 0
+                if caught_up and self.once:
+                    self.state = RunState.DONE
+                    return
+                if caught_up:
+                    self._maintain()
+                    self.state = RunState.IDLE
+                    self._stop.wait(self.engine.settings.policy.poll_s(self.engine.status.phase))
+            except Exception as exc:
+                if self.engine.status.windows != self._windows_at_failure:
+                    # Windows were written since the last failure: a long catch-up through
+                    # intermittent errors is not a table that keeps failing; count afresh.
+                    self._windows_at_failure = self.engine.status.windows
+                    self.attempts = 0
+                self.attempts += 1
+                self.state = RunState.ERROR
+                self.engine.status.last_error = f"{type(exc).__name__}: {exc}"
+                self.engine.reload_checkpoints()
+                self._prepared = False
+                log.warning("table %s: attempt %d failed: %s", self.table_id, self.attempts, exc)
+                try:
+                    self.on_error(exc)
+                except Exception:  # the audit trail itself may be what is failing
+                    log.exception("table %s: could not record the error", self.table_id)
+                if self.once and self.attempts >= self.max_attempts:
+                    self.state = RunState.FAILED
+                    return
+                self._stop.wait(self.backoff.delay(self.attempts))
+        self.state = RunState.STOPPED
+
+    def _maintain(self) -> None:
+        """Reconciliation, retention, validation when due; never fails the table's sync."""
+        if self.maintenance is None:
+            return
+        try:
+            self.maintenance(self._stop)
+        except Exception:
+            log.exception("table %s: maintenance failed", self.table_id)
+
+
+def wait_all(runners: list[TableRunner], stop: threading.Event, poll_s: float = 0.2) -> None:
+    """Block until every runner's thread ended or stop is set."""
+    while not stop.is_set() and any(r.alive() for r in runners):
+        time.sleep(poll_s)

@@ -1,0 +1,347 @@
+"""Runs every configured table on every local worker: membership, start/stop, status.
+
+Each (worker, table) pair has its own engine and thread, so a table whose source is missing or
+failing retries on its own backoff while the others go on. Workers heartbeat into Harper's
+replicated `SyncWorker` table; every worker derives partition ownership from the same live set.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from harperbq.bigquery.retry import RetryPolicy
+from harperbq.config import Config, TableConfig
+from harperbq.harper.client import HarperClient
+from harperbq.harper.schema import TypeOptions, ensure_target_table
+from harperbq.metrics import SyncMetrics
+from harperbq.sync import membership, snapshot
+from harperbq.sync.engine import EngineSettings, TableEngine
+from harperbq.sync.maintenance import Maintenance, build_maintenance
+from harperbq.sync.runner import Backoff, RunState, TableRunner
+from harperbq.sync.sink import HarperSink
+from harperbq.sync.source import BigQuerySource
+from harperbq.sync.state import AuditEntry, StateStore
+from harperbq.sync.validate import ValidationResult, validate_tables
+from harperbq.sync.windows import MICROS, PhasePolicy, to_micros
+
+log = logging.getLogger("harperbq.sync.service")
+
+
+def engine_settings(table: TableConfig) -> EngineSettings:
+    return EngineSettings(
+        table_id=table.id,
+        primary_key=tuple(table.primary_key),
+        partitions=table.partitions,
+        settle_us=int(table.settle_s * MICROS),
+        lateness_us=int(table.lateness_s * MICROS),
+        policy=PhasePolicy(
+            initial_batch_size=table.initial_batch_size,
+            catchup_batch_size=table.catchup_batch_size,
+            steady_batch_size=table.steady_batch_size,
+            catchup_threshold_s=table.catchup_threshold_s,
+            steady_threshold_s=table.steady_threshold_s,
+            steady_poll_s=table.poll_interval_s,
+        ),
+        start_us=to_micros(table.start_timestamp) if table.start_timestamp else None,
+    )
+
+
+class Membership:
+    """Heartbeats this process's workers and keeps the cluster's live set fresh."""
+
+    def __init__(self, state: StateStore, node: str, workers: Sequence[str], lease_s: float):
+        self.state = state
+        self.node = node
+        self.workers = list(workers)
+        self.lease_s = lease_s
+        self._live: list[str] = list(workers)
+        self._lock = threading.Lock()
+
+    def beat(self, info: Callable[[str], dict[str, Any]]) -> None:
+        for worker in self.workers:
+            self.state.heartbeat(worker, self.node, info(worker))
+        records = self.state.workers()
+        now = datetime.now(UTC)
+        live = membership.live_workers(
+            [(w.worker_id, w.last_seen_at) for w in records], self.lease_s, now
+        )
+        with self._lock:
+            # Our own workers are live by definition, even if the read lagged behind our write.
+            self._live = sorted(set(live) | set(self.workers))
+
+    def live(self) -> list[str]:
+        with self._lock:
+            return list(self._live)
+
+    def owned(self, table: TableConfig, worker: str) -> list[int]:
+        return membership.owned(table.id, table.partitions, self.live(), worker)
+
+    def leave(self) -> None:
+        for worker in self.workers:
+            try:
+                self.state.remove_worker(worker)
+            except Exception as exc:  # best effort: the lease expires anyway
+                log.warning("could not remove worker %s: %s", worker, exc)
+
+
+@dataclass
+class TableHandle:
+    table: TableConfig
+    worker_id: str
+    engine: TableEngine
+    runner: TableRunner
+    maintenance: Maintenance | None = None
+
+
+class SyncService:
+    """Every table on every local worker of this node."""
+
+    def __init__(
+        self,
+        config: Config,
+        harper: HarperClient,
+        bigquery: Any,
+        *,
+        table_ids: Sequence[str] | None = None,
+        once: bool = False,
+        node_name: str | None = None,
+        clock: Callable[[], float] = time.time,
+        metrics: SyncMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.harper = harper
+        self.bigquery = bigquery
+        self.once = once
+        self.clock = clock
+        wanted = set(table_ids or [t.id for t in config.tables])
+        unknown = wanted - {t.id for t in config.tables}
+        if unknown:
+            raise ValueError(
+                f"unknown table id(s) {sorted(unknown)}; "
+                f"configured: {[t.id for t in config.tables]}"
+            )
+        self.tables = [t for t in config.tables if t.id in wanted]
+        self.state = StateStore(harper, config.harper.state_database)
+        self.node = node_name or self._node_name()
+        workers = [f"{self.node}-{i}" for i in range(config.sync.workers)]
+        self.membership = Membership(self.state, self.node, workers, config.sync.lease_s)
+        self.policy = RetryPolicy.from_config(config.retry, config.bigquery)
+        self.handles: list[TableHandle] = []
+        self._stop = threading.Event()
+        self._beater: threading.Thread | None = None
+        self.started_at = clock()
+        self.metrics = metrics or SyncMetrics()
+        self.metrics.watch(lambda: snapshot.metrics_sample(self))
+        self.validator: Callable[[str], Mapping[str, Any]] | None = None
+        """Hook for validation (set by whoever provides it): table id -> result mapping with at
+        least `drift_rows` (int); the control API's `validate` action calls it."""
+        self.validator = lambda table_id: self.validate(table_id)[0].to_json()
+
+    def _node_name(self) -> str:
+        try:
+            name = self.harper.cluster_status().node_name
+        except Exception as exc:
+            log.warning("cluster_status failed (%s); using the host name as node name", exc)
+            name = None
+        return name or socket.gethostname()
+
+    def _build(self, table: TableConfig, worker: str) -> TableHandle:
+        source = BigQuerySource(self.bigquery, self.config.bigquery, table, self.policy)
+        sink = HarperSink(
+            self.harper,
+            self.state,
+            self.config.harper.database,
+            table.target_table,
+            table.id,
+            worker,
+            on_write=self.metrics.write_observer(table.id, worker),
+        )
+        engine = TableEngine(
+            engine_settings(table),
+            source,
+            sink,
+            worker,
+            owned=lambda: self.membership.owned(table, worker),
+            clock=self.clock,
+            on_window=self.metrics.window_observer(table.id, worker),
+        )
+
+        def prepare() -> None:
+            ensure_target_table(
+                self.harper,
+                self.config.harper.database,
+                table.target_table,
+                source.column_specs(),
+                cursor_column=table.cursor_column,
+                indexes=table.indexes,
+                on_schema_change=table.on_schema_change,
+                options=TypeOptions(
+                    numeric_as_float=table.numeric_as == "float",
+                    geography_as_geojson=table.geography_as == "geojson",
+                ),
+            )
+
+        def on_error(exc: BaseException) -> None:
+            final = self.once and runner.attempts >= retry.max_attempts
+            self.metrics.record_error(table.id, worker, exc, retry=not final)
+            self.state.audit(
+                AuditEntry(
+                    kind="error",
+                    table_id=table.id,
+                    message=f"{type(exc).__name__}: {exc}"[:2000],
+                    worker_id=worker,
+                )
+            )
+
+        retry = self.config.retry
+        maintenance = build_maintenance(
+            self.config,
+            table,
+            worker,
+            engine,
+            source,
+            sink,
+            self.harper,
+            self.bigquery,
+            owned=lambda: self.membership.owned(table, worker),
+            clock=self.clock,
+            on_validation=lambda r: self.metrics.record_validation(table.id, r.drift_rows),
+        )
+        runner = TableRunner(
+            engine,
+            prepare,
+            on_error,
+            once=self.once,
+            backoff=Backoff(retry.initial_delay_s, retry.backoff_multiplier, retry.max_delay_s),
+            max_attempts=retry.max_attempts,
+            maintenance=maintenance,
+        )
+        return TableHandle(table, worker, engine, runner, maintenance)
+
+    def start(self) -> None:
+        self.state.ensure()
+        self.membership.beat(self._worker_info)
+        if self.config.sync.join_grace_s > 0:
+            # Workers started together should see each other before claiming partitions, or
+            # the first one up briefly claims everything (harmless, but it skews the work).
+            time.sleep(self.config.sync.join_grace_s)
+            self.membership.beat(self._worker_info)
+        for worker in self.membership.workers:
+            for table in self.tables:
+                self.handles.append(self._build(table, worker))
+        for handle in self.handles:
+            handle.runner.start()
+        self._beater = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
+        self._beater.start()
+
+    def _worker_info(self, worker: str) -> dict[str, Any]:
+        return {
+            "tables": {
+                h.table.id: {
+                    "partitions": len(h.engine.owned()),
+                    "rows": h.engine.status.rows_synced,
+                    "state": str(h.runner.state),
+                }
+                for h in self.handles
+                if h.worker_id == worker
+            }
+        }
+
+    def _heartbeats(self) -> None:
+        interval = self.config.sync.heartbeat_interval_s
+        while not self._stop.wait(interval):
+            try:
+                self.membership.beat(self._worker_info)
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop every runner (a window in flight is abandoned: its checkpoint did not move)."""
+        self._stop.set()
+        for handle in self.handles:
+            handle.runner.stop()
+        deadline = time.monotonic() + timeout_s
+        for handle in self.handles:
+            handle.runner.join(max(0.0, deadline - time.monotonic()))
+        if self._beater is not None:
+            self._beater.join(max(0.0, deadline - time.monotonic()))
+        self.membership.leave()
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Block until every runner ended (--once) or `stop` is set. True when all succeeded.
+        Without --once only `stop` ends it: tables stopped over the control API may restart."""
+        while not stop.is_set() and (not self.once or any(h.runner.alive() for h in self.handles)):
+            stop.wait(0.2)
+        return all(h.runner.state in (RunState.DONE, RunState.IDLE) for h in self.handles)
+
+    def runners(self, table_id: str | None = None) -> list[TableRunner]:
+        return [h.runner for h in self.handles if table_id in (None, h.table.id)]
+
+    # -- control (the HTTP control plane calls these) ----------------------------------------
+
+    def table_ids(self, table_id: str | None = None) -> list[str]:
+        """The ids an action applies to: one table (KeyError if not run here) or all."""
+        ids = [t.id for t in self.tables]
+        if table_id is not None and table_id not in ids:
+            raise KeyError(table_id)
+        return ids if table_id is None else [table_id]
+
+    def start_table(self, table_id: str, timeout_s: float = 10.0) -> bool:
+        """(Re)start the table on every local worker, from its checkpoints as stored now (so
+        stop, `sync reset`, start re-syncs it). False if a stopping runner did not end in time."""
+        started = True
+        for handle in self.handles:
+            if handle.table.id != table_id:
+                continue
+            if handle.runner.alive() and handle.runner.stopping:
+                handle.runner.join(timeout_s)  # a new thread only once the old one ended
+            if handle.runner.alive() and handle.runner.stopping:
+                started = False
+                continue
+            if not handle.runner.alive():
+                handle.engine.reload_checkpoints()
+            handle.runner.start()
+        return started
+
+    def stop_table(self, table_id: str, timeout_s: float = 10.0) -> bool:
+        """Stop the table on every local worker (its partitions stay owned by them, so it is
+        paused, not handed over). True when every runner thread ended within the timeout."""
+        runners = self.runners(table_id)
+        for runner in runners:
+            runner.stop()
+        deadline = time.monotonic() + timeout_s
+        for runner in runners:
+            runner.join(max(0.0, deadline - time.monotonic()))
+        return not any(r.alive() for r in runners)
+
+    def validate(
+        self, table_id: str | None = None, *, repair: bool = False
+    ) -> list[ValidationResult]:
+        """Validate one table (KeyError if not run here) or all, over all their partitions;
+        with `repair`, re-sync the windows found drifted. Blocks for the duration (seconds);
+        each result is also stored in `SyncAudit` (kind `validation`)."""
+        return validate_tables(
+            self.config,
+            self.harper,
+            self.bigquery,
+            self.table_ids(table_id),
+            repair=repair,
+            worker_id=self.node,
+        )
+
+    def validate_table(self, table_id: str) -> dict[str, Any]:
+        """Run the validation hook for one table and record its drift metric."""
+        if self.validator is None:
+            raise NotImplementedError("validation is not available in this build")
+        result = dict(self.validator(table_id))
+        drift = result.get("drift_rows")
+        if isinstance(drift, int):
+            self.metrics.record_validation(table_id, drift)
+        return result

@@ -1,0 +1,177 @@
+"""What a running sync service looks like right now, as plain data.
+
+Read from the live engines and runners (not from Harper's state tables, which `sync status`
+reads), so it is free to compute on every request and scrape: the control API's `/status` and
+`/SyncControl` bodies and the metrics collector's samples all come from here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from harperbq import __version__
+from harperbq.metrics import ServiceSample, WorkerSample
+from harperbq.sync.runner import RunState
+from harperbq.sync.windows import MICROS, iso
+
+if TYPE_CHECKING:
+    from harperbq.sync.service import SyncService, TableHandle
+
+_ACTIVE = (RunState.STARTING, RunState.RUNNING, RunState.IDLE, RunState.ERROR)
+
+
+def _iso_s(seconds: float | None) -> str | None:
+    return iso(int(seconds * MICROS)) if seconds is not None else None
+
+
+def _checkpoint_s(handle: TableHandle) -> float | None:
+    us = handle.engine.status.checkpoint_us
+    return us / MICROS if us is not None else None
+
+
+def _owned(handle: TableHandle) -> list[int]:
+    try:
+        return sorted(handle.engine.owned())
+    except Exception:  # membership not readable yet: report none rather than fail the request
+        return []
+
+
+def running(handle: TableHandle) -> bool:
+    """The runner's thread is up and not asked to stop."""
+    return handle.runner.alive() and handle.runner.state in _ACTIVE
+
+
+def worker_status(service: SyncService, handle: TableHandle, now: float) -> dict[str, Any]:
+    status = handle.engine.status
+    checkpoint = _checkpoint_s(handle)
+    return {
+        "worker": handle.worker_id,
+        "state": str(handle.runner.state),
+        "running": running(handle),
+        "phase": str(status.phase),
+        "checkpoint": _iso_s(checkpoint),
+        "lag_s": round(now - checkpoint, 3) if checkpoint is not None else None,
+        "caught_up": status.caught_up,
+        "partitions": _owned(handle),
+        "rows_synced": status.rows_synced,
+        "rows_written": service.metrics.rows_written(handle.table.id, handle.worker_id),
+        "rows_skipped": status.rows_skipped,
+        "windows": status.windows,
+        "last_success": _iso_s(status.last_success),
+        "last_error": status.last_error,
+        "attempts": handle.runner.attempts,
+    }
+
+
+def service_status(service: SyncService, now: float | None = None) -> dict[str, Any]:
+    """The `GET /status` body: node, cluster, and every table on every local worker."""
+    now = time.time() if now is None else now
+    live = service.membership.live()
+    tables = []
+    for table in service.tables:
+        handles = [h for h in service.handles if h.table.id == table.id]
+        tables.append(
+            {
+                "table": table.id,
+                "source": table.source_id(service.config.bigquery.project_id),
+                "target": f"{service.config.harper.database}.{table.target_table}",
+                "running": any(running(h) for h in handles),
+                "workers": [worker_status(service, h, now) for h in handles],
+            }
+        )
+    return {
+        "node": service.node,
+        "version": __version__,
+        "started_at": _iso_s(service.started_at),
+        "uptime_s": round(now - service.started_at, 3),
+        "once": service.once,
+        "running": any(running(h) for h in service.handles),
+        "workers": list(service.membership.workers),
+        "cluster": {
+            "live_workers": live,
+            "size": len(live),
+            "nodes": sorted({w.rsplit("-", 1)[0] for w in live}),
+        },
+        "tables": tables,
+    }
+
+
+def sync_control_status(service: SyncService, now: float | None = None) -> dict[str, Any]:
+    """The original plugin's `GET /SyncControl` body, `{status, uptime, version}`.
+
+    `status` keeps the original keys (nodeId, clusterSize, running, phase, lastCheckpoint) and
+    describes the table furthest behind; `status.tables` adds the same for every table (the
+    original only ever reported its first). `nodeId` is this node's name (the original gave its
+    index among the sorted workers), `clusterSize` the live workers in the cluster.
+    """
+    now = time.time() if now is None else now
+    per_table: list[dict[str, Any]] = []
+    behind: list[float] = []
+    for table in service.tables:
+        handles = [h for h in service.handles if h.table.id == table.id]
+        if not handles:
+            continue
+        # The worker furthest behind speaks for the table (unsynced counts as furthest).
+        worst = min(handles, key=lambda h: _checkpoint_s(h) or float("-inf"))
+        status = worst.engine.status
+        checkpoint = _checkpoint_s(worst)
+        per_table.append(
+            {
+                "tableId": table.id,
+                "running": any(running(h) for h in handles),
+                "phase": str(status.phase),
+                "lastCheckpoint": {
+                    "checkpointId": f"{table.id}_{worst.worker_id}",
+                    "tableId": table.id,
+                    "nodeId": service.node,
+                    "lastTimestamp": _iso_s(checkpoint),
+                    "recordsIngested": status.rows_synced,
+                    "lastSyncTime": _iso_s(status.last_success),
+                    "phase": str(status.phase),
+                    "batchSize": worst.engine.settings.policy.batch_size(status.phase),
+                }
+                if checkpoint is not None
+                else None,
+            }
+        )
+        behind.append(checkpoint if checkpoint is not None else float("-inf"))
+    laggard = per_table[behind.index(min(behind))] if per_table else None
+    return {
+        "status": {
+            "nodeId": service.node,
+            "clusterSize": len(service.membership.live()),
+            "running": any(running(h) for h in service.handles),
+            "phase": laggard["phase"] if laggard else None,
+            "lastCheckpoint": laggard["lastCheckpoint"] if laggard else None,
+            "tables": per_table,
+        },
+        "uptime": round(now - service.started_at, 3),
+        "version": __version__,
+    }
+
+
+def metrics_sample(service: SyncService) -> ServiceSample:
+    """What the metrics collector exposes at scrape time."""
+    workers = []
+    for h in service.handles:
+        source = h.engine.source
+        workers.append(
+            WorkerSample(
+                table=h.table.id,
+                worker=h.worker_id,
+                state=str(h.runner.state),
+                phase=str(h.engine.status.phase),
+                checkpoint_s=_checkpoint_s(h),
+                last_success_s=h.engine.status.last_success,
+                partitions=len(_owned(h)),
+                bytes_billed=int(getattr(source, "bytes_billed", 0)),
+                queries=int(getattr(source, "queries", 0)),
+            )
+        )
+    return ServiceSample(
+        workers=workers,
+        cluster_workers=len(service.membership.live()),
+        local_workers=len(service.membership.workers),
+        started_at=service.started_at,
+    )

@@ -1,0 +1,193 @@
+"""The BigQuery side of one table for the engine: schema, first cursor, converted window pages."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from google.cloud import bigquery
+
+from harperbq.bigquery import sql
+from harperbq.bigquery.client import make_read_client
+from harperbq.bigquery.read import StorageReader, run_query
+from harperbq.bigquery.retry import RetryPolicy, call_with_retry
+from harperbq.bigquery.types import ConversionStats, ConvertOptions, records_from_batch
+from harperbq.config import BigQueryConfig, TableConfig
+from harperbq.harper.schema import ColumnSpec
+from harperbq.sync.engine import Page, RowProblem
+from harperbq.sync.partitions import partition_of
+from harperbq.sync.windows import Window
+
+log = logging.getLogger("harperbq.sync.source")
+
+
+def column_spec(column: sql.Column) -> ColumnSpec:
+    """The neutral column description the Harper layer builds tables from."""
+    return ColumnSpec(
+        column.name, column.type, column.mode, tuple(column_spec(f) for f in column.fields)
+    )
+
+
+class BigQuerySource:
+    """Reads one configured table: windows over the partitions a worker owns, converted."""
+
+    def __init__(
+        self,
+        client: bigquery.Client,
+        cfg: BigQueryConfig,
+        table: TableConfig,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.client = client
+        self.cfg = cfg
+        self.table = table
+        self.policy = policy or RetryPolicy()
+        project = table.project or cfg.project_id or client.project
+        self.ref = sql.TableRef(project, table.dataset, table.table)
+        self.options = ConvertOptions(table.numeric_as, table.geography_as)
+        self.stats = ConversionStats()
+        self.bytes_billed = 0
+        self.queries = 0
+        self._columns: list[sql.Column] | None = None
+        self._storage: StorageReader | None = None
+        self._last_rows = 0
+
+    # -- schema -----------------------------------------------------------------------------------
+
+    def refresh_schema(self) -> list[sql.Column]:
+        """Read the source schema (raises NotFound while the table does not exist)."""
+        found = call_with_retry(
+            lambda: self.client.get_table(str(self.ref)), self.policy, operation="get_table"
+        )
+        self._columns = sql.columns_from_schema(found.schema, self.table.columns)
+        return self._columns
+
+    @property
+    def columns(self) -> list[sql.Column]:
+        return self._columns if self._columns is not None else self.refresh_schema()
+
+    def column_specs(self) -> list[ColumnSpec]:
+        return [column_spec(c) for c in self.refresh_schema()]
+
+    def _column(self, name: str) -> sql.Column:
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def cursor(self) -> sql.Column:
+        return self._column(self.table.cursor_column)
+
+    @property
+    def partition_key(self) -> list[sql.Column]:
+        return [self._column(name) for name in self.table.partition_key]
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def _run(self, query: sql.Query, operation: str, page_size: int = 10_000) -> Any:
+        result = run_query(
+            self.client, query, policy=self.policy, page_size=page_size, operation=operation
+        )
+        self.queries += 1
+        self.bytes_billed += result.stats.bytes_billed
+        return result
+
+    def first_cursor(self, parts: Sequence[int] | None, after: int | None = None) -> int | None:
+        query = sql.cursor_range_query(
+            self.ref,
+            self.cursor,
+            partition_key=self.partition_key,
+            partitions=self.table.partitions,
+            parts=parts,
+            lo=after,
+        )
+        rows = self._run(query, "first_cursor").rows()
+        value = rows[0]["lo_us"] if rows else None
+        return int(value) if value is not None else None
+
+    def count_buckets(
+        self, edges: Sequence[int], parts: Sequence[int] | None, *, distinct_keys: bool = False
+    ) -> dict[tuple[int, int], tuple[int, int]]:
+        """Rows per (partition, 1-based bucket of `edges`) in ONE aggregate query (see
+        `sql.bucket_counts_query`): `(rows, distinct primary keys)`; the second equals the
+        first when there is no key or `distinct_keys` is False."""
+        key = [self._column(name) for name in self.table.primary_key] if distinct_keys else []
+        if key and any(c.type not in sql.PARTITION_KEY_TYPES or c.repeated for c in key):
+            key = []  # no canonical text for such keys: count rows (duplicates then show)
+        query = sql.bucket_counts_query(
+            self.ref,
+            self.cursor,
+            edges,
+            partition_key=self.partition_key,
+            partitions=self.table.partitions,
+            parts=parts,
+            distinct_key=key or None,
+        )
+        out: dict[tuple[int, int], tuple[int, int]] = {}
+        for row in self._run(query, "count_buckets").rows():
+            n = int(row["n"])
+            out[(int(row["p"]), int(row["b"]))] = (n, int(row["k"]) if key else n)
+        return out
+
+    def read(self, window: Window, parts: Sequence[int] | None, page_rows: int) -> Iterator[Page]:
+        batches = (
+            self._storage_batches(window, parts)
+            if self._use_storage()
+            else self._query_batches(window, parts, page_rows)
+        )
+        rows = 0
+        for batch in batches:
+            rows += batch.num_rows
+            yield self._page(batch)
+        self._last_rows = rows
+
+    def _use_storage(self) -> bool:
+        if self.cfg.read_api == "storage":
+            return True
+        return self.cfg.read_api == "auto" and self._last_rows >= self.cfg.storage_min_rows
+
+    def _query_batches(
+        self, window: Window, parts: Sequence[int] | None, page_rows: int
+    ) -> Iterator[Any]:
+        query = sql.window_query(
+            self.ref,
+            self.columns,
+            self.cursor,
+            window.lo,
+            window.hi,
+            partition_key=self.partition_key,
+            partitions=self.table.partitions,
+            parts=parts,
+        )
+        yield from self._run(query, "read_window", page_size=max(page_rows, 100)).batches()
+
+    def _storage_batches(self, window: Window, parts: Sequence[int] | None) -> Iterator[Any]:
+        if self._storage is None:
+            self._storage = StorageReader(
+                make_read_client(self.cfg),
+                self.client.project,
+                policy=self.policy,
+                max_streams=self.cfg.read_streams,
+            )
+        restriction = sql.window_restriction(
+            self.cursor,
+            window.lo,
+            window.hi,
+            partition_key=self.partition_key,
+            partitions=self.table.partitions,
+            parts=parts,
+        )
+        yield from self._storage.read(self.ref, [c.name for c in self.columns], restriction)
+
+    def _page(self, batch: Any) -> Page:
+        records, errors = records_from_batch(batch, self.columns, self.options, self.stats)
+        key = self.table.partition_key
+        types = [c.type for c in self.partition_key]
+        partitions = [
+            partition_of([r.get(k) for k in key], self.table.partitions, types) for r in records
+        ]
+        problems = [
+            RowProblem(e.reason, e.column, json.dumps({"row": e.index, "value": e.sample}))
+            for e in errors
+        ]
+        return Page(records, partitions, problems)

@@ -1,0 +1,432 @@
+"""Sync state kept in Harper: checkpoints, audit entries and worker heartbeats.
+
+Why in Harper: Harper replicates these tables to every node, so any worker on any node can resume
+a partition from its checkpoint and every node sees the same set of live workers; no local files
+are needed to resume.
+
+Tables (database `harperbq` by default, created on first use, declared attributes):
+- `SyncCheckpoint`, id `<tableId>/<partition>`: the exclusive end `hi` of the last window fully
+  written, plus counters and the recent windows' row counts kept for late-row reconciliation.
+- `SyncAudit`: skipped rows (reason, sample), errors, validation results; newest first by `at`.
+- `SyncWorker`, id = worker id: heartbeats. `last_seen` is the writer's UTC clock; `beat` changes
+  on every heartbeat, so a reader can also judge liveness by its own clock ("has `beat` changed
+  within my lease?"), which is immune to clock skew between nodes.
+
+Timestamps are ISO-8601 UTC strings with microseconds and `Z` (they sort as text in time order).
+A `StateStore` is thread-safe: share one per process.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import secrets
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, TypedDict
+
+from harperbq.harper.client import HarperClient
+from harperbq.harper.models import Attribute, Condition, Sort
+from harperbq.harper.schema import ensure_table
+
+STATE_DATABASE = "harperbq"
+CHECKPOINT_TABLE = "SyncCheckpoint"
+AUDIT_TABLE = "SyncAudit"
+WORKER_TABLE = "SyncWorker"
+
+_ISO_MICRO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+MAX_DETAILS_CHARS = 16_384
+MAX_MESSAGE_CHARS = 4_096
+
+
+def utc_now_iso() -> str:
+    """Now as ISO-8601 UTC with microseconds and `Z`."""
+    return iso(datetime.now(UTC))
+
+
+def iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> datetime:
+    if not _ISO_MICRO_Z.match(text):
+        raise ValueError(f"not an ISO-8601 UTC timestamp with microseconds and Z: {text!r}")
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+class RecentWindow(TypedDict):
+    """Rows written for one closed window `[lo, hi)`: what late-row reconciliation compares."""
+
+    lo: str
+    hi: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Progress of one (table, virtual partition). `hi` is None before the first window."""
+
+    table_id: str
+    partition: int
+    hi: str | None = None
+    rows_total: int = 0
+    window_s: float = 0.0
+    phase: str = "initial"
+    batch_size: int = 0
+    worker_id: str = ""
+    updated_at: str = ""
+    last_error: str | None = None
+    recent: list[RecentWindow] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.table_id or "/" in self.table_id:
+            raise ValueError(f"table_id must be non-empty and without '/': {self.table_id!r}")
+        if isinstance(self.partition, bool) or not isinstance(self.partition, int):
+            raise TypeError("partition must be an int")
+        if self.partition < 0:
+            raise ValueError("partition must be >= 0")
+        if self.hi is not None:
+            parse_iso(self.hi)
+        if self.rows_total < 0:
+            raise ValueError("rows_total must be >= 0")
+        for window in self.recent:
+            if not (
+                isinstance(window, Mapping)
+                and isinstance(window.get("lo"), str)
+                and isinstance(window.get("hi"), str)
+                and isinstance(window.get("count"), int)
+            ):
+                raise ValueError(f"recent windows need lo, hi (str) and count (int): {window!r}")
+
+    @property
+    def id(self) -> str:
+        return checkpoint_id(self.table_id, self.partition)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "table_id": self.table_id,
+            "partition": self.partition,
+            "hi": self.hi,
+            "rows_total": self.rows_total,
+            "window_s": float(self.window_s),
+            "phase": self.phase,
+            "batch_size": self.batch_size,
+            "worker_id": self.worker_id,
+            "updated_at": self.updated_at,
+            "last_error": self.last_error,
+            "recent": [dict(w) for w in self.recent],
+        }
+
+    @classmethod
+    def from_record(cls, row: Mapping[str, Any]) -> Checkpoint:
+        return cls(
+            table_id=str(row["table_id"]),
+            partition=int(row["partition"]),
+            hi=row.get("hi"),
+            rows_total=int(row.get("rows_total") or 0),
+            window_s=float(row.get("window_s") or 0.0),
+            phase=str(row.get("phase") or ""),
+            batch_size=int(row.get("batch_size") or 0),
+            worker_id=str(row.get("worker_id") or ""),
+            updated_at=str(row.get("updated_at") or ""),
+            last_error=row.get("last_error"),
+            recent=[
+                RecentWindow(lo=str(w["lo"]), hi=str(w["hi"]), count=int(w["count"]))
+                for w in row.get("recent") or []
+            ],
+        )
+
+
+def checkpoint_id(table_id: str, partition: int) -> str:
+    return f"{table_id}/{partition}"
+
+
+class AuditKind(enum.StrEnum):
+    SKIPPED_ROW = "skipped_row"
+    ERROR = "error"
+    VALIDATION = "validation"
+    SCHEMA = "schema"
+    RESET = "reset"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit event. `id` and `at` are assigned when stored (`StateStore.audit`)."""
+
+    kind: str
+    table_id: str | None = None
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    worker_id: str | None = None
+    at: str = ""
+    id: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at,
+            "kind": str(self.kind),
+            "table_id": self.table_id,
+            "message": self.message,
+            "details": self.details,
+            "worker_id": self.worker_id,
+        }
+
+    @classmethod
+    def from_record(cls, row: Mapping[str, Any]) -> AuditEntry:
+        details = row.get("details")
+        return cls(
+            kind=str(row.get("kind") or ""),
+            table_id=row.get("table_id"),
+            message=str(row.get("message") or ""),
+            details=dict(details) if isinstance(details, dict) else {},
+            worker_id=row.get("worker_id"),
+            at=str(row.get("at") or ""),
+            id=str(row["id"]),
+        )
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A worker's last heartbeat, as stored (apply the lease with `age_s` or by watching `beat`)."""
+
+    worker_id: str
+    node: str
+    last_seen: str
+    started_at: str
+    beat: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def last_seen_at(self) -> datetime:
+        return parse_iso(self.last_seen)
+
+    def age_s(self, now: datetime | None = None) -> float:
+        """Seconds since the heartbeat by the reader's clock (negative if clocks disagree)."""
+        return ((now or datetime.now(UTC)) - self.last_seen_at).total_seconds()
+
+    @classmethod
+    def from_record(cls, row: Mapping[str, Any]) -> WorkerRecord:
+        info = row.get("info")
+        return cls(
+            worker_id=str(row["id"]),
+            node=str(row.get("node") or ""),
+            last_seen=str(row.get("last_seen") or ""),
+            started_at=str(row.get("started_at") or ""),
+            beat=int(row.get("beat") or 0),
+            info=dict(info) if isinstance(info, dict) else {},
+        )
+
+
+def _a(name: str, kind: str | None, indexed: bool = False) -> Attribute:
+    return Attribute(name, kind, indexed)
+
+
+TABLES: dict[str, list[Attribute]] = {
+    CHECKPOINT_TABLE: [
+        Attribute("id", "String", is_primary_key=True),
+        _a("table_id", "String", indexed=True),
+        _a("partition", "Int"),
+        _a("hi", "String"),
+        _a("rows_total", "Long"),
+        _a("window_s", "Float"),
+        _a("phase", "String"),
+        _a("batch_size", "Long"),
+        _a("worker_id", "String"),
+        _a("updated_at", "String"),
+        _a("last_error", "String"),
+        _a("recent", "Any"),
+    ],
+    AUDIT_TABLE: [
+        Attribute("id", "String", is_primary_key=True),
+        _a("at", "String", indexed=True),
+        _a("kind", "String", indexed=True),
+        _a("table_id", "String", indexed=True),
+        _a("message", "String"),
+        _a("details", "Any"),
+        _a("worker_id", "String"),
+    ],
+    WORKER_TABLE: [
+        Attribute("id", "String", is_primary_key=True),
+        _a("node", "String"),
+        _a("last_seen", "String"),
+        _a("started_at", "String"),
+        _a("beat", "Long"),
+        _a("info", "Any"),
+    ],
+}
+
+
+class StateStore:
+    """Checkpoints, audit and heartbeats in Harper's state database; tables made on first use."""
+
+    def __init__(self, client: HarperClient, database: str = STATE_DATABASE) -> None:
+        self.client = client
+        self.database = database
+        self._lock = threading.Lock()
+        self._ready = False
+        self._beats: dict[str, int] = {}
+        self._started: dict[str, str] = {}
+
+    def ensure(self) -> None:
+        """Create the state tables if missing (idempotent, safe when workers race)."""
+        with self._lock:
+            if self._ready:
+                return
+            for table, attributes in TABLES.items():
+                ensure_table(
+                    self.client, self.database, table, attributes, on_schema_change="evolve"
+                )
+            self._ready = True
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def get_checkpoints(self, table_id: str) -> dict[int, Checkpoint]:
+        """Every stored checkpoint of a table, by partition."""
+        self.ensure()
+        rows = self.client.search(
+            self.database,
+            CHECKPOINT_TABLE,
+            [Condition("table_id", "equals", table_id)],
+        )
+        checkpoints = (Checkpoint.from_record(r) for r in rows if r.get("table_id") == table_id)
+        return {cp.partition: cp for cp in checkpoints}
+
+    def put_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Store a checkpoint (whole record, `updated_at` stamped now); returns what was stored.
+
+        Returns only once Harper confirmed the write (see `HarperClient.upsert`).
+        """
+        self.ensure()
+        stored = replace(checkpoint, updated_at=utc_now_iso())
+        self.client.upsert(self.database, CHECKPOINT_TABLE, [stored.to_record()])
+        return stored
+
+    def put_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
+        """Store several checkpoints in one confirmed write (a window moves all its partitions)."""
+        self.ensure()
+        now = utc_now_iso()
+        records = [replace(cp, updated_at=now).to_record() for cp in checkpoints]
+        if records:
+            self.client.upsert(self.database, CHECKPOINT_TABLE, records)
+
+    def delete_checkpoints(self, table_id: str) -> int:
+        """Forget a table's progress (for a reset); returns how many checkpoints were removed."""
+        self.ensure()
+        rows = self.client.search(
+            self.database,
+            CHECKPOINT_TABLE,
+            [Condition("table_id", "equals", table_id)],
+            attributes=["id", "table_id"],
+        )
+        ids = [str(r["id"]) for r in rows if r.get("table_id") == table_id and r.get("id")]
+        return self.client.delete(self.database, CHECKPOINT_TABLE, ids) if ids else 0
+
+    # -- audit -----------------------------------------------------------------------------------
+
+    def audit(self, entry: AuditEntry) -> AuditEntry:
+        """Store an audit entry with a fresh unique id and timestamp; returns what was stored.
+
+        Oversized `details` (more than 16 KiB of JSON) are replaced by a truncated copy.
+        """
+        self.ensure()
+        at = utc_now_iso()
+        stored = replace(
+            entry,
+            at=at,
+            id=f"{at}-{secrets.token_hex(8)}",
+            message=entry.message[:MAX_MESSAGE_CHARS],
+            details=_bounded(entry.details),
+        )
+        self.client.upsert(self.database, AUDIT_TABLE, [stored.to_record()])
+        return stored
+
+    def recent_audit(
+        self, table_id: str | None = None, *, kind: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """Newest audit entries first, optionally of one table and/or one kind."""
+        self.ensure()
+        conditions = []
+        if table_id is not None:
+            conditions.append(Condition("table_id", "equals", table_id))
+        if kind is not None:
+            conditions.append(Condition("kind", "equals", str(kind)))
+        if not conditions:
+            conditions.append(Condition("at", "greater_than_equal", ""))
+        rows = self.client.search(
+            self.database, AUDIT_TABLE, conditions, limit=limit, sort=Sort("at", descending=True)
+        )
+        return [AuditEntry.from_record(r) for r in rows if r.get("id")]
+
+    def prune_audit(self, before: str) -> int:
+        """Delete audit entries older than `before` (ISO UTC); returns how many."""
+        self.ensure()
+        parse_iso(before)
+        rows = self.client.search(
+            self.database,
+            AUDIT_TABLE,
+            [Condition("at", "less_than", before)],
+            attributes=["id"],
+        )
+        ids = [str(r["id"]) for r in rows if r.get("id")]
+        return self.client.delete(self.database, AUDIT_TABLE, ids) if ids else 0
+
+    # -- workers ---------------------------------------------------------------------------------
+
+    def heartbeat(self, worker_id: str, node: str, info: Mapping[str, Any]) -> WorkerRecord:
+        """Record that `worker_id` on `node` is alive now; returns the stored record."""
+        self.ensure()
+        now = utc_now_iso()
+        with self._lock:
+            beat = self._beats.get(worker_id, 0) + 1
+            self._beats[worker_id] = beat
+            started = self._started.setdefault(worker_id, now)
+        record = WorkerRecord(worker_id, node, now, started, beat, dict(info))
+        self.client.upsert(
+            self.database,
+            WORKER_TABLE,
+            [
+                {
+                    "id": worker_id,
+                    "node": node,
+                    "last_seen": now,
+                    "started_at": started,
+                    "beat": beat,
+                    "info": record.info,
+                }
+            ],
+        )
+        return record
+
+    def workers(self) -> list[WorkerRecord]:
+        """Every worker that ever heartbeated (and was not removed), by id; leases are the
+        caller's decision."""
+        self.ensure()
+        rows = self.client.search(
+            self.database, WORKER_TABLE, [Condition("id", "greater_than_equal", "")]
+        )
+        return sorted(
+            (WorkerRecord.from_record(r) for r in rows if r.get("id")), key=lambda w: w.worker_id
+        )
+
+    def remove_worker(self, worker_id: str) -> None:
+        """Drop a worker's heartbeat (on clean shutdown, so others take over at once)."""
+        self.ensure()
+        self.client.delete(self.database, WORKER_TABLE, [worker_id])
+        with self._lock:
+            self._beats.pop(worker_id, None)
+            self._started.pop(worker_id, None)
+
+
+def _bounded(details: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON-safe copy (non-JSON values as text, NaN/Infinity as strings), at most 16 KiB."""
+    text = json.dumps(details, default=str)
+    if len(text) <= MAX_DETAILS_CHARS:
+        return dict(json.loads(text, parse_constant=str))
+    return {"truncated": True, "json_prefix": text[:MAX_DETAILS_CHARS]}

@@ -1,0 +1,139 @@
+"""The Harper side of one synced table, seen by cursor range: which records, in which partition.
+
+Why: validation, `deletes: mirror` and `retention` all need Harper's records of a cursor range
+per virtual partition, and Harper does not store the partition. A record carries the partition
+key columns (they are always among the synced columns), so its partition is recomputed with
+the very function the reads use (`sync.partitions`, bit-exact with BigQuery's SQL). The range
+is fetched with an indexed `between` scan of the cursor attribute and re-filtered here in exact
+integer µs, so the cursor's stored text form (ISO with `Z`, civil DATETIME, DATE, INT64) never
+decides membership by string comparison alone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from harperbq.bigquery.sql import MICROS_PER_DAY, Column
+from harperbq.bigquery.types import format_datetime, format_timestamp
+from harperbq.harper.client import HarperClient
+from harperbq.harper.models import Condition
+from harperbq.sync.partitions import partition_of
+from harperbq.sync.windows import from_micros, parse_iso
+
+_EPOCH_DAY = date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class TargetRecord:
+    id: str
+    cursor_us: int
+    partition: int
+
+
+@dataclass
+class TargetTable:
+    """Harper records of one synced table, by cursor range and partition."""
+
+    client: HarperClient
+    database: str
+    table: str
+    cursor: Column
+    partition_key: Sequence[Column]
+    partitions: int
+
+    # -- cursor values: µs <-> the form Harper stores --------------------------------------
+
+    def stored(self, micros: int) -> Any:
+        """The cursor value as Harper stores it, for a bound µs (DATE: the day holding it)."""
+        kind = self.cursor.type
+        if kind == "TIMESTAMP":
+            return format_timestamp(micros)
+        if kind == "DATETIME":
+            return format_datetime(from_micros(micros).replace(tzinfo=None))
+        if kind == "DATE":
+            return from_micros(micros).date().isoformat()
+        return int(micros)
+
+    def micros(self, value: Any) -> int | None:
+        """µs (raw value for INT64) of a stored cursor value; None if it is not one."""
+        try:
+            kind = self.cursor.type
+            if kind == "INT64":
+                return int(value) if isinstance(value, int | str) else None
+            if not isinstance(value, str):
+                return None
+            if kind == "DATE":
+                return (date.fromisoformat(value) - _EPOCH_DAY).days * MICROS_PER_DAY
+            return parse_iso(value)
+        except ValueError:
+            return None
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def records(self, lo: int, hi: int) -> Iterator[TargetRecord]:
+        """Every record with `lo <= cursor < hi` (µs), with its partition; one indexed scan."""
+        if hi <= lo:
+            return
+        names = [c.name for c in self.partition_key]
+        types = [c.type for c in self.partition_key]
+        attributes = list(dict.fromkeys(["id", self.cursor.name, *names]))
+        rows = self.client.search(
+            self.database,
+            self.table,
+            [Condition(self.cursor.name, "between", [self.stored(lo), self.stored(hi)])],
+            attributes=attributes,
+        )
+        for row in rows:
+            at = self.micros(row.get(self.cursor.name))
+            if at is None or not lo <= at < hi or row.get("id") is None:
+                continue
+            partition = partition_of([row.get(n) for n in names], self.partitions, types)
+            yield TargetRecord(str(row["id"]), at, partition)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def delete(self, ids: Sequence[str]) -> int:
+        return self.client.delete(self.database, self.table, list(ids)) if ids else 0
+
+    def expire(
+        self,
+        cutoff_us: int,
+        *,
+        batch: int = 5_000,
+        max_batches: int = 20,
+        stop: threading.Event | None = None,
+    ) -> int:
+        """Delete records whose cursor is older than cutoff, `batch` ids per request and at
+        most `max_batches` requests per call (the next call goes on), so one run never holds
+        a long or huge request. Returns how many were deleted."""
+        if batch < 1:
+            raise ValueError("batch must be >= 1")
+        bound = self.stored(cutoff_us)
+        # A DATE cursor's stored day of the cutoff still holds younger rows: strictly before it.
+        deleted = 0
+        for _ in range(max_batches):
+            if stop is not None and stop.is_set():
+                break
+            rows = self.client.search(
+                self.database,
+                self.table,
+                [Condition(self.cursor.name, "less_than", bound)],
+                attributes=["id", self.cursor.name],
+                limit=batch,
+            )
+            ids = [
+                str(r["id"])
+                for r in rows
+                if r.get("id") is not None
+                and (at := self.micros(r.get(self.cursor.name))) is not None
+                and at < cutoff_us
+            ]
+            if ids:
+                deleted += self.delete(ids)
+            if len(rows) < batch:
+                break
+        return deleted

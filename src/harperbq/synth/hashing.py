@@ -1,0 +1,68 @@
+"""Counter-based randomness: every draw is a hash of (seed, stream, keys), never a stateful RNG.
+
+That is what makes the synthesizer stateless in time: the value drawn for vessel v, voyage k of
+epoch r does not depend on what was drawn before, so any window can be generated on its own.
+"""
+
+import numpy as np
+import numpy.typing as npt
+
+U64 = npt.NDArray[np.uint64]
+F64 = npt.NDArray[np.float64]
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix(x: U64) -> U64:
+    """splitmix64's finaliser: a bijection on 64-bit words with full avalanche."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * _M1
+        x = (x ^ (x >> np.uint64(27))) * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def _as_u64(key: npt.ArrayLike) -> U64:
+    arr = np.asarray(key)
+    if arr.dtype.kind == "f":
+        arr = arr.astype(np.int64)
+    return arr.astype(np.int64).view(np.uint64) if arr.dtype != np.uint64 else arr
+
+
+def hash64(seed: int, stream: int, *keys: npt.ArrayLike) -> U64:
+    """64-bit hash of (seed, stream, keys...), broadcast over array keys."""
+    h = _mix(np.asarray([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) ^ np.uint64(stream))
+    with np.errstate(over="ignore"):
+        for key in keys:
+            h = _mix(h ^ (_as_u64(key) + _GOLDEN))
+    return h
+
+
+def uniform(seed: int, stream: int, *keys: npt.ArrayLike) -> F64:
+    """Uniform draws in [0, 1), one per broadcast key."""
+    h = hash64(seed, stream, *keys)
+    return (h >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+# Stream ids: one per kind of draw, so two draws never share a hash by accident.
+class Stream:
+    TYPE = 1
+    FLAG = 2
+    MID = 3
+    NAME = 4
+    DIMENSIONS = 5
+    BUILD = 6
+    HOME = 7
+    OWNER = 8
+    SPEED_BIAS = 9
+    EPOCH_OFFSET = 10
+    REPORT_OFFSET = 11
+    HEADING_SENSOR = 12
+    START_PORT = 20
+    BERTH0 = 21
+    VOYAGE = 22  # keyed further by a field number
+    LATE = 40
+    LATENESS = 41
+    DUPLICATE = 42
+    NOISE = 43
+    STATIC_OFFSET = 44

@@ -1,0 +1,416 @@
+"""The three tables as Arrow, for any window of write time: three views of one timeline.
+
+A window [lo, hi) holds the rows *written* in it: `ingested_at` in [lo, hi). A row's `ingested_at`
+equals its own time, except for late rows (a `late_fraction` of rows, each late by 1 s to
+`late_max_s`), so late rows carry a timestamp older than the window they are written with, as in a
+real pipeline. Duplicates (`duplicate_fraction`) are exact copies written in the same window.
+Because every row's times are fixed by the timeline, generating [a, c) gives exactly the rows of
+[a, b) followed by those of [b, c), whatever a < b < c.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+from google.cloud import bigquery
+
+from harperbq.synth.cadence import instants, report_interval_s, static_interval_s
+from harperbq.synth.fleet import EPOCH_S
+from harperbq.synth.hashing import Stream, uniform
+from harperbq.synth.params import SynthParams
+from harperbq.synth.reference import DEPARTURE, EVENT_TYPES, FLAGS, NAV_STATUS, PORTS, VESSEL_TYPES
+from harperbq.synth.track import kinematics
+from harperbq.synth.voyages import Phases, Timeline
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+TS = pa.timestamp("us", tz="UTC")
+_F = bigquery.SchemaField
+
+POSITIONS_SCHEMA = [
+    _F("timestamp", "TIMESTAMP", "REQUIRED"),
+    _F("mmsi", "STRING", "REQUIRED"),
+    _F("imo", "STRING", "REQUIRED"),
+    _F("vessel_name", "STRING", "REQUIRED"),
+    _F("vessel_type", "STRING", "REQUIRED"),
+    _F("flag", "STRING", "REQUIRED"),
+    _F("length", "INTEGER", "REQUIRED"),
+    _F("beam", "INTEGER", "REQUIRED"),
+    _F("draft", "FLOAT", "REQUIRED"),
+    _F("latitude", "FLOAT", "REQUIRED"),
+    _F("longitude", "FLOAT", "REQUIRED"),
+    _F("speed_knots", "FLOAT", "REQUIRED"),
+    _F("course", "INTEGER", "REQUIRED"),
+    _F("heading", "INTEGER", "REQUIRED"),
+    _F("status", "STRING", "REQUIRED"),
+    _F("destination", "STRING", "NULLABLE"),
+    _F("eta", "TIMESTAMP", "NULLABLE"),
+    _F("report_date", "STRING", "REQUIRED"),
+    _F("nav_status", "INTEGER", "REQUIRED"),
+    _F("ingested_at", "TIMESTAMP", "REQUIRED"),
+]
+EVENTS_SCHEMA = [
+    _F("event_time", "TIMESTAMP", "REQUIRED"),
+    _F("port_id", "STRING", "REQUIRED"),
+    _F("port_name", "STRING", "NULLABLE"),
+    _F("vessel_mmsi", "STRING", "REQUIRED"),
+    _F("event_type", "STRING", "REQUIRED"),
+    _F("status", "STRING", "NULLABLE"),
+    _F("latitude", "FLOAT", "NULLABLE"),
+    _F("longitude", "FLOAT", "NULLABLE"),
+    _F("ingested_at", "TIMESTAMP", "REQUIRED"),
+]
+METADATA_SCHEMA = [
+    _F("last_updated", "TIMESTAMP", "REQUIRED"),
+    _F("mmsi", "STRING", "REQUIRED"),
+    _F("imo", "STRING", "NULLABLE"),
+    _F("vessel_name", "STRING", "NULLABLE"),
+    _F("vessel_type", "STRING", "NULLABLE"),
+    _F("flag", "STRING", "NULLABLE"),
+    _F("callsign", "STRING", "NULLABLE"),
+    _F("length", "INTEGER", "NULLABLE"),
+    _F("beam", "INTEGER", "NULLABLE"),
+    _F("draft", "INTEGER", "NULLABLE"),
+    _F("gross_tonnage", "INTEGER", "NULLABLE"),
+    _F("deadweight", "INTEGER", "NULLABLE"),
+    _F("year_built", "INTEGER", "NULLABLE"),
+    _F("home_port", "STRING", "NULLABLE"),
+    _F("owner", "STRING", "NULLABLE"),
+    _F("status", "STRING", "NULLABLE"),
+    _F("destination", "STRING", "NULLABLE"),
+    _F("eta", "TIMESTAMP", "NULLABLE"),
+    _F("ingested_at", "TIMESTAMP", "REQUIRED"),
+]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What the writer needs to know about one table kind."""
+
+    kind: str  # positions | events | metadata
+    schema: list[bigquery.SchemaField]
+    time_column: str
+    mmsi_column: str
+
+
+POSITIONS = TableSpec("positions", POSITIONS_SCHEMA, "timestamp", "mmsi")
+EVENTS = TableSpec("events", EVENTS_SCHEMA, "event_time", "vessel_mmsi")
+METADATA = TableSpec("metadata", METADATA_SCHEMA, "last_updated", "mmsi")
+SPECS = (POSITIONS, EVENTS, METADATA)
+
+_ARROW_TYPES = {
+    "TIMESTAMP": TS,
+    "STRING": pa.string(),
+    "INTEGER": pa.int64(),
+    "FLOAT": pa.float64(),
+}
+
+
+def arrow_schema(schema: list[bigquery.SchemaField]) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field(f.name, _ARROW_TYPES[f.field_type], nullable=f.mode != "REQUIRED")
+            for f in schema
+        ]
+    )
+
+
+def to_seconds(value: float | datetime) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give a time zone (UTC)")
+        return value.timestamp()
+    return float(value)
+
+
+def _sort(table: pa.Table, time_col: str, mmsi_col: str) -> pa.Table:
+    """Write order: by ingested_at, then time, then MMSI (so windows concatenate exactly)."""
+    keys = [("ingested_at", "ascending"), (time_col, "ascending"), (mmsi_col, "ascending")]
+    return table.sort_by(keys)
+
+
+@dataclass(frozen=True)
+class WindowRows:
+    positions: pa.Table
+    events: pa.Table
+    metadata: pa.Table
+
+    def by_kind(self, kind: str) -> pa.Table:
+        return {"positions": self.positions, "events": self.events, "metadata": self.metadata}[kind]
+
+
+class Generator:
+    """Rows of the three tables for write windows, from one timeline and its parameters."""
+
+    def __init__(self, params: SynthParams, timeline: Timeline | None = None) -> None:
+        self.params = params
+        self.timeline = timeline or Timeline(params.seed, params.total_vessels)
+        fleet = self.timeline.fleet
+        self.fleet = fleet
+        self._mmsi = fleet.mmsi_str()
+        self._imo = fleet.imo_str()
+        self._type = np.array([VESSEL_TYPES[i].code for i in fleet.vtype])
+        self._flag_codes = np.array([f.code for f in FLAGS])[fleet.flag]
+        self._port_code = np.array([p.code for p in PORTS])
+        self._port_name = np.array([p.name for p in PORTS])
+        self._home = self._port_name[fleet.home_port]
+        self._mmsi_rank = np.argsort(np.argsort(fleet.mmsi)).astype(np.int64)
+        # Arrow copies of the per-vessel strings, built once (rows take from them by index).
+        self._names = pa.array(fleet.name)
+        self._calls = pa.array(fleet.callsign)
+        self._owners = pa.array(fleet.owner)
+        self._mmsi_a = pa.array(self._mmsi)
+        self._imo_a = pa.array(self._imo)
+        self._type_a = pa.array(self._type)
+        self._flag_a = pa.array(self._flag_codes)
+        self._home_a = pa.array(self._home)
+        codes = sorted(NAV_STATUS)
+        self._status_codes = np.array(codes)
+        self._status_a = pa.array([NAV_STATUS[c] for c in codes])
+
+    # -- shared helpers ---------------------------------------------------------------------
+    def _lateness(self, stream_key: I64, vessel: I64) -> I64:
+        p = self.params
+        if p.late_fraction <= 0:
+            return np.zeros(vessel.shape, dtype=np.int64)
+        late = uniform(p.seed, Stream.LATE, vessel, stream_key) < p.late_fraction
+        size = 1 + np.floor(uniform(p.seed, Stream.LATENESS, vessel, stream_key) * p.late_max_s)
+        return np.where(late, size, 0).astype(np.int64) * 1_000_000
+
+    def _copies(self, stream_key: I64, vessel: I64) -> I64:
+        p = self.params
+        if p.duplicate_fraction <= 0:
+            return np.arange(vessel.shape[0], dtype=np.int64)
+        dup = uniform(p.seed, Stream.DUPLICATE, vessel, stream_key) < p.duplicate_fraction
+        return np.repeat(np.arange(vessel.shape[0], dtype=np.int64), np.where(dup, 2, 1))
+
+    def _slots(self, lo: float, hi: float) -> list[tuple[Phases, float, float]]:
+        """Slot schedules and the sub-range of [lo - late horizon, hi) each one serves."""
+        start = lo - self.params.late_horizon_s
+        out = []
+        for k in Timeline.slots_between(start, hi):
+            a, b = max(start, k * EPOCH_S), min(hi, (k + 1) * EPOCH_S)
+            if a < b:
+                out.append((self.timeline.slot(k), a, b))
+        return out
+
+    def _str(self, values: npt.NDArray[np.str_] | pa.Array, index: I64) -> pa.Array:
+        dictionary = values if isinstance(values, pa.Array) else pa.array(values)
+        return pc.take(dictionary, pa.array(index))
+
+    def _nav_text(self, nav: I64) -> pa.Array:
+        return self._str(self._status_a, np.searchsorted(self._status_codes, nav))
+
+    @staticmethod
+    def _ts(us: I64, null: npt.NDArray[np.bool_] | None = None) -> pa.Array:
+        return pa.array(us, type=pa.int64(), mask=null).cast(TS)
+
+    @staticmethod
+    def _order(*keys: I64) -> I64:
+        return np.lexsort(keys[::-1])
+
+    # -- vessel_positions -------------------------------------------------------------------
+    def positions(self, lo: float | datetime, hi: float | datetime) -> pa.Table:
+        lo_s, hi_s = to_seconds(lo), to_seconds(hi)
+        parts = [self._positions_slot(ph, a, b, lo_s, hi_s) for ph, a, b in self._slots(lo_s, hi_s)]
+        parts = [t for t in parts if t is not None]
+        if not parts:
+            return arrow_schema(POSITIONS_SCHEMA).empty_table()
+        if len(parts) == 1:
+            return parts[0]
+        return _sort(pa.concat_tables(parts), "timestamp", "mmsi")
+
+    def _write_order(self, ingested_us: I64, t_us: I64, vessel: I64, lo: float) -> I64:
+        """Write order (ingested_at, timestamp, mmsi) as one integer sort: cheaper than Arrow's."""
+        k1 = ingested_us // 1_000_000 - int(np.floor(lo))
+        late = (ingested_us - t_us) // 1_000_000
+        if k1.size and (k1.max() >= 1 << 22 or late.max() >= 1 << 22):
+            return np.lexsort((self._mmsi_rank[vessel], t_us, ingested_us))
+        key = (k1 << 42) | (((1 << 22) - 1 - late) << 20) | self._mmsi_rank[vessel]
+        return np.argsort(key, kind="stable")
+
+    def _positions_slot(
+        self, ph: Phases, a: float, b: float, lo: float, hi: float
+    ) -> pa.Table | None:
+        p = self.params
+        interval = report_interval_s(ph, p.sampling_interval_s)
+        phase, t = instants(ph, interval, self.fleet.report_offset, a, b)
+        vessel = ph.vessel[phase]
+        t_us = t * 1_000_000
+        ingested = t_us + self._lateness(t_us, vessel)
+        keep = np.flatnonzero((ingested >= lo * 1e6) & (ingested < hi * 1e6))
+        if keep.size == 0:
+            return None
+        keep = keep[self._copies(t_us[keep], vessel[keep])]
+        keep = keep[self._write_order(ingested[keep], t_us[keep], vessel[keep], lo)]
+        phase, t, t_us, vessel, ingested = (
+            phase[keep],
+            t[keep],
+            t_us[keep],
+            vessel[keep],
+            ingested[keep],
+        )
+        k = kinematics(
+            p.seed, self.timeline.net, ph, phase, t.astype(np.float64), self.fleet.heading_missing
+        )
+        noise = (uniform(p.seed, Stream.NOISE, vessel, t_us, 2) - 0.5) * 0.4
+        moving = k.speed_kn > 0
+        sog = np.where(moving, np.maximum(np.round(k.speed_kn + noise, 1), 0.1), 0.0)
+        day = t // 86_400
+        days, day_idx = np.unique(day, return_inverse=True)
+        day_str = np.array(
+            [datetime.fromtimestamp(int(d) * 86_400, UTC).strftime("%Y%m%d") for d in days]
+        )
+        nav = k.nav
+        eta = ph.eta[phase]
+        eta_null = np.isnan(eta)
+        cols = {
+            "timestamp": self._ts(t_us),
+            "mmsi": self._str(self._mmsi_a, vessel),
+            "imo": self._str(self._imo_a, vessel),
+            "vessel_name": self._str(self._names, vessel),
+            "vessel_type": self._str(self._type_a, vessel),
+            "flag": self._str(self._flag_a, vessel),
+            "length": pa.array(self.fleet.length[vessel]),
+            "beam": pa.array(self.fleet.beam[vessel]),
+            "draft": pa.array(ph.draft[phase]),
+            "latitude": pa.array(np.round(k.latitude, 6)),
+            "longitude": pa.array(np.round(k.longitude, 6)),
+            "speed_knots": pa.array(sog),
+            "course": pa.array(np.rint(k.course).astype(np.int64) % 360),
+            "heading": pa.array(k.heading),
+            "status": self._nav_text(nav),
+            "destination": self._str(self._port_name, ph.dest[phase]),
+            "eta": self._ts(
+                np.where(eta_null, 0, np.rint(np.nan_to_num(eta) * 1e6)).astype(np.int64), eta_null
+            ),
+            "report_date": self._str(day_str, day_idx.astype(np.int64)),
+            "nav_status": pa.array(nav),
+            "ingested_at": self._ts(ingested),
+        }
+        return pa.Table.from_pydict(cols, schema=arrow_schema(POSITIONS_SCHEMA))
+
+    # -- port_events ------------------------------------------------------------------------
+    def _event_rows(
+        self, lo: float, hi: float, only: int | None = None
+    ) -> list[tuple[Phases, I64, I64, I64]]:
+        """(schedule, phase idx, event time us, ingested us) of events written in [lo, hi)."""
+        out = []
+        for ph, a, b in self._slots(lo, hi):
+            sel = (ph.event > 0) & (ph.t >= a) & (ph.t < b)
+            if only is not None:
+                sel &= ph.event == only
+            idx = np.flatnonzero(sel)
+            t_us = np.rint(ph.t[idx] * 1e6).astype(np.int64)
+            vessel = ph.vessel[idx]
+            ingested = t_us + self._lateness(t_us * 8 + ph.event[idx], vessel)
+            keep = (ingested >= lo * 1e6) & (ingested < hi * 1e6)
+            idx, t_us, ingested = idx[keep], t_us[keep], ingested[keep]
+            rows = self._copies(t_us * 8 + ph.event[idx], ph.vessel[idx])
+            out.append((ph, idx[rows], t_us[rows], ingested[rows]))
+        return out
+
+    def events(self, lo: float | datetime, hi: float | datetime) -> pa.Table:
+        lo_s, hi_s = to_seconds(lo), to_seconds(hi)
+        parts = []
+        for ph, idx, t_us, ingested in self._event_rows(lo_s, hi_s):
+            if idx.size == 0:
+                continue
+            k = kinematics(
+                self.params.seed, self.timeline.net, ph, idx, ph.t[idx], self.fleet.heading_missing
+            )
+            vessel = ph.vessel[idx]
+            parts.append(
+                pa.Table.from_pydict(
+                    {
+                        "event_time": self._ts(t_us),
+                        "port_id": self._str(self._port_code, ph.port[idx]),
+                        "port_name": self._str(self._port_name, ph.port[idx]),
+                        "vessel_mmsi": self._str(self._mmsi_a, vessel),
+                        "event_type": self._str(np.array(EVENT_TYPES), ph.event[idx]),
+                        "status": self._nav_text(ph.nav[idx]),
+                        "latitude": pa.array(np.round(k.latitude, 6)),
+                        "longitude": pa.array(np.round(k.longitude, 6)),
+                        "ingested_at": self._ts(ingested),
+                    },
+                    schema=arrow_schema(EVENTS_SCHEMA),
+                )
+            )
+        return self._sorted(parts, EVENTS_SCHEMA, "event_time", "vessel_mmsi")
+
+    def _sorted(
+        self,
+        parts: list[pa.Table],
+        schema: list[bigquery.SchemaField],
+        time_col: str,
+        mmsi_col: str,
+    ) -> pa.Table:
+        if not parts:
+            return arrow_schema(schema).empty_table()
+        return _sort(pa.concat_tables(parts), time_col, mmsi_col)
+
+    # -- vessel_metadata --------------------------------------------------------------------
+    def metadata(self, lo: float | datetime, hi: float | datetime) -> pa.Table:
+        """Static/voyage reports every 6 min x scale per vessel, plus one at every departure."""
+        lo_s, hi_s = to_seconds(lo), to_seconds(hi)
+        p = self.params
+        step = static_interval_s(p.sampling_interval_s)
+        parts = []
+        for ph, a, b in self._slots(lo_s, hi_s):
+            interval = np.full(ph.size, step, dtype=np.int64)
+            phase, t = instants(ph, interval, self.fleet.report_offset, a, b)
+            t_us = t * 1_000_000
+            vessel = ph.vessel[phase]
+            ingested = t_us + self._lateness(t_us * 8 + 7, vessel)
+            keep = (ingested >= lo_s * 1e6) & (ingested < hi_s * 1e6)
+            rows = np.flatnonzero(keep)[self._copies((t_us * 8 + 7)[keep], vessel[keep])]
+            parts.append(self._metadata_table(ph, phase[rows], t_us[rows], ingested[rows]))
+        for ph, idx, t_us, ingested in self._event_rows(lo_s, hi_s, only=DEPARTURE):
+            parts.append(self._metadata_table(ph, idx, t_us, ingested))
+        parts = [t for t in parts if t.num_rows]
+        return self._sorted(parts, METADATA_SCHEMA, "last_updated", "mmsi")
+
+    def _metadata_table(self, ph: Phases, phase: I64, t_us: I64, ingested: I64) -> pa.Table:
+        f = self.fleet
+        vessel = ph.vessel[phase]
+        eta = ph.eta[phase]
+        eta_null = np.isnan(eta)
+        return pa.Table.from_pydict(
+            {
+                "last_updated": self._ts(t_us),
+                "mmsi": self._str(self._mmsi_a, vessel),
+                "imo": self._str(self._imo_a, vessel),
+                "vessel_name": self._str(self._names, vessel),
+                "vessel_type": self._str(self._type_a, vessel),
+                "flag": self._str(self._flag_a, vessel),
+                "callsign": self._str(self._calls, vessel),
+                "length": pa.array(f.length[vessel]),
+                "beam": pa.array(f.beam[vessel]),
+                "draft": pa.array(np.rint(ph.draft[phase]).astype(np.int64)),
+                "gross_tonnage": pa.array(f.gross_tonnage[vessel]),
+                "deadweight": pa.array(f.deadweight[vessel]),
+                "year_built": pa.array(f.year_built[vessel]),
+                "home_port": self._str(self._home_a, vessel),
+                "owner": self._str(self._owners, vessel),
+                "status": self._nav_text(ph.nav[phase]),
+                "destination": self._str(self._port_name, ph.dest[phase]),
+                "eta": self._ts(
+                    np.where(eta_null, 0, np.rint(np.nan_to_num(eta) * 1e6)).astype(np.int64),
+                    eta_null,
+                ),
+                "ingested_at": self._ts(ingested),
+            },
+            schema=arrow_schema(METADATA_SCHEMA),
+        )
+
+    def window(self, lo: float | datetime, hi: float | datetime) -> WindowRows:
+        """All three tables for the write window [lo, hi)."""
+        return WindowRows(self.positions(lo, hi), self.events(lo, hi), self.metadata(lo, hi))
+
+    def table(self, kind: str, lo: float | datetime, hi: float | datetime) -> pa.Table:
+        return {"positions": self.positions, "events": self.events, "metadata": self.metadata}[
+            kind
+        ](lo, hi)

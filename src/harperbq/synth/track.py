@@ -1,0 +1,92 @@
+"""Kinematics: position, course, speed and heading of a vessel at an instant inside a phase."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from harperbq.synth.fleet import EPOCH_S
+from harperbq.synth.hashing import Stream, hash64, uniform
+from harperbq.synth.reference import AT_ANCHOR, HEADING_NOT_AVAILABLE, MOORED
+from harperbq.synth.routes import RouteNet
+from harperbq.synth.voyages import Phases, Timeline
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Kinematics:
+    latitude: F64
+    longitude: F64  # in [-180, 180)
+    speed_kn: F64  # exact speed over ground (before AIS rounding/noise)
+    course: F64  # course over ground, degrees [0, 360)
+    heading: I64  # true heading, degrees, or 511 when the ship has no heading sensor
+    nav: I64
+    distance_nm: F64  # position along the phase's path
+
+
+def kinematics(
+    seed: int,
+    net: RouteNet,
+    phases: Phases,
+    idx: I64,
+    t: F64,
+    heading_missing: npt.NDArray[np.bool_],
+) -> Kinematics:
+    """State at instants t (seconds) of phases idx: a pure function of the schedule."""
+    dt_h = (t - phases.t[idx]) / 3600.0
+    v = phases.v[idx]
+    amp = phases.amp[idx]
+    s = phases.s0[idx] + v * dt_h
+    direction = np.sign(v)
+    trawling = amp > 0
+    if trawling.any():
+        a = amp[trawling]
+        w = np.mod(np.abs(v[trawling]) * dt_h[trawling] / a + 1.0, 4.0)
+        s[trawling] = phases.s0[idx][trawling] + a * (np.abs(w - 2.0) - 1.0)
+        direction[trawling] = np.where(w >= 2.0, 1.0, -1.0)
+    path = phases.path[idx]
+    lat, lon, seg_course = net.locate(path, s)
+    moving = direction != 0
+    course = np.where(direction < 0, seg_course + 180.0, seg_course) % 360.0
+    vessel = phases.vessel[idx]
+    nav = phases.nav[idx]
+    # A ship alongside keeps one heading per port; at anchor one per anchoring.
+    key = np.where(nav == MOORED, phases.port[idx], np.floor(phases.t[idx]).astype(np.int64))
+    rest = (hash64(seed, Stream.NOISE, vessel, key, nav) % np.uint64(360)).astype(np.float64)
+    drift = (uniform(seed, Stream.NOISE, vessel, t, 1) - 0.5) * 6.0
+    heading = np.where(moving, np.rint(course + drift) % 360, rest).astype(np.int64)
+    course = np.where(moving | ((nav != MOORED) & (nav != AT_ANCHOR)), course, rest)
+    heading = np.where(heading_missing[vessel], HEADING_NOT_AVAILABLE, heading)
+    return Kinematics(lat, lon, np.abs(v), course, heading, nav, s)
+
+
+def track_at(timeline: Timeline, vessel: npt.ArrayLike, t: npt.ArrayLike) -> Kinematics:
+    """State of vessels (fleet indices) at times t (unix seconds), aligned with the inputs."""
+    vessel = np.atleast_1d(np.asarray(vessel, dtype=np.int64))
+    t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+    fields: dict[str, npt.NDArray[np.generic]] = {}
+    slot_of = np.floor(t / EPOCH_S).astype(np.int64)
+    names = ("latitude", "longitude", "speed_kn", "course", "heading", "nav", "distance_nm")
+    out = {
+        n: np.zeros(t.shape, dtype=np.int64 if n in ("heading", "nav") else np.float64)
+        for n in names
+    }
+    for k in np.unique(slot_of):
+        ph = timeline.slot(int(k))
+        sel = np.flatnonzero(slot_of == k)
+        idx = np.array(
+            [
+                ph.ptr[v] + np.searchsorted(ph.t[ph.ptr[v] : ph.ptr[v + 1]], x, side="right") - 1
+                for v, x in zip(vessel[sel], t[sel], strict=True)
+            ],
+            dtype=np.int64,
+        )
+        state = kinematics(
+            timeline.seed, timeline.net, ph, idx, t[sel], timeline.fleet.heading_missing
+        )
+        for n in names:
+            out[n][sel] = getattr(state, n)
+    fields.update(out)
+    return Kinematics(**fields)  # type: ignore[arg-type]

@@ -1,0 +1,57 @@
+"""End-to-end helpers: a config pointing at the test Harper and emulator, and row comparison."""
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harperbq.config import Config, load_config
+from harperbq.devstack.emulator import Emulator
+from harperbq.devstack.harper import HarperNode
+from harperbq.harper.client import HarperClient
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def harper_client(harper_node: HarperNode) -> Iterator[HarperClient]:
+    with HarperClient(harper_node.url, harper_node.username, harper_node.password) as client:
+        yield client
+
+
+@pytest.fixture
+def write_config(
+    tmp_path: Path, harper_node: HarperNode, bq_emulator: Emulator, unique: str
+) -> Callable[..., tuple[Path, Config]]:
+    """Write a config file for the test stack; returns its path and the loaded config."""
+
+    def write(tables: list[dict[str, Any]], **sections: Any) -> tuple[Path, Config]:
+        data: dict[str, Any] = {
+            "harper": {
+                "url": harper_node.url,
+                "username": harper_node.username,
+                "password": "${TEST_HARPER_PASSWORD}",
+                "database": f"e2e_{unique}",
+                "stateDatabase": f"state_{unique}",
+            },
+            "bigquery": {
+                "projectId": bq_emulator.project,
+                "endpoint": bq_emulator.endpoint,
+                "storageEndpoint": bq_emulator.grpc_endpoint,
+                "tables": tables,
+            },
+            "retry": {"maxAttempts": 5, "initialDelay": 200, "maxDelay": "2s"},
+        }
+        for key, value in sections.items():
+            data.setdefault(key, {}).update(value)
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path, load_config(path, {"TEST_HARPER_PASSWORD": harper_node.password})
+
+    return write

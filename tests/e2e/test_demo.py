@@ -1,0 +1,32 @@
+"""`harperbq demo` as a user runs it: its own local stack, synthesized data, counts that match."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from harperbq.devstack import stack
+
+
+def test_demo_runs_end_to_end_and_counts_match(tmp_path: Path, harper_install: Path) -> None:
+    env = dict(
+        os.environ, HARPERBQ_DEV_DIR=str(tmp_path), HARPERBQ_HARPER_INSTALL=str(harper_install)
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "harperbq", "demo", "--hours", "0.5", "--vessels", "60"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        stopped = stack.down(tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "BigQuery vs Harper" in done.stdout and "✗" not in done.stdout
+    assert done.stdout.count("✓") == 3
+    assert "VesselPositions" in done.stdout and '"mmsi"' in done.stdout
+    assert len(stopped) == 2  # the demo left exactly its two services running, now stopped
+    password = stack.load(tmp_path)
+    assert password is not None and password.harper.password not in done.stdout + done.stderr

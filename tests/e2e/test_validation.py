@@ -1,0 +1,199 @@
+"""Validation: exact counts per closed window and partition, drift found and repaired; health.
+
+The original's validation compared estimates with a partition function unlike its reads, and
+called an idle table stalled. Here: rows deleted from Harper behind the sync's back are reported
+in exactly their (partition, window) cells, `--repair` restores them, and an idle table is
+healthy while a stopped sync is stalled.
+"""
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from google.cloud import bigquery
+from google.cloud.bigquery import SchemaField as F
+from tests.e2e.live import records, running, wait_for
+from tests.support import make_source, run_once
+from typer.testing import CliRunner
+
+from harperbq.cli.main import app
+from harperbq.config import Config
+from harperbq.devstack.harper import HarperNode
+from harperbq.harper.client import HarperClient
+from harperbq.sync.grid import Cell, recorded_cells
+from harperbq.sync.partitions import partition_of
+from harperbq.sync.state import AuditKind, StateStore
+from harperbq.sync.status import table_statuses
+from harperbq.sync.windows import iso, to_micros
+
+WriteConfig = Callable[..., tuple[Path, Config]]
+PARTITIONS = 4
+
+
+def validate_cli(node: HarperNode, path: Path, *args: str) -> tuple[int, list[dict[str, Any]]]:
+    """`harperbq sync validate --json ...`: exit code and parsed results."""
+    result = CliRunner().invoke(
+        app,
+        ["sync", "validate", "-c", str(path), "--json", *args],
+        env={"TEST_HARPER_PASSWORD": node.password},
+    )
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def cell_of(recorded: dict[Cell, int], row: dict[str, Any]) -> Cell:
+    moment = datetime.fromisoformat(row["ts"])
+    partition = partition_of([row["mmsi"], moment], PARTITIONS, ["INT64", "TIMESTAMP"])
+    at = to_micros(moment)
+    (cell,) = [c for c in recorded if c.partition == partition and c.lo <= at < c.hi]
+    return cell
+
+
+def test_drift_reported_in_its_windows_and_repaired(
+    bq: bigquery.Client,
+    harper_client: HarperClient,
+    harper_node: HarperNode,
+    write_config: WriteConfig,
+    unique: str,
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows: list[dict[str, Any]] = [
+        {"ts": (now - timedelta(minutes=80, seconds=-30 * i)).isoformat(), "mmsi": m, "v": i}
+        for i in range(150)
+        for m in range(100, 106)
+    ]
+    dataset = f"val_{unique}"
+    schema = [F("ts", "TIMESTAMP"), F("mmsi", "INT64"), F("v", "INT64")]
+    make_source(bq, dataset, "pos", schema, rows)
+    path, cfg = write_config(
+        [
+            {
+                "id": "pos",
+                "dataset": dataset,
+                "table": "pos",
+                "timestampColumn": "ts",
+                "columns": ["ts", "mmsi", "v"],
+                "targetTable": "ValPos",
+                "primaryKey": ["mmsi", "ts"],
+                "partitions": PARTITIONS,
+                "lateness": "2h",
+                "sync": {"initialBatchSize": 150, "catchupBatchSize": 150, "steadyBatchSize": 150},
+            }
+        ],
+        sync={"settle": "1s"},
+    )
+    database = cfg.harper.database
+    run_once(cfg, harper_client)
+
+    code, (clean,) = validate_cli(harper_node, path)
+    assert code == 0 and clean["health"] == "healthy", clean
+    assert clean["rows_source"] == clean["rows_harper"] == len(rows)
+    assert clean["drift_rows"] == 0 and clean["windows_checked"] > 4
+    spot = clean["spot"]
+    assert spot["source_ids"] > 0 and spot["compared"] > 0
+    assert spot["missing_in_harper"] == spot["extra_in_harper"] == spot["mismatched"] == 0
+
+    # Delete rows from Harper behind the sync's back: 2 rows in one cell, 3 in another.
+    state = StateStore(harper_client, cfg.harper.state_database)
+    recorded = recorded_cells(state.get_checkpoints("pos"), range(PARTITIONS))
+    by_cell: dict[Cell, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_cell.setdefault(cell_of(recorded, row), []).append(row)
+    busy = sorted((c for c, rs in by_cell.items() if len(rs) >= 5), key=lambda c: c.lo)
+    assert len(busy) >= 2
+    victims = {busy[0]: by_cell[busy[0]][:2], busy[-1]: by_cell[busy[-1]][:3]}
+    ids = [
+        f"{r['mmsi']}|{iso(to_micros(datetime.fromisoformat(r['ts'])))}"
+        for rs in victims.values()
+        for r in rs
+    ]
+    assert harper_client.delete(database, "ValPos", ids) == 5
+    remaining = len(rows) - len(ids)
+    wait_for("the deletes", lambda: len(records(harper_client, database, "ValPos")) == remaining)
+
+    code, (drift,) = validate_cli(harper_node, path)
+    assert code == 1 and drift["health"] == "drift", drift
+    assert drift["drift_rows"] == drift["missing_rows"] == 5
+    found = {(d["partition"], d["lo"], d["hi"]): (d["source"], d["harper"]) for d in drift["drift"]}
+    assert found == {
+        (c.partition, iso(c.lo), iso(c.hi)): (len(by_cell[c]), len(by_cell[c]) - len(v))
+        for c, v in victims.items()
+    }
+    status = table_statuses(cfg, harper_client)[0]
+    assert status["health"] == "drift" and status["validation"]["drift_rows"] == 5
+
+    code, (repair,) = validate_cli(harper_node, path, "--repair")
+    assert code == 0 and repair["health"] == "drift"  # what it found, then fixed...
+    assert repair["after"]["health"] == "healthy" and repair["after"]["drift_rows"] == 0
+    assert table_statuses(cfg, harper_client)[0]["health"] == "healthy"  # ...as checked again
+    assert repair["repaired_rows"] >= 5
+    repaired = {(w["lo"], w["hi"]) for w in repair["repaired"]}
+    assert {(iso(c.lo), iso(c.hi)) for c in victims} <= repaired
+    assert len(records(harper_client, database, "ValPos")) == len(rows)
+
+    code, (after,) = validate_cli(harper_node, path)
+    assert code == 0 and after["health"] == "healthy" and after["drift_rows"] == 0, after
+    audits = state.recent_audit("pos", kind=AuditKind.VALIDATION, limit=10)
+    assert [a.details["health"] for a in audits] == ["healthy", "drift", "drift", "healthy"]
+    assert table_statuses(cfg, harper_client)[0]["health"] == "healthy"
+
+
+def test_idle_table_is_healthy_and_a_stopped_sync_stalls(
+    bq: bigquery.Client,
+    harper_client: HarperClient,
+    harper_node: HarperNode,
+    write_config: WriteConfig,
+    unique: str,
+) -> None:
+    """Nothing new at the source is not a stall: the checkpoint keeps up with `now - settle`.
+    A sync that stopped making progress is stalled after `stalledAfter`."""
+    t0 = datetime(2024, 6, 1, tzinfo=UTC)
+    rows = [{"ts": (t0 + timedelta(seconds=i)).isoformat(), "k": i} for i in range(50)]
+    dataset = f"idle_{unique}"
+    make_source(bq, dataset, "quiet", [F("ts", "TIMESTAMP"), F("k", "INT64")], rows)
+    stalled_after = 2.0
+    path, cfg = write_config(
+        [
+            {
+                "id": "quiet",
+                "dataset": dataset,
+                "table": "quiet",
+                "timestampColumn": "ts",
+                "targetTable": "Quiet",
+                "primaryKey": ["k"],
+                "partitions": 2,
+            }
+        ],
+        sync={"settle": "500ms", "pollInterval": 200},
+        validation={"enabled": True, "interval": "1s", "stalledAfter": f"{stalled_after}s"},
+    )
+    state = StateStore(harper_client, cfg.harper.state_database)
+    with running(cfg, harper_client) as service:
+        wait_for(
+            "the sync", lambda: len(records(harper_client, cfg.harper.database, "Quiet")) == 50
+        )
+        # The scheduled validation ran (by the worker owning partition 0) and was recorded.
+        wait_for(
+            "a scheduled validation",
+            lambda: any(
+                a.worker_id == service.handles[0].worker_id
+                for a in state.recent_audit("quiet", kind=AuditKind.VALIDATION)
+            ),
+        )
+        idle_since = time.monotonic()
+        wait_for("idle longer than stalledAfter", lambda: time.monotonic() - idle_since > 2.5)
+        (result,) = service.validate("quiet")
+        assert result.health == "healthy" and not result.progress.stalled, result.to_json()
+        assert result.progress.behind_s is not None and result.progress.behind_s < stalled_after
+        assert table_statuses(cfg, harper_client)[0]["health"] == "healthy"
+    wait_for(
+        "the stopped sync to count as stalled",
+        lambda: table_statuses(cfg, harper_client)[0]["health"] == "stalled",
+        timeout_s=15,
+    )
+    code, (stalled,) = validate_cli(harper_node, path)
+    assert code == 1 and stalled["health"] == "stalled"
+    assert stalled["stalled_partitions"] == [0, 1]

@@ -1,0 +1,153 @@
+"""`harperbq config check` against the emulator: exit code, rich table and --json."""
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.cloud import bigquery
+from typer.testing import CliRunner
+
+from harperbq.bigquery.read import run_query
+from harperbq.bigquery.retry import PolicyRetry, RetryPolicy
+from harperbq.bigquery.sql import Query
+from harperbq.cli.main import app
+from harperbq.config import ENV_VARIABLES
+from harperbq.devstack.emulator import Emulator
+from harperbq.devstack.ports import free_port
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+POLICY = RetryPolicy(max_attempts=2, initial_delay_s=0.1, total_timeout_s=30)
+# Hermetic: nothing from the caller's environment may change what the file says.
+CLEAN_ENV: dict[str, str | None] = {
+    name: None for _, override, generic in ENV_VARIABLES for name in (override, *generic)
+}
+
+
+@pytest.fixture(scope="module")
+def dataset(bq: bigquery.Client) -> Iterator[str]:
+    name = f"check_{uuid.uuid4().hex[:8]}"
+    bq.create_dataset(name, retry=PolicyRetry(POLICY))
+    sql = f"""
+        CREATE TABLE `{bq.project}`.`{name}`.`positions` AS
+        SELECT TIMESTAMP '2024-01-01 00:00:00+00' AS ts, 367001234 AS mmsi, 'x' AS label,
+               1.5 AS speed
+    """
+    run_query(bq, Query(sql), policy=POLICY)
+    yield name
+    bq.delete_dataset(name, delete_contents=True, not_found_ok=True, retry=PolicyRetry(POLICY))
+
+
+def write(
+    tmp_path: Path, emulator_endpoint: str, project: str, tables: list[dict[str, Any]]
+) -> Path:
+    path = tmp_path / "config.yaml"
+    data = {"bigquery": {"projectId": project, "endpoint": emulator_endpoint, "tables": tables}}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def check(path: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        app,
+        ["config", "check", "--config", str(path), *flags],
+        env={**CLEAN_ENV, "COLUMNS": "200", **(env or {})},
+    )
+    return result.exit_code, result.output
+
+
+def good(dataset: str) -> dict[str, Any]:
+    return {
+        "id": "positions",
+        "dataset": dataset,
+        "table": "positions",
+        "timestampColumn": "ts",
+        "columns": ["ts", "mmsi", "label"],
+        "primaryKey": ["mmsi", "ts"],
+        "targetTable": "VesselPositions",
+    }
+
+
+def test_a_good_config_passes(tmp_path: Path, bq_emulator: Emulator, dataset: str) -> None:
+    path = write(tmp_path, bq_emulator.endpoint, bq_emulator.project, [good(dataset)])
+    code, output = check(path, "--json")
+    report = json.loads(output)
+    assert code == 0, output
+    assert report["ok"] is True and report["problems"] == []
+    names = [c["check"] for c in report["checks"]]
+    assert names == [
+        "table exists",
+        "selected columns exist",
+        "cursor column type",
+        "window query accepted",
+    ]
+    assert all(c["ok"] for c in report["checks"])
+    code, output = check(path)
+    assert code == 0 and "config ok" in output and "VesselPositions" in output
+
+
+def test_every_remote_problem_is_found(tmp_path: Path, bq_emulator: Emulator, dataset: str) -> None:
+    tables = [
+        good(dataset)
+        | {"id": "missing_column", "columns": ["ts", "mmsi", "nope"], "targetTable": "A"},
+        good(dataset) | {"id": "missing_table", "table": "absent", "targetTable": "B"},
+        good(dataset)
+        | {
+            "id": "string_cursor",
+            "timestampColumn": "label",
+            "targetTable": "C",
+            "primaryKey": ["mmsi"],
+        },
+        good(dataset)
+        | {"id": "float_key", "columns": "*", "partitionKey": ["speed"], "targetTable": "D"},
+    ]
+    path = write(tmp_path, bq_emulator.endpoint, bq_emulator.project, tables)
+    code, output = check(path, "--json")
+    assert code == 1
+    failed = {
+        (c["table"], c["check"]): c["detail"] for c in json.loads(output)["checks"] if not c["ok"]
+    }
+    assert failed[("missing_column", "selected columns exist")] == "missing: nope"
+    assert "absent not found" in failed[("missing_table", "table exists")]
+    assert "label is STRING" in failed[("string_cursor", "cursor column type")]
+    assert "speed (FLOAT64)" in failed[("float_key", "partition key types")]
+    code, output = check(path)
+    assert code == 1 and "FAIL" in output and "4 check(s) failed" in output
+
+
+def test_config_problems_are_listed_and_fail(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "bigquery:\n  tables:\n    - {id: a, dataset: d, table: t, timestampColum: ts}\n"
+        "sync: {steadyThreshold: 9000}\n"
+    )
+    code, output = check(path, "--json")
+    report = json.loads(output)
+    assert code == 1 and report["ok"] is False
+    paths = {p["path"]: p for p in report["problems"]}
+    assert paths["bigquery.tables[0].timestampColum"]["fix"] == "did you mean `timestampColumn`?"
+    assert "sync.steadyThreshold" in paths
+    code, output = check(path)
+    assert code == 1 and "did you mean" in output
+
+
+def test_offline_does_not_contact_bigquery(tmp_path: Path, dataset: str) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    path = write(tmp_path, closed, "offline-project", [good(dataset)])
+    code, output = check(path, "--offline", "--json")
+    assert code == 0 and json.loads(output)["checks"] == []
+    code, output = check(path, "--json")
+    report = json.loads(output)
+    assert code == 1
+    assert report["checks"][0]["check"] == "table exists" and not report["checks"][0]["ok"]
+
+
+@pytest.mark.parametrize("name", ["original-multi-table.yaml", "original-single-table.yaml"])
+def test_the_original_config_files_pass_offline(name: str) -> None:
+    code, output = check(FIXTURES / name, "--offline", "--json", env={"HARPER_PASSWORD": "pw"})
+    report = json.loads(output)
+    assert code == 0, output
+    assert report["tables"] in (["vessel_positions", "port_events", "vessel_metadata"], ["default"])

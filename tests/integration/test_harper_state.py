@@ -1,0 +1,171 @@
+"""StateStore against a real Harper: checkpoints, audit, heartbeats; tables made on first use."""
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from harperbq.devstack.harper import HarperNode
+from harperbq.harper.client import HarperClient
+from harperbq.sync.state import (
+    AUDIT_TABLE,
+    CHECKPOINT_TABLE,
+    TABLES,
+    WORKER_TABLE,
+    AuditEntry,
+    AuditKind,
+    Checkpoint,
+    RecentWindow,
+    StateStore,
+    parse_iso,
+    utc_now_iso,
+)
+
+
+@pytest.fixture
+def client(harper_node: HarperNode) -> Iterator[HarperClient]:
+    with HarperClient(harper_node.url, harper_node.username, harper_node.password) as c:
+        yield c
+
+
+@pytest.fixture
+def db(client: HarperClient) -> Iterator[str]:
+    name = f"st_{uuid.uuid4().hex[:10]}"
+    yield name
+    client.drop_database(name, missing_ok=True)
+
+
+@pytest.fixture
+def store(client: HarperClient, db: str) -> StateStore:
+    return StateStore(client, db)
+
+
+def test_tables_created_on_first_use_even_when_racing(
+    client: HarperClient, db: str, harper_node: HarperNode
+) -> None:
+    clients = [
+        HarperClient(harper_node.url, harper_node.username, harper_node.password) for _ in range(4)
+    ]
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def first_use(c: HarperClient) -> None:
+        barrier.wait()
+        try:
+            StateStore(c, db).get_checkpoints("t")  # no explicit ensure(): first use creates
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in clients:
+        c.close()
+    assert errors == []
+    tables = client.describe_database(db)
+    assert set(tables) == {CHECKPOINT_TABLE, AUDIT_TABLE, WORKER_TABLE}
+    for name, attributes in TABLES.items():
+        info = tables[name]
+        assert info.schema_defined and info.primary_key == "id"
+        assert {a.name: a.type for a in info.attributes} == {a.name: a.type for a in attributes}
+    StateStore(client, db).ensure()  # idempotent
+
+
+def test_checkpoints_round_trip_per_table(store: StateStore) -> None:
+    assert store.get_checkpoints("positions") == {}
+    recent: list[RecentWindow] = [
+        {"lo": "2024-01-01T00:00:00.000000Z", "hi": "2024-01-01T00:01:00.000000Z", "count": 1500}
+    ]
+    before = utc_now_iso()
+    stored = store.put_checkpoint(
+        Checkpoint(
+            "positions",
+            0,
+            hi="2024-01-01T00:01:00.000000Z",
+            rows_total=1500,
+            window_s=60.0,
+            phase="initial",
+            batch_size=10000,
+            worker_id="n1-0",
+            recent=recent,
+        )
+    )
+    assert before <= stored.updated_at <= utc_now_iso()
+    store.put_checkpoint(Checkpoint("positions", 7, worker_id="n1-1", last_error="boom"))
+    store.put_checkpoint(Checkpoint("positions_archive", 0, rows_total=9))
+    got = store.get_checkpoints("positions")
+    assert set(got) == {0, 7}
+    assert got[0] == stored and got[0].recent == recent
+    assert got[7].hi is None and got[7].last_error == "boom"
+    # a later put replaces the whole record (last_error cleared, not merged back)
+    store.put_checkpoint(
+        Checkpoint("positions", 7, hi="2024-01-01T00:02:00.000000Z", worker_id="n2-0")
+    )
+    seven = store.get_checkpoints("positions")[7]
+    assert seven.last_error is None and seven.worker_id == "n2-0" and seven.hi is not None
+
+    # several partitions in one confirmed write, one timestamp
+    store.put_checkpoints([Checkpoint("positions", p, rows_total=p) for p in (1, 2, 3)])
+    store.put_checkpoints([])
+    batch = store.get_checkpoints("positions")
+    assert set(batch) == {0, 1, 2, 3, 7} and batch[3].rows_total == 3
+    assert len({batch[p].updated_at for p in (1, 2, 3)}) == 1
+
+    assert store.delete_checkpoints("positions") == 5
+    assert store.get_checkpoints("positions") == {}
+    assert set(store.get_checkpoints("positions_archive")) == {0}
+    assert store.delete_checkpoints("positions") == 0
+
+
+def test_audit_entries(store: StateStore) -> None:
+    stored = [
+        store.audit(
+            AuditEntry(
+                AuditKind.SKIPPED_ROW,
+                "positions",
+                "bad row",
+                {"reason": "no timestamp", "sample": {"mmsi": 1}},
+                "n1-0",
+            )
+        )
+        for _ in range(25)
+    ]
+    store.audit(AuditEntry(AuditKind.VALIDATION, "positions", "ok", {"windows": 3}))
+    store.audit(AuditEntry(AuditKind.ERROR, "ports", "boom", {"sample": "x" * 100_000}))
+    store.audit(AuditEntry("custom", None, "global"))
+    assert len({e.id for e in stored}) == 25  # unique ids even within one microsecond
+    newest = store.recent_audit(limit=3)
+    assert [e.message for e in newest] == ["global", "boom", "ok"]
+    assert newest[1].details["truncated"] is True
+    assert all(parse_iso(e.at) for e in newest)
+    positions = store.recent_audit("positions", limit=100)
+    assert len(positions) == 26 and positions[0].kind == "validation"
+    assert positions[-1].details == {"reason": "no timestamp", "sample": {"mmsi": 1}}
+    assert positions[-1].worker_id == "n1-0"
+    skipped = store.recent_audit("positions", kind=AuditKind.SKIPPED_ROW, limit=5)
+    assert len(skipped) == 5 and {e.kind for e in skipped} == {"skipped_row"}
+    assert [e.at for e in positions] == sorted((e.at for e in positions), reverse=True)
+
+    cutoff = stored[-1].at
+    pruned = store.prune_audit(cutoff)
+    assert pruned == sum(1 for e in stored if e.at < cutoff)
+    assert all(e.at >= cutoff for e in store.recent_audit(limit=100))
+
+
+def test_heartbeats(store: StateStore) -> None:
+    first = store.heartbeat("node-a-0", "node-a", {"pid": 1, "tables": ["positions"]})
+    time.sleep(0.002)  # two distinct microsecond timestamps
+    second = store.heartbeat("node-a-0", "node-a", {"pid": 1, "tables": ["positions"]})
+    store.heartbeat("node-b-0", "node-b", {})
+    workers = store.workers()
+    assert [w.worker_id for w in workers] == ["node-a-0", "node-b-0"]
+    a = workers[0]
+    assert a == second and a.beat == first.beat + 1 and a.last_seen > first.last_seen
+    assert a.started_at == first.started_at and a.info == {"pid": 1, "tables": ["positions"]}
+    assert 0 <= a.age_s() < 30
+    store.remove_worker("node-a-0")
+    assert [w.worker_id for w in store.workers()] == ["node-b-0"]

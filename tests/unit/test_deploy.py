@@ -1,0 +1,183 @@
+"""deploy/ is code too: alert rules, dashboard, scrape config, systemd unit and container file
+are checked here. The real tools (promtool, systemd-analyze) run when they are on PATH; the
+schema checks always run, so a renamed metric cannot silently blank a panel or an alert."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harperbq.metrics import METRIC_NAMES, SERIES_NAMES
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+ALERT_TESTS = DEPLOY / "prometheus" / "alerts.test.yml"
+SCRAPE = DEPLOY / "prometheus" / "scrape.yml"
+DASHBOARD = DEPLOY / "grafana" / "harperbq-dashboard.json"
+UNIT = DEPLOY / "systemd" / "harperbq-sync.service"
+CONTAINERFILE = DEPLOY / "container" / "Containerfile"
+OPERATIONS = REPO / "docs" / "operations.md"
+
+_METRIC = re.compile(r"\bharperbq_[a-z0-9_]+\b")
+_SEVERITIES = {"info", "warning", "critical"}
+
+
+def _rules() -> list[dict[str, Any]]:
+    data = yaml.safe_load(ALERTS.read_text())
+    return [rule for group in data["groups"] for rule in group["rules"]]
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(markdown: Path) -> set[str]:
+    return {
+        _slug(line.lstrip("#"))
+        for line in markdown.read_text().splitlines()
+        if re.match(r"^#{1,6} ", line)
+    }
+
+
+def test_every_alert_rule_is_complete_and_uses_real_metrics() -> None:
+    rules = _rules()
+    names = [r["alert"] for r in rules]
+    assert len(names) == len(set(names))
+    anchors = _anchors(OPERATIONS)
+    for rule in rules:
+        assert {"alert", "expr", "for", "labels", "annotations"} <= set(rule), rule.get("alert")
+        assert re.fullmatch(r"\d+[smh]", rule["for"]), rule["alert"]
+        assert rule["labels"]["severity"] in _SEVERITIES, rule["alert"]
+        notes = rule["annotations"]
+        assert {"summary", "description", "runbook_url"} <= set(notes), rule["alert"]
+        page, _, anchor = notes["runbook_url"].partition("#")
+        assert page == "docs/operations.md" and anchor in anchors, notes["runbook_url"]
+        used = set(_METRIC.findall(rule["expr"]))
+        assert used <= SERIES_NAMES, f"{rule['alert']}: unknown {used - SERIES_NAMES}"
+        assert used or "up{" in rule["expr"], rule["alert"]
+    # The situations operators asked to be told about, each covered.
+    wanted = {"HarperbqLagHigh", "HarperbqStalled", "HarperbqDrift", "HarperbqErrorRate"}
+    assert wanted | {"HarperbqWorkerLost"} <= set(names)
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not on PATH")
+def test_promtool_checks_and_unit_tests_the_rules(tmp_path: Path) -> None:
+    check = subprocess.run(
+        ["promtool", "check", "rules", str(ALERTS)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    tested = subprocess.run(
+        ["promtool", "test", "rules", ALERT_TESTS.name],
+        cwd=ALERT_TESTS.parent,
+        capture_output=True,
+        text=True,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    # The scrape config, with its token file pointed at a real file.
+    token = tmp_path / "harperbq.token"
+    token.write_text("x" * 32)
+    shutil.copy(ALERTS, tmp_path / "alerts.yml")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(SCRAPE.read_text().replace("/etc/prometheus/harperbq.token", str(token)))
+    checked = subprocess.run(
+        ["promtool", "check", "config", str(config)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_alert_unit_tests_cover_every_alert() -> None:
+    tests = yaml.safe_load(ALERT_TESTS.read_text())
+    fired = {
+        case["alertname"]
+        for test in tests["tests"]
+        for case in test["alert_rule_test"]
+        if case.get("exp_alerts")
+    }
+    assert fired == {r["alert"] for r in _rules()}
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in dashboard["panels"] if p["type"] != "row"]
+
+
+def test_dashboard_panels_query_real_metrics() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] and dashboard["title"]
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "table", "worker"} <= variables
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    used: set[str] = set()
+    for panel in _panels(dashboard):
+        assert panel["title"] and panel["targets"], panel["id"]
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        for target in panel["targets"]:
+            names = set(_METRIC.findall(target["expr"]))
+            assert names and names <= SERIES_NAMES, f"{panel['title']}: {names - SERIES_NAMES}"
+            used |= names
+    for v in dashboard["templating"]["list"]:
+        if v["type"] == "query":
+            assert set(_METRIC.findall(v["definition"])) <= SERIES_NAMES
+    # Lag, rows/s, errors and phase, per table and worker.
+    for name in (
+        "harperbq_lag_seconds",
+        "harperbq_rows_synced_total",
+        "harperbq_errors_total",
+        "harperbq_phase",
+        "harperbq_runner_state",
+    ):
+        assert name in used, name
+    per_worker = [t["expr"] for p in _panels(dashboard) for t in p["targets"]]
+    assert any('worker=~"$worker"' in e and "harperbq_lag_seconds" in e for e in per_worker)
+
+
+def test_metric_catalogue_follows_prometheus_conventions() -> None:
+    for name in METRIC_NAMES:
+        assert re.fullmatch(r"harperbq_[a-z0-9_]+", name), name
+        assert not name.endswith("_ms") and "milliseconds" not in name, name
+    counters = {n for n in METRIC_NAMES if n.endswith("_total")}
+    assert "harperbq_rows_synced_total" in counters and "harperbq_errors_total" in counters
+
+
+def test_systemd_unit_runs_the_sync() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read_string(UNIT.read_text())
+    service = unit["Service"]
+    assert service["ExecStart"].split()[1:3] == ["sync", "run"]
+    assert service["Restart"] == "always" and service["KillSignal"] == "SIGTERM"
+    assert service["User"] != "root"
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not on PATH")
+def test_systemd_analyze_accepts_the_unit(tmp_path: Path) -> None:
+    harperbq = str(Path(sys.executable).with_name("harperbq"))
+    unit = tmp_path / UNIT.name
+    unit.write_text(UNIT.read_text().replace("/opt/harperbq/bin/harperbq", harperbq))
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+
+
+def test_containerfile_runs_unprivileged_with_a_health_check() -> None:
+    text = CONTAINERFILE.read_text()
+    assert re.search(r"^USER 10001$", text, re.M)
+    assert re.search(r"^HEALTHCHECK .*", text, re.M) and "/healthz" in text
+    assert re.search(r'^ENTRYPOINT \["harperbq"\]$', text, re.M)
+    assert "EXPOSE 8181" in text
+    # Everything it copies exists.
+    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
+        for item in source.split():
+            assert (REPO / item).exists(), item
