@@ -672,7 +672,7 @@ def _from_operations(operations: Mapping[str, Any], key: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Pydantic errors -> problems (with "did you mean")
 
-_NODE_WIDE = {"workers", "lease", "heartbeatInterval"}
+_NODE_WIDE = {"workers", "lease", "heartbeatInterval", "joinGrace"}
 
 
 def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:

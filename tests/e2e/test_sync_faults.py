@@ -290,6 +290,12 @@ def test_sync_process_killed_ten_times(
     n = check_table(bq, harper_client, db, dataset, "keyed", "Keyed", keyed_cols, ["k"])
     m = check_table(bq, harper_client, db, dataset, "unkeyed", "Unkeyed", unkeyed_cols, [])
     assert (n, m) == (len(keyed), len(unkeyed))
+    # What `sync status` reports agrees: every row counted once across the ten crashes.
+    state = StateStore(harper_client, cfg.harper.state_database)
+    for table_id, rows in (("keyed", keyed), ("unkeyed", unkeyed)):
+        checkpoints = state.get_checkpoints(table_id)
+        assert len(checkpoints) == cfg.table(table_id).partitions
+        assert sum(cp.rows_total for cp in checkpoints.values()) == len(rows), table_id
 
 
 # -- d. Harper killed and restarted during a sync -----------------------------------------------
@@ -387,35 +393,34 @@ def test_harper_killed_and_restarted_mid_sync(
     )
     db = cfg.harper.database
     events: list[RequestEvent] = []
-    client = HarperClient(
-        own_harper.url, own_harper.username, own_harper.password, on_event=events.append
-    )
-    probe = HarperClient(own_harper.url, own_harper.username, own_harper.password, max_retries=0)
-    # Not --once: a running service must ride out the outage however long it lasts.
-    service = SyncService(cfg, client, make_client(cfg.bigquery))
-    service.start()
-    try:
-        [runner] = service.runners()
-        kill_at = int(len(rows) * rng.uniform(0.2, 0.5))
-        wait_for(lambda: record_count(probe, db, "Positions") >= kill_at, 90, f"{kill_at} rows")
-        before = record_count(probe, db, "Positions")
-        harper.kill(own_harper)
-        # Keep Harper down until the engine gave up on its window and the runner is backing off.
-        wait_for(lambda: runner.attempts >= 1, 90, "the runner to notice the outage")
-        start_again(own_harper, harper_install)
-        wait_for(
-            lambda: runner.engine.status.caught_up and runner.state == RunState.IDLE,
-            120,
-            "the sync to catch up after the restart",
-        )
-    finally:
-        service.stop()
-    assert before < len(rows), "Harper was killed after the catch-up, not during it"
-    assert any(e.status is None and e.error for e in events), "the sync never saw Harper down"
-    n = check_table(bq, probe, db, dataset, "positions", "Positions", columns, ["k"])
-    assert n == len(rows)
-    client.close()
-    probe.close()
+    user, password = own_harper.username, own_harper.password
+    with (
+        HarperClient(own_harper.url, user, password, on_event=events.append) as client,
+        HarperClient(own_harper.url, user, password, max_retries=0) as probe,
+    ):
+        # Not --once: a running service must ride out the outage however long it lasts.
+        service = SyncService(cfg, client, make_client(cfg.bigquery))
+        service.start()
+        try:
+            [runner] = service.runners()
+            kill_at = int(len(rows) * rng.uniform(0.2, 0.5))
+            wait_for(lambda: record_count(probe, db, "Positions") >= kill_at, 90, "progress")
+            before = record_count(probe, db, "Positions")
+            harper.kill(own_harper)
+            # Harper stays down until the engine gave up on its window and the runner backs off.
+            wait_for(lambda: runner.attempts >= 1, 90, "the runner to notice the outage")
+            start_again(own_harper, harper_install)
+            wait_for(
+                lambda: runner.engine.status.caught_up and runner.state == RunState.IDLE,
+                120,
+                "the sync to catch up after the restart",
+            )
+        finally:
+            service.stop()
+        assert before < len(rows), "Harper was killed after the catch-up, not during it"
+        assert any(e.status is None and e.error for e in events), "the sync never saw Harper down"
+        n = check_table(bq, probe, db, dataset, "positions", "Positions", columns, ["k"])
+        assert n == len(rows)
 
 
 # -- e. BigQuery 429/503 bursts at the HTTP transport -------------------------------------------
@@ -583,6 +588,7 @@ def test_bigquery_error_bursts(
     finally:
         timer.cancel()
         service.stop()
+        session.close()
     [runner] = service.runners()
     failures = StateStore(harper_client, cfg.harper.state_database).recent_audit(
         "positions", kind="error"

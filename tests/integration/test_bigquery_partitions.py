@@ -132,11 +132,11 @@ _names = (f"t{n}" for n in itertools.count())
 
 
 @settings(
-    max_examples=6,
+    max_examples=8,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(st.lists(ROW, min_size=1, max_size=40))
+@given(st.lists(ROW, min_size=1, max_size=60))
 @example(EDGES)
 def test_python_partition_function_equals_the_emulator(
     bq: bigquery.Client, dataset: str, rows: list[dict[str, Any]]

@@ -129,8 +129,10 @@ def test_storage_reader_reads_every_stream_once(bq_emulator: Emulator, wide: Tab
     reader = StorageReader(
         make_read_client(emulator_config(bq_emulator)), bq_emulator.project, POLICY, max_streams=4
     )
+    reader.max_batch_rows = 1000
     batches = list(reader.read(wide, ["payload", "id"]))
     assert all(b.schema.names == ["payload", "id"] for b in batches)  # the order asked for
+    assert max(b.num_rows for b in batches) == 1000 and len(batches) >= WIDE_ROWS // 1000
     ids = [i for b in batches for i in b.column("id").to_pylist()]
     assert sorted(ids) == list(range(WIDE_ROWS))
     assert reader.last.streams == 4 and reader.last.rows == WIDE_ROWS

@@ -53,6 +53,7 @@ SCHEMA = [
     F("iv", "INTERVAL"),
     F("r", "RANGE", range_element_type="TIMESTAMP"),
     F("rd", "RANGE", range_element_type="DATE"),
+    F("synced_at", "TIMESTAMP"),  # never NULL: the cursor when the sync reads this table
 ]
 NUMERIC_38 = Decimal("12345678901234567890123456789.123456789")
 TEXT = "héllo ✓ 𝄞 \"quoted\" 'single'"
@@ -69,7 +70,7 @@ EXPECTED_FULL = {
     "t": "23:59:59.999999",
     "ts": "2024-01-01T00:00:00.123456Z",
     "g": "LINESTRING(1.5 2, 3 4.25)",
-    "j": {"a": [1, 2, {"b": None}], "n": 12345678901234567890},
+    "j": {"a": [1, 2, {"b": None}], "n": "12345678901234567890"},  # beyond 2^53: exact text
     "arr": [1, -2, "9223372036854775807"],  # beyond 2^53: exact text, in arrays too
     "visits": [
         {
@@ -82,10 +83,11 @@ EXPECTED_FULL = {
     "iv": "1-2 3 4:5:6.789",
     "r": {"start": "2024-01-01T00:00:00.000000Z", "end": "2024-01-02T00:00:00.500000Z"},
     "rd": {"start": "2024-01-01", "end": None},
+    "synced_at": "2024-01-01T00:00:00.000000Z",
 }
 EXPECTED_NULLS = {
     name: ([] if name in ("arr", "visits") else None) for name in EXPECTED_FULL if name != "id"
-} | {"id": 2, "i": "-9223372036854775808"}
+} | {"id": 2, "i": "-9223372036854775808", "synced_at": EXPECTED_FULL["synced_at"]}
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +100,7 @@ def every_type(bq: bigquery.Client) -> Iterator[TableRef]:
     # does not decode BYTES parameters), GEOGRAPHY/JSON/INTERVAL/RANGE via functions/literals.
     insert = f"""
         INSERT INTO {ref.sql} (`id`, `i`, `f`, `n`, `b`, `s`, `by`, `d`, `dt`, `t`, `ts`, `g`,
-                               `j`, `arr`, `visits`, `iv`, `r`, `rd`)
+                               `j`, `arr`, `visits`, `iv`, `r`, `rd`, `synced_at`)
         VALUES (1, @i, @f, @n, @b, @s, FROM_BASE64(@by), @d, @dt, @t, @ts, ST_GEOGFROMTEXT(@g),
                 PARSE_JSON(@j), @arr,
                 [STRUCT('Rotterdam' AS port, TIMESTAMP '2024-01-01 00:00:00.000001+00' AS arrived,
@@ -107,9 +109,9 @@ def every_type(bq: bigquery.Client) -> Iterator[TableRef]:
                         CAST(NULL AS STRUCT<tons NUMERIC, codes ARRAY<INT64>>) AS cargo)],
                 INTERVAL '1-2 3 4:5:6.789' YEAR TO SECOND,
                 RANGE(TIMESTAMP '2024-01-01 00:00:00+00', TIMESTAMP '2024-01-02 00:00:00.5+00'),
-                RANGE(DATE '2024-01-01', NULL)),
+                RANGE(DATE '2024-01-01', NULL), TIMESTAMP '2024-01-01 00:00:00+00'),
                (2, -9223372036854775808, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                NULL, NULL, [], [], NULL, NULL, NULL)
+                NULL, NULL, [], [], NULL, NULL, NULL, TIMESTAMP '2024-01-01 00:00:00+00')
     """  # noqa: S608 - identifiers only; values are parameters or constants
     params: list[Any] = [
         P("i", "INT64", 2**63 - 1),

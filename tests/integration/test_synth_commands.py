@@ -239,7 +239,13 @@ def test_streaming_inserts_when_configured(
     tmp_path: Path, bq: bigquery.Client, bq_emulator: Emulator
 ) -> None:
     ds = dataset_name()
-    cfg = str(write_config(tmp_path, bq_emulator, ds, useStreamingAPIs=True, totalVessels=40))
+    # 400 vessels reporting every ~10 s: ~100 positions in 2.5 s, so an empty window (which
+    # would make this test fail by chance) has a probability below 1e-40.
+    cfg = str(
+        write_config(
+            tmp_path, bq_emulator, ds, useStreamingAPIs=True, totalVessels=400, samplingIntervalS=10
+        )
+    )
     result = invoke(
         "start", "-c", cfg, "--no-backfill", "--duration", "2.5", "--interval", "1", "--json"
     )

@@ -88,7 +88,8 @@ def test_bytes_bool_string_json() -> None:
     assert convert(F("b", "BOOL"), pa.array([True, False, None]))[0] == [True, False, None]
     assert convert(F("s", "STRING"), pa.array(["héllo ✓ 𝄞", ""]))[0] == ["héllo ✓ 𝄞", ""]
     doc = {"a": [1, 2, {"b": None}], "big": 2**70}
-    assert convert(F("j", "JSON"), pa.array([json.dumps(doc), "3"]))[0] == [doc, 3]
+    exact = {"a": [1, 2, {"b": None}], "big": str(2**70)}  # beyond 2^53: exact text for Harper
+    assert convert(F("j", "JSON"), pa.array([json.dumps(doc), "3"]))[0] == [exact, 3]
 
 
 def test_geography_from_wkb_and_wkt_is_the_same_wkt() -> None:

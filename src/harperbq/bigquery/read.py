@@ -39,13 +39,14 @@ class QueryStats:
     duration_s: float
 
     @classmethod
-    def of(cls, job: bigquery.QueryJob, started: float) -> QueryStats:
+    def of(cls, job: bigquery.QueryJob, rows: Any, started: float) -> QueryStats:
+        total = getattr(rows, "total_rows", None)
         return cls(
             job_id=job.job_id,
             bytes_processed=int(job.total_bytes_processed or 0),
             bytes_billed=int(job.total_bytes_billed or 0),
             cache_hit=bool(job.cache_hit),
-            total_rows=None,
+            total_rows=int(total) if total is not None else None,
             duration_s=round(time.monotonic() - started, 3),
         )
 
@@ -96,15 +97,7 @@ def run_query(
     # default retry. Insert requests follow `retry`; failed jobs are re-run by `result()`.
     job = client.query(query.sql, job_config=config, retry=retry, job_retry=None)
     rows = job.result(page_size=page_size, retry=retry, job_retry=None if dry_run else retry)
-    stats = QueryStats.of(job, started)
-    stats = QueryStats(
-        stats.job_id,
-        stats.bytes_processed,
-        stats.bytes_billed,
-        stats.cache_hit,
-        getattr(rows, "total_rows", None),
-        stats.duration_s,
-    )
+    stats = QueryStats.of(job, rows, started)
     extra: dict[str, Any] = {
         "operation": operation,
         "job_id": stats.job_id,
@@ -166,6 +159,8 @@ class StorageReader:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     max_streams: int = 4
     queue_batches: int = 8
+    max_batch_rows: int = 10_000
+    """Larger server batches are sliced (zero-copy) so consumers see bounded pages."""
     last: SessionStats = field(default_factory=SessionStats)
 
     def read(
@@ -189,7 +184,9 @@ class StorageReader:
             for batch in self._read_streams(session):
                 self.last.rows += batch.num_rows
                 self.last.batches += 1
-                yield batch.select(list(columns))
+                ordered = batch.select(list(columns))
+                for offset in range(0, ordered.num_rows, self.max_batch_rows):
+                    yield ordered.slice(offset, self.max_batch_rows)
         finally:
             self.last.duration_s = round(time.monotonic() - started, 3)
             log.info(

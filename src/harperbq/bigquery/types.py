@@ -188,12 +188,24 @@ def _to_bytes(value: Any) -> str:
     return base64.b64encode(bytes(value)).decode("ascii")
 
 
-def _to_json(value: Any) -> Any:
-    if isinstance(value, str):
-        return json.loads(value)
-    if isinstance(value, bytes):
-        return json.loads(value.decode("utf-8"))
+def _safe_json(value: Any) -> Any:
+    """Integers beyond +-2^53 inside JSON become exact decimal strings, as INT64 columns do:
+    Harper (JavaScript numbers) would round them otherwise."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else str(value)
+    if isinstance(value, list):
+        return [_safe_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _safe_json(v) for k, v in value.items()}
     return value
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    return _safe_json(json.loads(value) if isinstance(value, str) else value)
 
 
 def _to_bool(value: Any) -> bool:
@@ -311,11 +323,10 @@ def _vectorized(array: pa.Array, column: Column) -> list[Any] | None:
                 array.cast(pa.timestamp("us")), format="%Y-%m-%dT%H:%M:%S"
             ).to_pylist()
             return out
-        if kind in ("STRING", "BOOL") and (
-            pa.types.is_string(arrow_type)
-            or pa.types.is_large_string(arrow_type)
-            or pa.types.is_boolean(arrow_type)
-        ):
+        if (
+            kind == "STRING"
+            and (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
+        ) or (kind == "BOOL" and pa.types.is_boolean(arrow_type)):
             out = array.to_pylist()
             return out
         if kind == "INT64" and pa.types.is_integer(arrow_type):

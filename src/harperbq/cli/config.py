@@ -13,24 +13,14 @@ from rich.table import Table
 from harperbq.bigquery.checks import Check, check_table
 from harperbq.bigquery.client import ClientSetupError, make_client
 from harperbq.bigquery.retry import RetryPolicy
-from harperbq.config import Config, ConfigError, ConfigProblem, load_config
+from harperbq.cli.common import DEFAULT_CONFIG, problem_table
+from harperbq.config import Config, ConfigError, load_config
 
 app = typer.Typer(help="Validate and inspect the config file.", no_args_is_help=True)
 console = Console()
 
 # Pre-flight must answer quickly even when BigQuery is unreachable: a short retry budget.
-DEFAULT_CONFIG = Path("config.yaml")
 PREFLIGHT_POLICY = RetryPolicy(max_attempts=2, initial_delay_s=0.5, total_timeout_s=20.0)
-
-
-def _problem_table(problems: list[ConfigProblem], source: str | None) -> Table:
-    table = Table(title=f"config problems{f' in {source}' if source else ''}", show_lines=True)
-    for column in ("key", "problem", "value", "fix"):
-        table.add_column(column, overflow="fold")
-    for p in problems:
-        value = "" if p.value is None else json.dumps(p.value, default=str)
-        table.add_row(p.path or "(file)", p.message, value, p.fix or "")
-    return table
 
 
 def _check_table(checks: list[Check]) -> Table:
@@ -91,7 +81,7 @@ def check(
         if as_json:
             typer.echo(json.dumps(report, indent=2))
         else:
-            console.print(_problem_table(exc.problems, exc.source))
+            console.print(problem_table(exc.problems, exc.source))
             console.print(f"[red]{len(exc.problems)} problem(s)[/red]")
         raise typer.Exit(1) from None
     report["tables"] = [t.id for t in cfg.tables]
