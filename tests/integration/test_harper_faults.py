@@ -8,7 +8,6 @@ import json
 import logging
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -202,48 +201,13 @@ def test_retry_rules_through_a_faulty_link(proxy: FaultProxy, harper_node: Harpe
 # -- destructive: a node of our own ----------------------------------------------------------
 
 
-def in_use_for_a_listener(host: str, port: int) -> bool:
-    """Like devstack's port check, but binding with SO_REUSEADDR as Harper (Node.js) does.
-
-    After a SIGKILL the server side of its keep-alive connections sits in TIME_WAIT for a minute;
-    that blocks a plain bind() but not Harper's, so the stricter check would refuse a restart.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.2)
-        if probe.connect_ex((host, port)) == 0:
-            return True
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
 def kill(node: HarperNode) -> None:
-    """SIGKILL, then clear Harper's stale pid file (its exit handler never ran).
-
-    pid_max is 32768 here: the dead pid can be reused by another process within seconds, and
-    Harper then refuses to start ("HarperDB is already running (pid: ...)").
-    """
-    pid = node.pid()
+    """SIGKILL; devstack also clears Harper's stale pid file (pids are reused within seconds)."""
     harper.kill(node)
-    pid_file = node.root / "hdb.pid"
-    if pid is not None and node.pid() == pid:
-        pid_file.unlink()
 
 
-def restart_after_kill(node: HarperNode, install: Path, timeout_s: float = 30.0) -> None:
-    """Start a SIGKILLed node again once the kernel has really released its listening ports.
-
-    The pid disappears before the dead process's listening sockets do (seen here: a LISTEN
-    socket owned by no process for a moment after the kill), so poll the ports first.
-    """
-    deadline = time.monotonic() + timeout_s
-    while any(in_use_for_a_listener(node.host, p) for p in (node.ops_port, node.http_port)):
-        assert time.monotonic() < deadline, "the killed Harper's ports were never released"
-        time.sleep(0.05)
+def restart_after_kill(node: HarperNode, install: Path) -> None:
+    """Start a SIGKILLed node again: devstack waits for the dead process's listeners to go."""
     harper.start(node, install)
 
 
@@ -258,11 +222,8 @@ def own_node(
 
 
 @pytest.fixture
-def killable(
-    own_node: HarperNode, harper_install: Path, monkeypatch: pytest.MonkeyPatch
-) -> HarperNode:
+def killable(own_node: HarperNode, harper_install: Path) -> HarperNode:
     """The module's own node, running, restartable right after a SIGKILL."""
-    monkeypatch.setattr(harper, "port_in_use", in_use_for_a_listener)
     if not harper.is_ready(own_node):
         restart_after_kill(own_node, harper_install)
     return own_node

@@ -223,6 +223,7 @@ class TableEngine:
     def catch_up(self, stop: threading.Event) -> bool:
         """Sync windows until every owned partition reached `now - settle` (returns True), or
         stop is set (returns False). Raises on errors, with the checkpoints where they were."""
+        self.status.caught_up = False
         while not stop.is_set():
             parts = sorted(self.owned())
             if parts != self._parts:

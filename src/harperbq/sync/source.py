@@ -59,7 +59,10 @@ class BigQuerySource:
     def refresh_schema(self) -> list[sql.Column]:
         """Read the source schema (raises NotFound while the table does not exist)."""
         found = call_with_retry(
-            lambda: self.client.get_table(str(self.ref)), self.policy, operation="get_table"
+            # retry=None: our policy bounds the retries, not the library's 10-minute default.
+            lambda: self.client.get_table(str(self.ref), retry=None),  # type: ignore[arg-type]
+            self.policy,
+            operation="get_table",
         )
         self._columns = sql.columns_from_schema(found.schema, self.table.columns)
         return self._columns
