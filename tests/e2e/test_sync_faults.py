@@ -237,13 +237,14 @@ def test_sync_process_killed_ten_times(
         unkeyed,
     )
     keyed_cols, unkeyed_cols = ["ts", "k", "v", "x"], ["ts", "mmsi", "v"]
-    config, cfg = write_config(
-        [
-            table_spec("keyed", dataset, "keyed", "Keyed", keyed_cols, ["k"]),
-            table_spec("unkeyed", dataset, "unkeyed", "Unkeyed", unkeyed_cols, []),
-        ],
-        sync={"settle": "0s"},
-    )
+    tables = [
+        table_spec("keyed", dataset, "keyed", "Keyed", keyed_cols, ["k"]),
+        table_spec("unkeyed", dataset, "unkeyed", "Unkeyed", unkeyed_cols, []),
+    ]
+    for spec in tables:
+        # ~330 windows: the catch-up outlasts ten restarts even on an idle machine.
+        spec["sync"] = {"initialBatchSize": 150, "catchupBatchSize": 150, "steadyBatchSize": 150}
+    config, cfg = write_config(tables, sync={"settle": "0s"})
     # The password reaches the process only through the environment (`${TEST_HARPER_PASSWORD}`).
     assert harper_node.password not in config.read_text()
     env = {**os.environ, "TEST_HARPER_PASSWORD": harper_node.password}
