@@ -17,6 +17,7 @@ from harperbq.bigquery.sql import Query
 from harperbq.cli.main import app
 from harperbq.config import ENV_VARIABLES
 from harperbq.devstack.emulator import Emulator
+from harperbq.devstack.harper import HarperNode
 from harperbq.devstack.ports import free_port
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -42,10 +43,22 @@ def dataset(bq: bigquery.Client) -> Iterator[str]:
 
 
 def write(
-    tmp_path: Path, emulator_endpoint: str, project: str, tables: list[dict[str, Any]]
+    tmp_path: Path,
+    emulator_endpoint: str,
+    project: str,
+    tables: list[dict[str, Any]],
+    harper: HarperNode | None = None,
 ) -> Path:
     path = tmp_path / "config.yaml"
-    data = {"bigquery": {"projectId": project, "endpoint": emulator_endpoint, "tables": tables}}
+    data: dict[str, Any] = {
+        "bigquery": {"projectId": project, "endpoint": emulator_endpoint, "tables": tables}
+    }
+    if harper is not None:
+        data["harper"] = {
+            "url": harper.url,
+            "username": harper.username,
+            "password": harper.password,
+        }
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -71,8 +84,10 @@ def good(dataset: str) -> dict[str, Any]:
     }
 
 
-def test_a_good_config_passes(tmp_path: Path, bq_emulator: Emulator, dataset: str) -> None:
-    path = write(tmp_path, bq_emulator.endpoint, bq_emulator.project, [good(dataset)])
+def test_a_good_config_passes(
+    tmp_path: Path, bq_emulator: Emulator, dataset: str, harper_node: HarperNode
+) -> None:
+    path = write(tmp_path, bq_emulator.endpoint, bq_emulator.project, [good(dataset)], harper_node)
     code, output = check(path, "--json")
     report = json.loads(output)
     assert code == 0, output
@@ -83,13 +98,16 @@ def test_a_good_config_passes(tmp_path: Path, bq_emulator: Emulator, dataset: st
         "selected columns exist",
         "cursor column type",
         "window query accepted",
+        "Harper reachable",
     ]
     assert all(c["ok"] for c in report["checks"])
     code, output = check(path)
     assert code == 0 and "config ok" in output and "VesselPositions" in output
 
 
-def test_every_remote_problem_is_found(tmp_path: Path, bq_emulator: Emulator, dataset: str) -> None:
+def test_every_remote_problem_is_found(
+    tmp_path: Path, bq_emulator: Emulator, dataset: str, harper_node: HarperNode
+) -> None:
     tables = [
         good(dataset)
         | {"id": "missing_column", "columns": ["ts", "mmsi", "nope"], "targetTable": "A"},
@@ -104,7 +122,7 @@ def test_every_remote_problem_is_found(tmp_path: Path, bq_emulator: Emulator, da
         good(dataset)
         | {"id": "float_key", "columns": "*", "partitionKey": ["speed"], "targetTable": "D"},
     ]
-    path = write(tmp_path, bq_emulator.endpoint, bq_emulator.project, tables)
+    path = write(tmp_path, bq_emulator.endpoint, bq_emulator.project, tables, harper_node)
     code, output = check(path, "--json")
     assert code == 1
     failed = {
@@ -151,3 +169,17 @@ def test_the_original_config_files_pass_offline(name: str) -> None:
     report = json.loads(output)
     assert code == 0, output
     assert report["tables"] in (["vessel_positions", "port_events", "vessel_metadata"], ["default"])
+
+
+def test_an_unreachable_harper_fails_the_check(
+    tmp_path: Path, bq_emulator: Emulator, dataset: str
+) -> None:
+    path = write(tmp_path, bq_emulator.endpoint, bq_emulator.project, [good(dataset)])
+    text = path.read_text() + (
+        f"harper: {{url: 'http://127.0.0.1:{free_port()}', username: u, password: secret-pw}}\n"
+    )
+    path.write_text(text)
+    code, output = check(path, "--json")
+    failed = [c for c in json.loads(output)["checks"] if not c["ok"]]
+    assert code == 1 and [c["check"] for c in failed] == ["Harper reachable"]
+    assert "secret-pw" not in output

@@ -15,6 +15,7 @@ from harperbq.bigquery.client import ClientSetupError, make_client
 from harperbq.bigquery.retry import RetryPolicy
 from harperbq.cli.common import DEFAULT_CONFIG, problem_table
 from harperbq.config import Config, ConfigError, load_config
+from harperbq.readiness import Readiness
 
 app = typer.Typer(help="Validate and inspect the config file.", no_args_is_help=True)
 console = Console()
@@ -58,6 +59,16 @@ def _online(cfg: Config) -> list[Check]:
     checks: list[Check] = []
     for table in cfg.tables:
         checks.extend(check_table(client, table, PREFLIGHT_POLICY))
+    # Harper too: the same short, authenticated probe as the control API's /readyz.
+    readiness = Readiness(cfg, client)
+    try:
+        _, body = readiness.check()
+    finally:
+        readiness.close()
+    harper = body["harper"]
+    checks.append(
+        Check("-", "Harper reachable", harper["ok"], harper.get("error") or cfg.harper.url)
+    )
     return checks
 
 
