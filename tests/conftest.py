@@ -15,6 +15,7 @@ from google.cloud.bigquery import client as bq_client_module
 from harperbq.bigquery.client import emulator_client
 from harperbq.devstack import emulator, harper
 from harperbq.devstack.paths import harper_install_dir
+from harperbq.harper.client import HarperClient
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,6 +39,12 @@ def harper_node(
     harper.start(node, harper_install)
     yield node
     harper.stop(node)
+
+
+@pytest.fixture
+def harper_client(harper_node: harper.HarperNode) -> Iterator[HarperClient]:
+    with HarperClient(harper_node.url, harper_node.username, harper_node.password) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Helpers shared by end-to-end tests: source tables, one-shot syncs, content comparison."""
 
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.cloud import bigquery
@@ -49,3 +50,22 @@ def run_once(cfg: Config, harper: HarperClient, timeout_s: float = 240) -> SyncS
     errors = {r.table_id: r.engine.status.last_error for r in service.runners()}
     assert ok, f"sync did not finish: {errors}"
     return service
+
+
+def keyed_table(bq: bigquery.Client, dataset: str, rows: int, **spec: Any) -> dict[str, Any]:
+    """Source table `t` (ts TIMESTAMP one second apart, k INT64 key) with `rows` rows, and its
+    table spec for a config (target `T`, key `[k]`, `spec` merged in)."""
+    start = datetime(2024, 2, 1, tzinfo=UTC)
+    data = [{"ts": (start + timedelta(seconds=i)).isoformat(), "k": i} for i in range(rows)]
+    schema = [bigquery.SchemaField("ts", "TIMESTAMP"), bigquery.SchemaField("k", "INT64")]
+    make_source(bq, dataset, "t", schema, data)
+    return {
+        "id": "t",
+        "dataset": dataset,
+        "table": "t",
+        "timestampColumn": "ts",
+        "columns": ["ts", "k"],
+        "targetTable": "T",
+        "primaryKey": ["k"],
+        **spec,
+    }

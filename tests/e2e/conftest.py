@@ -1,7 +1,7 @@
 """End-to-end helpers: a config pointing at the test Harper and emulator, and row comparison."""
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +11,11 @@ import yaml
 from harperbq.config import Config, load_config
 from harperbq.devstack.emulator import Emulator
 from harperbq.devstack.harper import HarperNode
-from harperbq.harper.client import HarperClient
 
 
 @pytest.fixture
 def unique() -> str:
     return uuid.uuid4().hex[:10]
-
-
-@pytest.fixture
-def harper_client(harper_node: HarperNode) -> Iterator[HarperClient]:
-    with HarperClient(harper_node.url, harper_node.username, harper_node.password) as client:
-        yield client
 
 
 @pytest.fixture

@@ -1,12 +1,10 @@
 """`sync.workers: N` runs N workers in one process, each over its own partitions and checkpoints."""
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from google.cloud import bigquery
-from google.cloud.bigquery import SchemaField as F
-from tests.support import harper_rows, make_source, run_once
+from tests.support import harper_rows, keyed_table, run_once
 
 from harperbq.config import Config
 from harperbq.harper.client import HarperClient
@@ -19,23 +17,9 @@ def test_three_workers_in_one_process_share_the_partitions(
     write_config: Callable[..., tuple[Path, Config]],
     unique: str,
 ) -> None:
-    start = datetime(2024, 7, 1, tzinfo=UTC)
-    rows = [{"ts": (start + timedelta(seconds=i)).isoformat(), "k": i} for i in range(3_000)]
-    dataset = f"workers_{unique}"
-    make_source(bq, dataset, "t", [F("ts", "TIMESTAMP"), F("k", "INT64")], rows)
+    table = keyed_table(bq, f"workers_{unique}", 3_000, partitions=12)
     _, cfg = write_config(
-        [
-            {
-                "id": "t",
-                "dataset": dataset,
-                "table": "t",
-                "timestampColumn": "ts",
-                "columns": ["ts", "k"],
-                "targetTable": "T",
-                "primaryKey": ["k"],
-                "partitions": 12,
-            }
-        ],
+        [table],
         sync={"settle": "0s", "workers": 3},
     )
     service = run_once(cfg, harper_client)

@@ -5,12 +5,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from google.cloud import bigquery
-from google.cloud.bigquery import SchemaField as F
-from tests.support import harper_rows, make_source
+from tests.support import harper_rows, keyed_table
 
 from harperbq.config import Config
 from harperbq.devstack.harper import HarperNode
@@ -36,22 +34,9 @@ def test_run_once_status_reset_and_resync(
     write_config: Callable[..., tuple[Path, Config]],
     unique: str,
 ) -> None:
-    start = datetime(2024, 2, 1, tzinfo=UTC)
-    rows = [{"ts": (start + timedelta(seconds=i)).isoformat(), "k": i} for i in range(3_000)]
-    dataset = f"cli_{unique}"
-    make_source(bq, dataset, "t", [F("ts", "TIMESTAMP"), F("k", "INT64")], rows)
+    table = keyed_table(bq, f"cli_{unique}", 3_000)
     path, cfg = write_config(
-        [
-            {
-                "id": "t",
-                "dataset": dataset,
-                "table": "t",
-                "timestampColumn": "ts",
-                "columns": ["ts", "k"],
-                "targetTable": "T",
-                "primaryKey": ["k"],
-            }
-        ],
+        [table],
         sync={"settle": "0s"},
     )
     done = cli(path, harper_node, "sync", "run", "--once", "--no-control")

@@ -3,8 +3,6 @@
 import itertools
 import random
 import threading
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,19 +17,6 @@ from harperbq.harper.errors import (
 from harperbq.harper.models import Attribute, Condition, Sort
 
 TS = "2024-05-01T00:00:{:02d}.{:06d}Z"
-
-
-@pytest.fixture
-def client(harper_node: HarperNode) -> Iterator[HarperClient]:
-    with HarperClient(harper_node.url, harper_node.username, harper_node.password) as c:
-        yield c
-
-
-@pytest.fixture
-def db(client: HarperClient) -> Iterator[str]:
-    name = f"hc_{uuid.uuid4().hex[:10]}"
-    yield name
-    client.drop_database(name, missing_ok=True)
 
 
 def sql_count(client: HarperClient, db: str, table: str) -> int:

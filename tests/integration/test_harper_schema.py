@@ -1,8 +1,7 @@
 """ensure_target_table against a real Harper: creation, new columns, type changes, races."""
 
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -20,19 +19,6 @@ COLUMNS = [
     ColumnSpec("speed", "FLOAT64"),
     ColumnSpec("name", "STRING"),
 ]
-
-
-@pytest.fixture
-def client(harper_node: HarperNode) -> Iterator[HarperClient]:
-    with HarperClient(harper_node.url, harper_node.username, harper_node.password) as c:
-        yield c
-
-
-@pytest.fixture
-def db(client: HarperClient) -> Iterator[str]:
-    name = f"sc_{uuid.uuid4().hex[:10]}"
-    yield name
-    client.drop_database(name, missing_ok=True)
 
 
 def race(n: int, make: Callable[[int], T]) -> list[T]:

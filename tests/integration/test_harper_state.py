@@ -2,8 +2,6 @@
 
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,19 +20,6 @@ from harperbq.sync.state import (
     parse_iso,
     utc_now_iso,
 )
-
-
-@pytest.fixture
-def client(harper_node: HarperNode) -> Iterator[HarperClient]:
-    with HarperClient(harper_node.url, harper_node.username, harper_node.password) as c:
-        yield c
-
-
-@pytest.fixture
-def db(client: HarperClient) -> Iterator[str]:
-    name = f"st_{uuid.uuid4().hex[:10]}"
-    yield name
-    client.drop_database(name, missing_ok=True)
 
 
 @pytest.fixture

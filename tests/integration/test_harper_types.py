@@ -6,13 +6,10 @@ rejected alternatives are shown failing the same values.
 """
 
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
 from harperbq.harper.errors import ValidationError
 from harperbq.harper.models import Attribute, Condition
@@ -64,19 +61,6 @@ SAMPLES: dict[str, tuple[str, str, list[Any]]] = {
     "ints": ("INT64", "REPEATED", [[1, "9223372036854775807"]]),
     "period": ("RANGE<DATE>", "NULLABLE", [{"start": "2024-01-01", "end": None}]),
 }
-
-
-@pytest.fixture
-def client(harper_node: HarperNode) -> Iterator[HarperClient]:
-    with HarperClient(harper_node.url, harper_node.username, harper_node.password) as c:
-        yield c
-
-
-@pytest.fixture
-def db(client: HarperClient) -> Iterator[str]:
-    name = f"ty_{uuid.uuid4().hex[:10]}"
-    yield name
-    client.drop_database(name, missing_ok=True)
 
 
 def test_every_converted_value_is_accepted_and_reads_back_unchanged(
