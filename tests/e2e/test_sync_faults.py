@@ -52,6 +52,14 @@ WriteConfig = Callable[..., tuple[Path, Config]]
 # -- source data and the comparison -------------------------------------------------------------
 
 
+KEYED_SCHEMA = [
+    bigquery.SchemaField("ts", "TIMESTAMP"),
+    bigquery.SchemaField("k", "INT64"),
+    bigquery.SchemaField("v", "STRING"),
+    bigquery.SchemaField("x", "FLOAT64"),
+]
+
+
 def keyed_rows(n: int, rng: random.Random) -> list[dict[str, Any]]:
     """Position-like rows with a primary key `k`; 7 rows share each timestamp."""
     return [
@@ -217,12 +225,7 @@ def test_sync_process_killed_ten_times(
         bq,
         dataset,
         "keyed",
-        [
-            bigquery.SchemaField("ts", "TIMESTAMP"),
-            bigquery.SchemaField("k", "INT64"),
-            bigquery.SchemaField("v", "STRING"),
-            bigquery.SchemaField("x", "FLOAT64"),
-        ],
+        KEYED_SCHEMA,
         keyed,
     )
     make_source(
@@ -339,12 +342,7 @@ def test_harper_killed_and_restarted_mid_sync(
         bq,
         dataset,
         "positions",
-        [
-            bigquery.SchemaField("ts", "TIMESTAMP"),
-            bigquery.SchemaField("k", "INT64"),
-            bigquery.SchemaField("v", "STRING"),
-            bigquery.SchemaField("x", "FLOAT64"),
-        ],
+        KEYED_SCHEMA,
         rows,
     )
     spec = table_spec("positions", dataset, "positions", "Positions", columns, ["k"])
@@ -523,12 +521,7 @@ def test_bigquery_error_bursts(
         bq,
         dataset,
         "positions",
-        [
-            bigquery.SchemaField("ts", "TIMESTAMP"),
-            bigquery.SchemaField("k", "INT64"),
-            bigquery.SchemaField("v", "STRING"),
-            bigquery.SchemaField("x", "FLOAT64"),
-        ],
+        KEYED_SCHEMA,
         rows,
     )
     max_attempts = 3
