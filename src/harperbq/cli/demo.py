@@ -61,7 +61,9 @@ def _bigquery_distinct(
         f"WHERE `{cursor}` < @before)"
     )
     config = bigquery.QueryJobConfig(
-        query_parameters=[bigquery.ScalarQueryParameter("before", "TIMESTAMP", parse_timestamp(before))]
+        query_parameters=[
+            bigquery.ScalarQueryParameter("before", "TIMESTAMP", parse_timestamp(before))
+        ]
     )
     return int(next(iter(bq.query(sql, job_config=config).result()))["n"])
 
