@@ -245,6 +245,12 @@ class TableEngine:
                     lo = cap  # nothing older exists: join the next group where it stands
                     self._save(group, Window(lo, lo), Counter(), None)
                     continue
+                if cap is not None and lo >= cap:
+                    # Their oldest row is newer than where the next group stands: nothing to read
+                    # below it, so they join that group there (else they would never get a
+                    # checkpoint and this loop would plan them again and again).
+                    self._save(group, Window(cap, cap), Counter(), None)
+                    continue
             read_parts = None if len(group) == self.settings.partitions else group
             caught_up = self._pipeline(group, read_parts, lo, cap, stop, parts)
             self._status_checkpoint(parts)
