@@ -18,8 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-import yaml
-
 from harperbq.bigquery.client import emulator_client
 from harperbq.bigquery.sql import TableRef
 from harperbq.config import load_config
@@ -28,7 +26,7 @@ from harperbq.devstack.paths import harper_install_dir
 from harperbq.harper.client import HarperClient
 from harperbq.sync.service import SyncService
 from harperbq.sync.source import BigQuerySource
-from sync_throughput import SCHEMA, load, rows_table
+from sync_throughput import load, rows_table, write_config
 
 
 def run(cfg_path: Path, password: str, timeout_s: float) -> dict[str, object]:
@@ -86,36 +84,13 @@ def main() -> None:
                 rows_table(args.rows, time.time() - 86_400),
             )
             for count in args.workers:
-                path = Path(tmp) / f"w{count}.yaml"
-                path.write_text(
-                    yaml.safe_dump(
-                        {
-                            "harper": {
-                                "url": node.url,
-                                "username": node.username,
-                                "password": "${BENCH_HARPER_PASSWORD}",
-                                "database": f"scaling{count}",
-                                "stateDatabase": f"scaling{count}_state",
-                            },
-                            "bigquery": {
-                                "projectId": emu.project,
-                                "endpoint": emu.endpoint,
-                                "tables": [
-                                    {
-                                        "id": "positions",
-                                        "dataset": "bench",
-                                        "table": "positions",
-                                        "timestampColumn": "timestamp",
-                                        "columns": [f.name for f in SCHEMA],
-                                        "targetTable": "Positions",
-                                        "primaryKey": ["mmsi", "timestamp"],
-                                        "partitions": 60,
-                                    }
-                                ],
-                            },
-                            "sync": {"settle": "0s", "workers": count},
-                        }
-                    )
+                path = write_config(
+                    Path(tmp) / f"w{count}.yaml",
+                    node,
+                    emu,
+                    f"scaling{count}",
+                    {"settle": "0s", "workers": count},
+                    partitions=60,
                 )
                 results[str(count)] = run(path, node.password, 900)
         finally:

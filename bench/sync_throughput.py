@@ -124,6 +124,46 @@ def engine(config: Path, password: str) -> dict[str, float]:
     return {"seconds": round(elapsed, 2), "peak_rss_mib": round(peak_kib / 1024, 1)}
 
 
+def write_config(
+    path: Path,
+    node: harper.HarperNode,
+    emu: emulator.Emulator,
+    database: str,
+    sync: dict[str, object],
+    **table: object,
+) -> Path:
+    """A config syncing the bench table into `database` (state in `<database>_state`)."""
+    data = {
+        "harper": {
+            "url": node.url,
+            "username": node.username,
+            "password": "${BENCH_HARPER_PASSWORD}",
+            "database": database,
+            "stateDatabase": f"{database}_state",
+        },
+        "bigquery": {
+            "projectId": emu.project,
+            "endpoint": emu.endpoint,
+            "storageEndpoint": emu.grpc_endpoint,
+            "tables": [
+                {
+                    "id": "positions",
+                    "dataset": "bench",
+                    "table": "positions",
+                    "timestampColumn": "timestamp",
+                    "columns": [f.name for f in SCHEMA],
+                    "targetTable": "Positions",
+                    "primaryKey": ["mmsi", "timestamp"],
+                    **table,
+                }
+            ],
+        },
+        "sync": sync,
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=200_000)
@@ -140,36 +180,7 @@ def main() -> None:
             load(bq, ref, rows_table(args.rows, time.time() - 30 * 86_400))
             with HarperClient(node.url, node.username, node.password) as client:
                 raw = ceiling(bq, ref, client, args.chunk)
-            config = Path(tmp) / "config.yaml"
-            config.write_text(
-                yaml.safe_dump(
-                    {
-                        "harper": {
-                            "url": node.url,
-                            "username": node.username,
-                            "password": "${BENCH_HARPER_PASSWORD}",
-                            "database": "bench",
-                        },
-                        "bigquery": {
-                            "projectId": emu.project,
-                            "endpoint": emu.endpoint,
-                            "storageEndpoint": emu.grpc_endpoint,
-                            "tables": [
-                                {
-                                    "id": "positions",
-                                    "dataset": "bench",
-                                    "table": "positions",
-                                    "timestampColumn": "timestamp",
-                                    "columns": [f.name for f in SCHEMA],
-                                    "targetTable": "Positions",
-                                    "primaryKey": ["mmsi", "timestamp"],
-                                }
-                            ],
-                        },
-                        "sync": {"settle": "0s"},
-                    }
-                )
-            )
+            config = write_config(Path(tmp) / "config.yaml", node, emu, "bench", {"settle": "0s"})
             run = engine(config, node.password)
         finally:
             emulator.stop(emu)

@@ -201,16 +201,6 @@ def test_retry_rules_through_a_faulty_link(proxy: FaultProxy, harper_node: Harpe
 # -- destructive: a node of our own ----------------------------------------------------------
 
 
-def kill(node: HarperNode) -> None:
-    """SIGKILL; devstack also clears Harper's stale pid file (pids are reused within seconds)."""
-    harper.kill(node)
-
-
-def restart_after_kill(node: HarperNode, install: Path) -> None:
-    """Start a SIGKILLed node again: devstack waits for the dead process's listeners to go."""
-    harper.start(node, install)
-
-
 @pytest.fixture(scope="module")
 def own_node(
     tmp_path_factory: pytest.TempPathFactory, harper_install: Path
@@ -225,7 +215,7 @@ def own_node(
 def killable(own_node: HarperNode, harper_install: Path) -> HarperNode:
     """The module's own node, running, restartable right after a SIGKILL."""
     if not harper.is_ready(own_node):
-        restart_after_kill(own_node, harper_install)
+        harper.start(own_node, harper_install)
     return own_node
 
 
@@ -260,10 +250,10 @@ def kill_when(
 
     def run() -> None:
         reached.wait(60)
-        kill(node)
+        harper.kill(node)
         log.append(f"killed at {progress[-1]}")
         if then_start is not None:
-            restart_after_kill(node, then_start)
+            harper.start(node, then_start)
             log.append("restarted")
 
     thread = threading.Thread(target=run)
@@ -351,7 +341,7 @@ def test_harper_killed_and_not_back_raises(killable: HarperNode, harper_install:
         notes = "\n".join(info.value.__notes__)
         assert f"{progress[-1]} rows in {len(progress)} chunks were confirmed" in notes
         assert progress[-1] < len(rows)
-        restart_after_kill(killable, harper_install)
+        harper.start(killable, harper_install)
         assert {r["id"] for r in rows[: progress[-1]]} <= stored_ids(c, db, "pos")
 
 

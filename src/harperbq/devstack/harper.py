@@ -254,11 +254,6 @@ def kill(node: HarperNode) -> None:
         (node.root / "hdb.pid").unlink(missing_ok=True)
 
 
-def restart(node: HarperNode, install_dir: Path) -> int:
-    stop(node)
-    return start(node, install_dir)
-
-
 def connect_nodes(a: HarperNode, b: HarperNode, timeout_s: float = 60.0) -> None:
     """Join b to a's cluster (add_node on a) and wait until a reports the connection."""
     if not b.replication_url:

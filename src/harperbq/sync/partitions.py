@@ -13,22 +13,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import farmhash
 
 from harperbq.bigquery.sql import KEY_SEPARATOR, NULL_KEY_TEXT, PARTITION_KEY_TYPES, normalize_type
+from harperbq.sync.windows import to_micros
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
-
-
-def _micros(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta: timedelta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _parse_datetime(text: str) -> datetime:
@@ -73,7 +67,7 @@ def key_text(value: Any, type_name: str | None = None) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, datetime):
-        return str(_micros(value))
+        return str(to_micros(value))
     if isinstance(value, date):
         return str((value - date(1970, 1, 1)).days)
     if isinstance(value, time):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -139,9 +138,3 @@ class TableRunner:
             self.maintenance(self._stop)
         except Exception:
             log.exception("table %s: maintenance failed", self.table_id)
-
-
-def wait_all(runners: list[TableRunner], stop: threading.Event, poll_s: float = 0.2) -> None:
-    """Block until every runner's thread ended or stop is set."""
-    while not stop.is_set() and any(r.alive() for r in runners):
-        time.sleep(poll_s)
