@@ -308,8 +308,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own rejections (bad request line, headers too long, unknown method) as
-        JSON 4xx like every other answer; an unknown method is a 405, not a 501."""
-        status = 405 if code == 501 else code
+        JSON 4xx like every other answer: an unknown method is a 405 (not a 501), an HTTP
+        version we do not speak a 400 (not a 505)."""
+        status = {501: 405, 505: 400}.get(code, code)
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # an unparsed request: answer with a status line
         self.close_connection = True
         with contextlib.suppress(OSError):  # the client may be gone
             self._send("GET", _error(status, message or explain or "malformed request"))
