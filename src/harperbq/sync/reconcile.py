@@ -126,7 +126,8 @@ class Reconciler:
         self, report: ReconcileReport, stop: threading.Event | None
     ) -> dict[Cell, tuple[int, int]]:
         """Re-sync the changed cells, one source read per window; returns the cells done."""
-        mirror = self.target() if self.table.deletes == "mirror" else None
+        target = self.target()
+        mirror = target if self.table.deletes == "mirror" else None
         done: dict[Cell, tuple[int, int]] = {}
         for window, parts in by_window(report.changed).items():
             if stop is not None and stop.is_set():
@@ -139,6 +140,7 @@ class Reconciler:
                 all_partitions=self.table.partitions,
                 primary_key=self.table.primary_key,
                 mirror=mirror,
+                target=target,
             )
             report.resynced.append(result)
             for p in parts:
