@@ -517,3 +517,16 @@ def bucket_counts_query(
         ")\nGROUP BY p, b\nORDER BY p, b"
     )
     return Query(sql, tuple(params))
+
+
+def null_cursor_count_query(table: TableRef, cursor: Column) -> Query:
+    """`COUNT(*)` of the rows whose cursor is NULL: they belong to no window and are never
+    synced. Scans the cursor column only; on a table partitioned by the cursor column only
+    its `__NULL__` partition (one query per table and hour: `sync.reconcile`)."""
+    c = quote(_checked_cursor(cursor).name)
+    return Query(f"SELECT COUNT(*) AS n FROM {table.sql} WHERE {c} IS NULL")  # noqa: S608
+
+
+def _checked_cursor(cursor: Column) -> Column:
+    _cursor_type(cursor)
+    return cursor

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from harperbq.sync.grid import compact
+from harperbq.sync.grid import WATCH_LATENESS_MULTIPLE, compact
 from harperbq.sync.keys import WindowIds
 from harperbq.sync.state import Checkpoint
 from harperbq.sync.windows import (
@@ -403,7 +403,7 @@ class TableEngine:
     ) -> None:
         """Move the group's checkpoints to window.hi: called only after every page is confirmed."""
         now = self.clock()
-        keep_from = window.hi - self.settings.lateness_us
+        keep_from = window.hi - self.settings.lateness_us * WATCH_LATENESS_MULTIPLE
         checkpoints = []
         current = self._checkpoint_map()
         for partition in group:

@@ -134,6 +134,11 @@ class BigQuerySource:
             out[(int(row["p"]), int(row["b"]))] = (n, int(row["k"]) if key else n)
         return out
 
+    def null_cursors(self) -> int:
+        """Source rows whose cursor is NULL (never synced; see `sql.null_cursor_count_query`)."""
+        rows = self._run(sql.null_cursor_count_query(self.ref, self.cursor), "null_cursors").rows()
+        return int(rows[0]["n"]) if rows else 0
+
     def read(self, window: Window, parts: Sequence[int] | None, page_rows: int) -> Iterator[Page]:
         """The window's rows as pages; with a primary key, only each key's newest version
         (`sync.versions`: neither read path orders rows)."""
