@@ -227,6 +227,9 @@ def status(
             str(row["last_error"] or ""),
         )
     Console().print(view)
+    for row in rows:
+        for line in row.get("notices") or []:
+            Console().print(f"{row['table']}: {line}", markup=False, highlight=False)
     cluster = Table(title="workers")
     for column in ("worker", "node", "live", "last seen", "table", "partitions", "rows", "state"):
         cluster.add_column(column)
