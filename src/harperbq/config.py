@@ -11,6 +11,7 @@ their units (`pollInterval`, `initialDelay`, `initialRetryDelay` in ms; threshol
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -85,6 +86,8 @@ def _masked(path: str, value: Any) -> Any:
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.I)
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_DURATION_S = 100 * 365 * 86400.0
+"""No duration beyond 100 years: past that, timestamps overflow (year 9999) long before use."""
 
 
 def _seconds(amount: float, unit: str) -> float:
@@ -117,7 +120,12 @@ def parse_duration(value: Any, unit: str = "s") -> float:
 def _duration_validator(unit: str) -> Callable[[Any], float]:
     def validate(value: Any) -> float:
         try:
-            return parse_duration(value, unit)
+            seconds = parse_duration(value, unit)
+            if seconds > MAX_DURATION_S:
+                raise ValueError(
+                    f"a duration must be at most 100 years ({MAX_DURATION_S:g} s), got {value!r}"
+                )
+            return seconds
         except ValueError as exc:
             raise PydanticCustomError(
                 "duration",
@@ -299,7 +307,7 @@ class BigQueryModel(_Model):
     project_id: str | None = Field(None, alias="projectId")
     credentials: str | None = Field(None, alias="credentials")
     location: str | None = Field(None, alias="location")
-    max_retries: int | None = Field(None, alias="maxRetries", ge=0)
+    max_retries: int | None = Field(None, alias="maxRetries", ge=0, le=100)
     initial_retry_delay_s: MillisAsSeconds | None = Field(None, alias="initialRetryDelay")
     tables: list[TableModel] | None = Field(None, alias="tables")
     # legacy single-table form
@@ -312,10 +320,10 @@ class BigQueryModel(_Model):
     endpoint: str | None = Field(None, alias="endpoint")
     storage_endpoint: str | None = Field(None, alias="storageEndpoint")
     # cost and read path
-    maximum_bytes_billed: int | None = Field(None, alias="maximumBytesBilled", gt=0)
+    maximum_bytes_billed: int | None = Field(None, alias="maximumBytesBilled", gt=0, le=2**63 - 1)
     job_labels: dict[str, str] = Field(default_factory=dict, alias="jobLabels")
     read_api: Literal["auto", "query", "storage"] = Field("auto", alias="readApi")
-    storage_min_rows: int = Field(50_000, alias="storageMinRows", ge=0)
+    storage_min_rows: int = Field(50_000, alias="storageMinRows", ge=0, le=2**53)
     read_streams: int = Field(4, alias="readStreams", ge=1, le=1000)
     page_size: int = Field(10_000, alias="pageSize", ge=1, le=100_000)
 
@@ -354,15 +362,15 @@ class SynthesizerConfig(BaseModel):
 
     dataset: str = Field("maritime_tracking", alias="dataset")
     table: str | None = Field(None, alias="table")
-    total_vessels: int = Field(100_000, alias="totalVessels", ge=1)
-    batch_size: int = Field(100, alias="batchSize", ge=1)
-    generation_interval_ms: int = Field(60_000, alias="generationIntervalMs", ge=1)
-    retention_days: int = Field(30, alias="retentionDays", ge=1)
-    cleanup_interval_hours: float = Field(24.0, alias="cleanupIntervalHours", gt=0)
+    total_vessels: int = Field(100_000, alias="totalVessels", ge=1, le=900_000)
+    batch_size: int = Field(100, alias="batchSize", ge=1, le=1_000_000)
+    generation_interval_ms: int = Field(60_000, alias="generationIntervalMs", ge=1, le=86_400_000)
+    retention_days: int = Field(30, alias="retentionDays", ge=1, le=36_500)
+    cleanup_interval_hours: float = Field(24.0, alias="cleanupIntervalHours", gt=0, le=8760)
     seed: int = Field(42, alias="seed")
-    sampling_interval_s: float = Field(60.0, alias="samplingIntervalS", gt=0)
+    sampling_interval_s: float = Field(60.0, alias="samplingIntervalS", gt=0, le=86_400)
     late_fraction: float = Field(0.0, alias="lateFraction", ge=0, le=1)
-    late_max_s: float = Field(3600.0, alias="lateMaxS", ge=0)
+    late_max_s: float = Field(3600.0, alias="lateMaxS", ge=0, le=366 * 86400)
     duplicate_fraction: float = Field(0.0, alias="duplicateFraction", ge=0, le=1)
     tables: SynthesizerTables = Field(
         default_factory=lambda: SynthesizerTables.model_validate({}), alias="tables"
@@ -626,6 +634,7 @@ _ENV_SETTINGS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("BIGQUERY_EMULATOR_GRPC_HOST",),
     ),
     ("control.token", "HARPERBQ_CONTROL_TOKEN", ()),
+    ("control.host", "HARPERBQ_CONTROL_HOST", ()),
 )
 ENV_VARIABLES = _ENV_SETTINGS
 """Documented in docs/configuration.md: namespaced variables win over the file; generic ones
@@ -828,6 +837,40 @@ def _merged(path: str, table: TableModel, defaults: GlobalSync, check: _Checker)
     return values
 
 
+MAX_BATCH_SIZE = 1_000_000
+"""Rows per window: far above any useful size (the defaults are 10 000 / 1 000 / 500), and low
+enough that a window fits in memory and every stored number stays an exact Harper `Long`."""
+
+_DAY = 86400.0
+# (key, field, upper bound in seconds) of the sync durations with a bound below 100 years.
+_SYNC_DURATION_LIMITS: tuple[tuple[str, str, float], ...] = (
+    ("pollInterval", "poll_interval_s", _DAY),
+    ("settle", "settle_s", 7 * _DAY),
+    ("reconcileInterval", "reconcile_interval_s", 7 * _DAY),
+    ("lateness", "lateness_s", 366 * _DAY),
+    ("catchupThreshold", "catchup_threshold_s", 366 * _DAY),
+    ("steadyThreshold", "steady_threshold_s", 366 * _DAY),
+)
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", _DAY), ("h", 3600.0), ("m", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _at_most(check: _Checker, path: str, value: float | None, limit: float) -> None:
+    """A duration above its sensible maximum (a typo such as ms for s, or a unit too large)."""
+    if value is not None and value > limit:
+        check.add(
+            path,
+            f"must be at most {_span(limit)} ({limit:g} s)",
+            value,
+            f'use a duration between 0 and "{_span(limit)}"',
+        )
+
+
 def _check_numbers(values: Mapping[str, Any], where: Callable[[str], str], check: _Checker) -> bool:
     """Nonsensical sync numbers; `where` gives the path a key was set at. True when fine."""
     before = len(check.problems)
@@ -838,6 +881,15 @@ def _check_numbers(values: Mapping[str, Any], where: Callable[[str], str], check
     ):
         if values[name] <= 0:
             check.add(where(key), "must be at least 1", values[name], "use a batch size >= 1")
+        elif values[name] > MAX_BATCH_SIZE:
+            check.add(
+                where(key),
+                f"must be at most {MAX_BATCH_SIZE:,} rows (one window is held in memory)",
+                values[name],
+                f"use a batch size between 1 and {MAX_BATCH_SIZE:,}",
+            )
+    for key, name, limit in _SYNC_DURATION_LIMITS:
+        _at_most(check, where(key), values[name], limit)
     steady, catchup = values["steady_threshold_s"], values["catchup_threshold_s"]
     if steady > catchup:
         check.add(
@@ -1083,6 +1135,24 @@ def _validate_tables(
     return tables
 
 
+def _userinfo(url: str) -> bool:
+    """True when the authority part of `url` carries `user[:password]@`."""
+    authority = url.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return "@" in authority
+
+
+def redact_url(url: str) -> str:
+    """`url` safe to print: any `user:password@` in it replaced by `***@`."""
+    if not _userinfo(url):
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, tail = rest.partition("/")
+    host = authority.rsplit("@", 1)[1]
+    return f"{scheme}{sep}***@{host}{slash}{tail}"
+
+
 def _resolve_path(value: str | None, base_dir: Path | None) -> Path | None:
     if value is None or value == "":
         return None
@@ -1104,8 +1174,22 @@ def _resolve_harper(
     if url is None and ops is not None:
         url = f"http://{ops.host}:{ops.port}"
     url = url or "http://localhost:9925"
-    if not re.match(r"^https?://[^/\s]+", url):
-        check.add("harper.url", "not an http(s) URL", url, 'write it like "http://localhost:9925"')
+    if _userinfo(url):
+        check.add(
+            "harper.url" if h.url is not None or ops is None else "operations.host",
+            "the URL contains a user name or password; credentials never go in the URL "
+            "(it is printed in logs, errors and status)",
+            redact_url(url),
+            "remove `user:password@` from the URL; set harper.username, and the password in "
+            "HARPERBQ_HARPER_PASSWORD or harper.passwordFile",
+        )
+    elif not re.match(r"^https?://[^/\s]+", url):
+        check.add(
+            "harper.url",
+            "not an http(s) URL",
+            redact_url(url),
+            'write it like "http://localhost:9925"',
+        )
     username = h.username or (ops.username if ops else None)
     password = h.password or (ops.password if ops else None)
     password_file = _resolve_path(h.password_file, base_dir)
@@ -1221,6 +1305,12 @@ def _resolve_node(sync: GlobalSync, check: _Checker) -> NodeSyncConfig:
             sync.lease_s,
             "make lease at least twice heartbeatInterval (defaults 30 s and 10 s)",
         )
+    for key, value, limit in (
+        ("lease", sync.lease_s, _DAY),
+        ("heartbeatInterval", sync.heartbeat_interval_s, 3600.0),
+        ("joinGrace", sync.join_grace_s, 3600.0),
+    ):
+        _at_most(check, f"sync.{key}", value, limit)
     return NodeSyncConfig(
         sync.workers, sync.lease_s, sync.heartbeat_interval_s, max(0.0, sync.join_grace_s)
     )
@@ -1243,7 +1333,26 @@ def _resolve_control(
             )
     if token is not None and len(token.get_secret_value()) < 16:
         check.add("control.token", "too short (under 16 characters)", None, "use a long token")
+    if control.enabled and token is None and not is_loopback(control.host):
+        check.add(
+            "control.host",
+            "the control API would listen beyond loopback without a token: anyone who can "
+            "reach it could stop the sync",
+            control.host,
+            "set control.token (or control.tokenFile, or HARPERBQ_CONTROL_TOKEN), or bind "
+            "127.0.0.1",
+        )
     return ControlConfig(control.enabled, control.host, control.port, token)
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses: the only places served without a token."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _resolve_retry(retry: RetryModel, check: _Checker) -> RetryConfig:
@@ -1253,6 +1362,12 @@ def _resolve_retry(retry: RetryModel, check: _Checker) -> RetryConfig:
         check.add("retry.maxDelay", "must be at least initialDelay", retry.max_delay_s)
     if retry.total_timeout_s <= 0:
         check.add("retry.totalTimeout", "must be above 0", retry.total_timeout_s)
+    for key, value, limit in (
+        ("initialDelay", retry.initial_delay_s, 3600.0),
+        ("maxDelay", retry.max_delay_s, _DAY),
+        ("totalTimeout", retry.total_timeout_s, 7 * _DAY),
+    ):
+        _at_most(check, f"retry.{key}", value, limit)
     return RetryConfig(
         max_attempts=retry.max_attempts,
         initial_delay_s=retry.initial_delay_s,
@@ -1311,6 +1426,12 @@ def parse_config(
         node = _resolve_node(raw.sync, check)
         retry = _resolve_retry(raw.retry, check)
         control = _resolve_control(raw.control, base, check, read_files)
+        _at_most(check, "validation.interval", raw.validation.interval_s, 7 * _DAY)
+        _at_most(check, "validation.stalledAfter", raw.validation.stalled_after_s, 30 * _DAY)
+        if raw.bigquery.initial_retry_delay_s is not None:
+            _at_most(
+                check, "bigquery.initialRetryDelay", raw.bigquery.initial_retry_delay_s, 3600.0
+            )
     if check.problems or raw is None:
         raise ConfigError(check.problems, str(source) if source else None)
     _register_secrets(harper)
@@ -1327,7 +1448,7 @@ def parse_config(
         validation=ValidationConfig(
             raw.validation.enabled, raw.validation.interval_s, raw.validation.stalled_after_s
         ),
-        synthesizer=raw.synthesizer,
+        synthesizer=_synthesizer(raw),
         source=source,
         origins=origins,
         control=control,
@@ -1363,9 +1484,41 @@ def load_config(
             [ConfigProblem("", f"not valid YAML at {where}: {problem}", None, "fix the syntax")],
             str(file),
         ) from exc
+    if data is None:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "",
+                    "the config file is empty (or only comments)",
+                    None,
+                    "add at least `harper` and `bigquery` blocks; docs/configuration.md has a "
+                    "complete example",
+                )
+            ],
+            str(file),
+        )
     return parse_config(
         data, environ=environ, base_dir=file.parent, source=file, read_files=read_files
     )
+
+
+def _synthesizer(raw: RawConfig) -> SynthesizerConfig:
+    """The `synthesizer` block, whose dataset and positions table default to the legacy
+    single-table `bigquery.dataset` / `bigquery.table` (as in the JS plugin), so that a migrated
+    single-table file has the synthesizer write the very table the sync reads."""
+    synth, bq = raw.synthesizer, raw.bigquery
+    if bq.tables is not None:
+        return synth
+    update: dict[str, Any] = {}
+    if bq.dataset and "dataset" not in synth.model_fields_set:
+        update["dataset"] = bq.dataset
+    positions_set = "table" in synth.model_fields_set or (
+        "vessel_positions" in synth.tables.model_fields_set
+    )
+    if bq.table and not positions_set:
+        update["table"] = bq.table
+        update["tables"] = synth.tables.model_copy(update={"vessel_positions": bq.table})
+    return synth.model_copy(update=update) if update else synth
 
 
 def _register_secrets(harper: HarperConfig) -> None:

@@ -13,7 +13,7 @@ Two kinds of numbers, fed two ways, so that the engine never imports prometheus:
 
 Names follow Prometheus conventions: base units (`_seconds`, `_bytes`), counters end in `_total`,
 timestamps are `_timestamp_seconds`. Labels: `table` and `worker` only (plus the bounded `kind`,
-`phase` and `state` of the metrics that are about them), never ids, queries or partitions.
+`phase`, `state` and `reason` of the metrics about them), never ids, queries or partitions.
 `METRICS` lists every metric; deploy/ (dashboard, alert rules) may use no other name.
 """
 
@@ -65,7 +65,19 @@ class MetricSpec:
 METRICS: tuple[MetricSpec, ...] = (
     # events
     MetricSpec("harperbq_rows_synced_total", "counter", "Rows written to Harper and checkpointed."),
-    MetricSpec("harperbq_rows_skipped_total", "counter", "Source rows skipped (not convertible)."),
+    MetricSpec(
+        "harperbq_rows_skipped_total",
+        "counter",
+        "Source rows not synced, by reason: unconvertible, null_primary_key (skipped), "
+        "beyond_lateness (arrived later than lateness), null_cursor (no cursor value).",
+        (*TW, "reason"),
+    ),
+    MetricSpec(
+        "harperbq_values_coerced_total",
+        "counter",
+        "Source values written in another form, by reason: nonfinite_float (NaN/±Inf as null).",
+        (*TW, "reason"),
+    ),
     MetricSpec("harperbq_windows_total", "counter", "Time windows completed (checkpoint moved)."),
     MetricSpec(
         "harperbq_errors_total",
@@ -257,6 +269,7 @@ class SyncMetrics:
 
         self.rows_synced = counter("harperbq_rows_synced_total")
         self.rows_skipped = counter("harperbq_rows_skipped_total")
+        self.values_coerced = counter("harperbq_values_coerced_total")
         self.windows = counter("harperbq_windows_total")
         self.errors = counter("harperbq_errors_total")
         self.retries = counter("harperbq_retries_total")
@@ -279,15 +292,23 @@ class SyncMetrics:
 
     def window_observer(self, table: str, worker: str) -> Callable[[Any, Any, float], None]:
         """The engine's `on_window(status, end, written)` for one (table, worker)."""
-        skipped_before = [0]
+        skipped_before: dict[str, int] = {}
+        coerced_before = [0]
 
         def observe(status: Any, end: Any, written: float) -> None:
             self.rows_synced.labels(table, worker).inc(written)
             self.windows.labels(table, worker).inc()
-            skipped = int(getattr(status, "rows_skipped", 0))
-            if skipped > skipped_before[0]:
-                self.rows_skipped.labels(table, worker).inc(skipped - skipped_before[0])
-            skipped_before[0] = skipped
+            for reason, skipped in dict(getattr(status, "skipped_by_reason", {})).items():
+                if skipped > skipped_before.get(reason, 0):
+                    new = skipped - skipped_before.get(reason, 0)
+                    self.rows_skipped.labels(table, worker, reason).inc(new)
+                skipped_before[reason] = skipped
+            coerced = int(getattr(status, "values_coerced", 0))
+            if coerced > coerced_before[0]:
+                self.values_coerced.labels(table, worker, "nonfinite_float").inc(
+                    coerced - coerced_before[0]
+                )
+            coerced_before[0] = coerced
             started = getattr(end, "started", None)
             if isinstance(started, float) and started > 0:
                 self.window_duration.labels(table, worker).observe(time.monotonic() - started)

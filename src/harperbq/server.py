@@ -18,8 +18,8 @@ Endpoints (docs/operations.md has examples):
 
 from __future__ import annotations
 
+import contextlib
 import hmac
-import ipaddress
 import json
 import logging
 import socket
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from harperbq.config import is_loopback
 from harperbq.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from harperbq.sync import snapshot
 from harperbq.sync.service import SyncService
@@ -114,14 +115,16 @@ class ControlApp:
         path = target.split("?", 1)[0]
         if len(path) > 1:
             path = path.rstrip("/")
+        # Authentication first: without the token nothing, not even the list of endpoints,
+        # is told (only the open probes answer).
+        if path not in _OPEN_PATHS and not self.authorized(headers.get("authorization")):
+            return _error(401, "a valid bearer token is required", _CHALLENGE)
         route = self._routes.get((method, path))
         if route is None:
             allowed = sorted(m for m, p in self._routes if p == path)
             if allowed:
                 return _error(405, f"{method} not allowed on {path}", {"Allow": ", ".join(allowed)})
-            return _error(404, f"no such endpoint: {path}", endpoints=self.endpoints())
-        if path not in _OPEN_PATHS and not self.authorized(headers.get("authorization")):
-            return _error(401, "a valid bearer token is required", _CHALLENGE)
+            return _error(404, "no such endpoint", endpoints=self.endpoints())
         return route(body)
 
     def endpoints(self) -> list[str]:
@@ -225,27 +228,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         started = time.monotonic()
-        length = int(self.headers.get("content-length") or 0)
-        if length > MAX_BODY_BYTES:
-            response = _error(413, f"request body over {MAX_BODY_BYTES} bytes")
-            self.close_connection = True
+        body = self._body()
+        if isinstance(body, Response):
+            response = body
+            self.close_connection = True  # the rest of the stream cannot be trusted
         else:
-            body = self.rfile.read(length) if length > 0 else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:
                 response = self.server.app.handle(method, self.path, headers, body)
             except Exception as exc:  # a bug must not kill the listener
                 log.exception("control request failed: %s %s", method, self.path.split("?")[0])
                 response = _error(500, f"{type(exc).__name__}: {exc}")
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if method != "HEAD":
-            self.wfile.write(response.body)
+        self._send(method, response)
         log.debug(
             "http.request",
             extra={
@@ -256,11 +250,72 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def _body(self) -> bytes | Response:
+        """The request body, or the 4xx answer to a malformed or oversized one."""
+        if self.headers.get("transfer-encoding"):
+            return _error(411, "send the body with a Content-Length (chunked is not supported)")
+        values = self.headers.get_all("content-length") or []
+        if not values:
+            return b""
+        if len(set(values)) > 1 or not values[0].strip().isdigit():
+            return _error(400, "Content-Length must be one non-negative integer")
+        length = int(values[0])
+        if length > MAX_BODY_BYTES:
+            return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
+        try:
+            body = self.rfile.read(length) if length > 0 else b""
+        except OSError:  # includes the socket timeout of a client that stopped sending
+            return _error(408, "the request body did not arrive in time")
+        if len(body) < length:
+            return _error(400, "the request body is shorter than its Content-Length")
+        return body
+
+    def _send(self, method: str, response: Response) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(response.body)
+
     def do_GET(self) -> None:
         self._serve("GET")
 
     def do_POST(self) -> None:
         self._serve("POST")
+
+    # Other methods are answered (405 on a known path, 404 elsewhere, after the auth check)
+    # instead of http.server's HTML 501.
+    def do_HEAD(self) -> None:
+        self._serve("HEAD")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def do_OPTIONS(self) -> None:
+        self._serve("OPTIONS")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own rejections (bad request line, headers too long, unknown method) as
+        JSON 4xx like every other answer: an unknown method is a 405 (not a 501), an HTTP
+        version we do not speak a 400 (not a 505)."""
+        status = {501: 405, 505: 400}.get(code, code)
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # an unparsed request: answer with a status line
+        self.close_connection = True
+        with contextlib.suppress(OSError):  # the client may be gone
+            self._send("GET", _error(status, message or explain or "malformed request"))
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence http.server's own stderr line per request (_serve logs each one)."""
@@ -275,19 +330,21 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+class InsecureBind(ValueError):  # noqa: N818 (reads as what is wrong)
+    """The control API was asked to listen beyond loopback without a token."""
 
 
 class ControlServer:
-    """Serves a ControlApp on host:port (port 0: any free port, see `.port`) in a thread."""
+    """Serves a ControlApp on host:port (port 0: any free port, see `.port`) in a thread.
+    Refuses (InsecureBind) an address beyond loopback unless the app requires a token."""
 
     def __init__(self, app: ControlApp, host: str = "127.0.0.1", port: int = 8181) -> None:
+        if not is_loopback(host) and not app.auth_required:
+            raise InsecureBind(
+                f"refusing to serve the control API on {host} without a token: anyone who can "
+                "reach it could stop the sync. Set control.token (or HARPERBQ_CONTROL_TOKEN), "
+                "or bind 127.0.0.1 (control.host / --control-host)"
+            )
         self.app = app
         self.host = host
         cls = _Server6 if ":" in host else _Server
@@ -316,12 +373,6 @@ class ControlServer:
         )
         self._thread.daemon = True
         self._thread.start()
-        if not _loopback(self.host) and not self.app.auth_required:
-            log.warning(
-                "the control API listens on a non-loopback address without a token: anyone "
-                "who can reach it can stop the sync (set control.token)",
-                extra={"host": self.host},
-            )
         log.info(
             "control API listening",
             extra={"url": self.url, "auth": "bearer" if self.app.auth_required else "none"},

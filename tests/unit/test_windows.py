@@ -6,7 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harperbq.sync.windows import (
+    MAX_US,
     MAX_WINDOW_US,
+    MIN_US,
     MIN_WINDOW_US,
     Phase,
     PhasePolicy,
@@ -15,6 +17,7 @@ from harperbq.sync.windows import (
     from_micros,
     iso,
     next_window,
+    parse_iso,
     to_micros,
 )
 
@@ -91,3 +94,33 @@ def test_naive_datetimes_are_utc() -> None:
     naive = datetime(2024, 1, 1, 12, 0, 0, 123456)
     assert to_micros(naive) == to_micros(naive.replace(tzinfo=UTC))
     assert iso(to_micros(naive)) == "2024-01-01T12:00:00.123456Z"
+
+
+every_instant = st.datetimes(
+    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999_999)
+)
+
+
+@given(moment=every_instant)
+def test_window_and_state_times_round_trip_over_the_whole_range(moment: datetime) -> None:
+    """Years 1..9999, including below 1000 (`strftime("%Y")` does not pad them): the text is
+    fixed width, parses back exactly, and sorts as time does."""
+    from harperbq.sync import state
+
+    aware = moment.replace(tzinfo=UTC)
+    micros = to_micros(aware)
+    text = iso(micros)
+    assert len(text) == len("2024-01-01T00:00:00.000000Z")
+    assert parse_iso(text) == micros
+    assert state.iso(aware) == text and state.parse_iso(text) == aware
+
+
+@given(a=every_instant, b=every_instant)
+def test_time_text_order_is_time_order(a: datetime, b: datetime) -> None:
+    ta, tb = iso(to_micros(a)), iso(to_micros(b))
+    assert (ta < tb) == (a < b)
+
+
+def test_bounds_outside_the_range_are_clamped() -> None:
+    assert iso(MIN_US - 3_600_000_000) == "0001-01-01T00:00:00.000000Z"
+    assert iso(MAX_US) == "9999-12-31T23:59:59.999999Z"

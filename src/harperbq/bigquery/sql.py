@@ -214,8 +214,8 @@ def cursor_param(name: str, column: Column, value: int) -> bigquery.ScalarQueryP
     if kind == "TIMESTAMP":
         return bigquery.ScalarQueryParameter(name, "TIMESTAMP", from_micros(value))
     if kind == "DATETIME":
-        naive = from_micros(value).replace(tzinfo=None)
-        return bigquery.ScalarQueryParameter(name, "DATETIME", naive)
+        # As text: the client formats a datetime with strftime("%Y"), unpadded below year 1000.
+        return bigquery.ScalarQueryParameter(name, "DATETIME", _civil_text(from_micros(value)))
     if kind == "DATE":
         return bigquery.ScalarQueryParameter(name, "DATE", _ceil_day(value))
     return bigquery.ScalarQueryParameter(name, "INT64", int(value))
@@ -240,9 +240,13 @@ def _cursor_literal(column: Column, value: int) -> str:
         return str(int(value))
     if kind == "DATE":
         return f"DATE '{_ceil_day(value).isoformat()}'"
-    moment = from_micros(int(value))
-    text = f"{moment.year:04d}-{moment:%m-%d %H:%M:%S}.{moment.microsecond:06d}"
+    text = _civil_text(from_micros(int(value)))
     return f"TIMESTAMP '{text}+00'" if kind == "TIMESTAMP" else f"DATETIME '{text}'"
+
+
+def _civil_text(moment: datetime) -> str:
+    """`YYYY-MM-DD HH:MM:SS.ffffff` with a four-digit year (also below year 1000)."""
+    return f"{moment.year:04d}-{moment:%m-%d %H:%M:%S}.{moment.microsecond:06d}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,3 +517,16 @@ def bucket_counts_query(
         ")\nGROUP BY p, b\nORDER BY p, b"
     )
     return Query(sql, tuple(params))
+
+
+def null_cursor_count_query(table: TableRef, cursor: Column) -> Query:
+    """`COUNT(*)` of the rows whose cursor is NULL: they belong to no window and are never
+    synced. Scans the cursor column only; on a table partitioned by the cursor column only
+    its `__NULL__` partition (one query per table and hour: `sync.reconcile`)."""
+    c = quote(_checked_cursor(cursor).name)
+    return Query(f"SELECT COUNT(*) AS n FROM {table.sql} WHERE {c} IS NULL")  # noqa: S608
+
+
+def _checked_cursor(cursor: Column) -> Column:
+    _cursor_type(cursor)
+    return cursor

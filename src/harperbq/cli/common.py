@@ -1,13 +1,21 @@
 """What every command shares: the --config option and loading it with readable errors."""
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from harperbq.bigquery.client import ClientSetupError
 from harperbq.config import Config, ConfigError, ConfigProblem, load_config
+from harperbq.harper.client import HarperClient
+from harperbq.harper.connect import MissingCredentials, harper_client
+from harperbq.harper.errors import HarperError, Unavailable
 
 DEFAULT_CONFIG = Path("config.yaml")
 ConfigOption: Path = typer.Option(
@@ -37,3 +45,44 @@ def load_or_exit(path: Path) -> Config:
     except OSError as exc:
         Console(stderr=True).print(f"[red]cannot read config {path}:[/red] {exc}")
         raise typer.Exit(2) from None
+
+
+def harper_hint(exc: HarperError) -> str:
+    """What to check when Harper cannot be used (the message names the URL, never a secret)."""
+    if isinstance(exc, Unavailable):
+        return "check harper.url and that Harper is running and reachable from this host"
+    return "check the harper block of the config"
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for a user error: the message, and for Harper errors what to check."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, HarperError):
+        return f"{text}; {harper_hint(exc)}"
+    return text
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Errors of the setup (Harper unreachable or refusing, unusable BigQuery credentials, no
+    Harper credentials) end the command with one line on stderr and exit 1, not a traceback."""
+    try:
+        yield
+    except (HarperError, ClientSetupError, MissingCredentials) as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(error_line(exc))}")
+        raise typer.Exit(1) from None
+
+
+PROBE_TIMEOUT_S = 5.0
+
+
+def probe_client(cfg: Config) -> HarperClient:
+    """A Harper client that answers within seconds and never retries: for start-up probes."""
+    fast = replace(cfg.harper, timeout_s=PROBE_TIMEOUT_S, connect_timeout_s=PROBE_TIMEOUT_S)
+    return harper_client(fast, max_retries=0)
+
+
+def require_harper(cfg: Config) -> None:
+    """Harper answers an authenticated call, or the command ends with one line (exit 1)."""
+    with user_errors(), probe_client(cfg) as probe:
+        probe.ping()

@@ -13,17 +13,27 @@ from types import FrameType
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harperbq import logs
 from harperbq.bigquery.client import make_client
-from harperbq.cli.common import ConfigOption, load_or_exit
+from harperbq.cli.common import (
+    ConfigOption,
+    error_line,
+    load_or_exit,
+    probe_client,
+    require_harper,
+    user_errors,
+)
 from harperbq.cli.validate import validate
+from harperbq.config import Config
 from harperbq.harper.connect import harper_client
+from harperbq.harper.errors import HarperError
 from harperbq.harper.transport import RequestEvent
 from harperbq.metrics import SyncMetrics
 from harperbq.readiness import Readiness
-from harperbq.server import serve
+from harperbq.server import InsecureBind, serve
 from harperbq.sync.service import SyncService
 from harperbq.sync.state import StateStore
 from harperbq.sync.status import table_statuses, worker_statuses
@@ -56,9 +66,13 @@ def run(
     """Run the sync for every configured table (or --table ...) until SIGTERM/SIGINT."""
     logs.configure(log_format, debug)
     cfg = load_or_exit(config)
+    _known_tables(cfg, table)
     metrics = SyncMetrics()
-    harper = harper_client(cfg.harper, on_event=_request_hook(metrics))
-    bq = make_client(cfg.bigquery)
+    with user_errors():
+        bq = make_client(cfg.bigquery)
+        harper = harper_client(cfg.harper, on_event=_request_hook(metrics))
+    if once:  # fail fast, in one line, rather than after every table's retries
+        require_harper(cfg)
     service = SyncService(
         cfg,
         harper,
@@ -75,6 +89,10 @@ def run(
             if no_control
             else serve(service, host=control_host, port=control_port, readiness=readiness.check)
         )
+    except InsecureBind as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        harper.close()
+        raise typer.Exit(2) from None
     except OSError as exc:
         if not once:  # a daemon without its control API would be blind: refuse to start
             console.print(f"[red]{exc}[/red]")
@@ -89,11 +107,13 @@ def run(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    started = False
     try:
-        service.start()
-        ok = service.wait(stop)
+        started = _start(cfg, service, stop)
+        ok = service.wait(stop) if started else True
     finally:
-        service.stop()
+        if started:
+            service.stop()
         if control is not None:
             control.stop()
         readiness.close()
@@ -102,6 +122,47 @@ def run(
         failed = [r.table_id for r in service.runners() if str(r.state) != "done"]
         console.print(f"[red]not caught up:[/red] {', '.join(failed)}")
         raise typer.Exit(1)
+
+
+def _known_tables(cfg: Config, table_ids: list[str]) -> None:
+    for table_id in table_ids:
+        try:
+            cfg.table(table_id)
+        except KeyError as exc:
+            console.print(f"[red]error:[/red] {escape(str(exc.args[0]))}")
+            raise typer.Exit(2) from None
+
+
+def _start(cfg: Config, service: SyncService, stop: threading.Event) -> bool:
+    """Start the service once Harper answers. Until then (a daemon started before Harper, or
+    during an outage) log one line per attempt and retry with backoff, serving the control API
+    (/readyz answers 503); False when told to stop first. A --once run probed Harper already
+    and fails with one line instead."""
+    log = logging.getLogger("harperbq.sync.start")
+    retry = cfg.retry
+    attempt = 0
+    with probe_client(cfg) as probe:
+        while not stop.is_set():
+            try:
+                probe.ping()
+                service.start()
+                return True
+            except HarperError as exc:
+                if service.once:
+                    console.print(f"[red]error:[/red] {escape(error_line(exc))}")
+                    raise typer.Exit(1) from None
+                delay = min(
+                    retry.max_delay_s, retry.initial_delay_s * retry.backoff_multiplier**attempt
+                )
+                attempt += 1
+                log.error(
+                    "cannot start the sync (attempt %d, retrying in %.1f s): %s",
+                    attempt,
+                    delay,
+                    error_line(exc),
+                )
+                stop.wait(delay)
+    return False
 
 
 def _request_hook(metrics: SyncMetrics) -> Callable[[RequestEvent], None]:
@@ -133,7 +194,8 @@ def status(
 ) -> None:
     """Per table: checkpoint, lag, phase, rows synced, last error (read from Harper's state)."""
     cfg = load_or_exit(config)
-    with harper_client(cfg.harper) as harper:
+    require_harper(cfg)
+    with user_errors(), harper_client(cfg.harper) as harper:
         rows = table_statuses(cfg, harper)
         workers = worker_statuses(cfg, harper)
     if as_json:
@@ -165,6 +227,9 @@ def status(
             str(row["last_error"] or ""),
         )
     Console().print(view)
+    for row in rows:
+        for line in row.get("notices") or []:
+            Console().print(f"{row['table']}: {line}", markup=False, highlight=False)
     cluster = Table(title="workers")
     for column in ("worker", "node", "live", "last seen", "table", "partitions", "rows", "state"):
         cluster.add_column(column)
@@ -191,7 +256,8 @@ def reset(
     """Forget a table's checkpoints so it re-syncs from its start (rows are upserted again,
     never duplicated). Stop running syncs of the table first."""
     cfg = load_or_exit(config)
-    cfg.table(table)
-    with harper_client(cfg.harper) as harper:
+    _known_tables(cfg, [table])
+    require_harper(cfg)
+    with user_errors(), harper_client(cfg.harper) as harper:
         removed = StateStore(harper, cfg.harper.state_database).delete_checkpoints(table)
     console.print(f"table {table}: {removed} checkpoints removed; it re-syncs from its start")

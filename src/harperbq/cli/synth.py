@@ -16,6 +16,7 @@ from typing import Any
 import typer
 from google.cloud import bigquery
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -26,6 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from harperbq.bigquery.client import ClientSetupError
 from harperbq.synth.params import SCENARIOS, SynthParams, params_from_config
 from harperbq.synth.window import FillResult, Synthesizer
 from harperbq.synth.write import GenerationMismatchError
@@ -112,7 +114,11 @@ def load(config: Path, **overrides: Any) -> tuple[SynthParams, bigquery.Client]:
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    return params, _client(cfg.bigquery)
+    try:
+        return params, _client(cfg.bigquery)
+    except ClientSetupError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
 
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")

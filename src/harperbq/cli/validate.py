@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harperbq.bigquery.client import make_client
-from harperbq.cli.common import ConfigOption, load_or_exit
+from harperbq.cli.common import ConfigOption, load_or_exit, require_harper, user_errors
 from harperbq.config import parse_duration
 from harperbq.harper.connect import harper_client
 from harperbq.sync.health import STALLED
@@ -48,7 +48,8 @@ def validate(
     except (KeyError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    with harper_client(cfg.harper) as harper:
+    require_harper(cfg)  # unreachable: one line, not one error per table
+    with user_errors(), harper_client(cfg.harper) as harper:
         results = validate_tables(
             cfg, harper, make_client(cfg.bigquery), table or None, repair=repair, since_s=since_s
         )

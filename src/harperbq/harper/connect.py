@@ -8,6 +8,10 @@ from harperbq.harper.transport import RequestEvent
 from harperbq.logs import register_secret
 
 
+class MissingCredentials(ValueError):  # noqa: N818 (reads as what is wrong)
+    """The config names no Harper user or password (a setup error, not a bug)."""
+
+
 def harper_client(
     cfg: HarperConfig,
     *,
@@ -17,7 +21,7 @@ def harper_client(
     """`max_retries` 0 for probes that must answer fast; `on_event` sees every request
     (metrics, --debug)."""
     if not cfg.username or cfg.password is None:
-        raise ValueError(
+        raise MissingCredentials(
             "harper.username and harper.password (or operations.username/password, or the "
             "HARPER_PASSWORD environment variable) are required to reach Harper at " + cfg.url
         )

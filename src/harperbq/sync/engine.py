@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from harperbq.sync.grid import compact
+from harperbq.sync.grid import WATCH_LATENESS_MULTIPLE, compact
 from harperbq.sync.keys import WindowIds
 from harperbq.sync.state import Checkpoint
 from harperbq.sync.windows import (
@@ -53,15 +53,22 @@ class RowProblem:
     reason: str
     column: str | None
     sample: str
+    code: str = "unconvertible"  # the bounded `reason` label of the metric: see metrics.py
 
 
 @dataclass
 class Page:
-    """Converted rows of one read page; `partitions[i]` is the partition of `records[i]`."""
+    """Converted rows of one read page; `partitions[i]` is the partition of `records[i]`.
+
+    `superseded`: partitions of rows dropped as older versions of a key read in the same
+    window (`sync.versions`); they count as read. `coerced`: values written as null (NaN/±Inf).
+    """
 
     records: list[Record]
     partitions: list[int]
     problems: list[RowProblem] = field(default_factory=list)
+    superseded: list[int] = field(default_factory=list)
+    coerced: int = 0
 
 
 class Source(Protocol):
@@ -108,6 +115,8 @@ class EngineStatus:
     lag_s: float | None = None
     rows_synced: int = 0
     rows_skipped: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    values_coerced: int = 0
     windows: int = 0
     last_window_rows: int = 0
     last_success: float | None = None
@@ -284,7 +293,7 @@ class TableEngine:
         )
         reader.start()
         counts: Counter[int] = Counter()
-        skipped = 0
+        skipped = coerced = 0
         try:
             while True:
                 if stop.is_set():
@@ -298,7 +307,9 @@ class TableEngine:
                     if item.page.records:
                         self.sink.upsert(item.page.records)
                     counts.update(item.page.partitions)
+                    counts.update(item.page.superseded)
                     skipped += len(item.page.problems)
+                    coerced += item.page.coerced
                     self._audit_problems(item.window, item.page.problems)
                     log.debug(
                         "upserted %d rows in %.3fs",
@@ -307,8 +318,9 @@ class TableEngine:
                     )
                 elif isinstance(item, _End):
                     self._save(group, item.window, counts, item)
+                    self._audit_coerced(item.window, coerced)
                     self._record_window(item, counts, skipped)
-                    counts, skipped = Counter(), 0
+                    counts, skipped, coerced = Counter(), 0, 0
                 elif isinstance(item, _Done):
                     return item.caught_up
                 else:
@@ -363,7 +375,7 @@ class TableEngine:
                 for page in self.source.read(window, read_parts, min(target, 10_000)):
                     for record in page.records:
                         record["id"] = ids.id_for(record)
-                    rows += len(page.records) + len(page.problems)
+                    rows += len(page.records) + len(page.problems) + len(page.superseded)
                     if not put(_WindowPage(window, page)):
                         return
                 if not put(_End(window, rows, phase, target, length, started)):
@@ -391,7 +403,7 @@ class TableEngine:
     ) -> None:
         """Move the group's checkpoints to window.hi: called only after every page is confirmed."""
         now = self.clock()
-        keep_from = window.hi - self.settings.lateness_us
+        keep_from = window.hi - self.settings.lateness_us * WATCH_LATENESS_MULTIPLE
         checkpoints = []
         current = self._checkpoint_map()
         for partition in group:
@@ -432,11 +444,30 @@ class TableEngine:
         if self.on_window is not None:
             self.on_window(self.status, end, written)
 
+    def _audit_coerced(self, window: Window, coerced: int) -> None:
+        """NaN/±Inf are written as null by design (JSON has no such numbers): one summary per
+        window that had any, so the change is never silent."""
+        if coerced:
+            self.status.values_coerced += coerced
+            self.sink.audit(
+                "coerced_values",
+                {
+                    "count": coerced,
+                    "code": "nonfinite_float",
+                    "reason": "FLOAT64 NaN/Infinity/-Infinity written as null",
+                    "window": f"[{iso(window.lo)}, {iso(window.hi)})",
+                },
+            )
+
     def _audit_problems(self, window: Window, problems: Sequence[RowProblem]) -> None:
+        for problem in problems:
+            by_reason = self.status.skipped_by_reason
+            by_reason[problem.code] = by_reason.get(problem.code, 0) + 1
         for problem in problems[:_AUDIT_SAMPLES_PER_WINDOW]:
             self.sink.audit(
                 "skipped_row",
                 {
+                    "code": problem.code,
                     "reason": problem.reason,
                     "column": problem.column,
                     "sample": problem.sample[:1000],
@@ -449,6 +480,7 @@ class TableEngine:
                 {
                     "count": len(problems),
                     "window": f"[{iso(window.lo)}, {iso(window.hi)})",
+                    "codes": sorted({p.code for p in problems}),
                     "reasons": sorted({p.reason for p in problems})[:10],
                 },
             )

@@ -22,6 +22,12 @@ from dataclasses import dataclass
 from harperbq.sync.state import Checkpoint, RecentWindow
 from harperbq.sync.windows import Window, parse_iso
 
+WATCH_LATENESS_MULTIPLE = 4
+"""Recorded windows are kept for this many `lateness` behind the checkpoint: those within
+`lateness` are re-synced when their source count changes; the older ones are only watched, so
+rows arriving later than `lateness` (up to about 3 x `lateness` later) are reported, not lost
+silently (`sync.reconcile`)."""
+
 
 @dataclass(frozen=True, order=True)
 class Cell:

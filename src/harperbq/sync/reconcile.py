@@ -18,6 +18,7 @@ checkpoints (`TableEngine.put_checkpoints`).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,9 @@ from harperbq.sync.target import TargetTable
 from harperbq.sync.windows import MICROS, iso, parse_iso
 
 log = logging.getLogger("harperbq.sync.reconcile")
+BEYOND_LATENESS = "beyond_lateness"
+NULL_CURSOR = "null_cursor"
+NULL_CURSOR_CHECK_S = 3600.0
 
 
 @dataclass
@@ -46,6 +50,8 @@ class ReconcileStats:
     windows_resynced: int = 0
     rows_reread: int = 0
     rows_deleted: int = 0
+    rows_beyond_lateness: int = 0
+    null_cursor_rows: int = 0  # at the last count
     last_run_at: float | None = None
     last_duration_s: float | None = None
 
@@ -59,6 +65,10 @@ class ReconcileReport:
     """(written, source) counts of every cell that differed."""
     resynced: list[ResyncResult] = field(default_factory=list)
     queries: int = 0
+    beyond: dict[Cell, tuple[int, int]] = field(default_factory=dict)
+    """(written, source) counts of cells older than `lateness` that differed: watched only."""
+    rows_beyond_lateness: int = 0
+    null_cursor_rows: int | None = None  # None: not counted in this run
 
     @property
     def rows_reread(self) -> int:
@@ -74,6 +84,8 @@ class ReconcileReport:
             "windows_changed": len(self.changed),
             "rows_reread": self.rows_reread,
             "rows_deleted": self.rows_deleted,
+            "rows_beyond_lateness": self.rows_beyond_lateness,
+            "null_cursor_rows": self.null_cursor_rows,
             "resynced": [r.to_json() for r in self.resynced[:50]],
         }
 
@@ -99,6 +111,7 @@ class Reconciler:
         self.owned = owned
         self.clock = clock
         self.stats = ReconcileStats()
+        self._null_checked_at = -math.inf
 
     def run(self, stop: threading.Event | None = None) -> ReconcileReport:
         """One reconciliation over the owned partitions' recorded windows."""
@@ -116,17 +129,96 @@ class Reconciler:
             counted = self.source.count_buckets(edges, parts)
             report.queries = 1
             source = cell_sums(cells, edges, {k: v[0] for k, v in counted.items()})
-            report.changed = {c: (n, source[c]) for c, n in cells.items() if source[c] != n}
+            changed = {c: (n, source[c]) for c, n in cells.items() if source[c] != n}
+            horizon = self._horizons(checkpoints)
+            report.changed = {c: v for c, v in changed.items() if c.hi > horizon[c.partition]}
+            report.beyond = {c: v for c, v in changed.items() if c not in report.changed}
             done = self._resync(report, stop)
-            self._record(checkpoints, done)
+            self._report_beyond(report, horizon)
+            self._record(checkpoints, {**done, **report.beyond})
+        self._null_cursors(report)
         self._count(report, time.monotonic() - started)
         return report
+
+    def _horizons(self, checkpoints: dict[int, Checkpoint]) -> dict[int, int]:
+        """Per partition, `hi - lateness`: windows ending at or before it are only watched."""
+        lateness = int(self.table.lateness_s * MICROS)
+        return {p: parse_iso(cp.hi) - lateness for p, cp in checkpoints.items() if cp.hi}
+
+    def _report_beyond(self, report: ReconcileReport, horizon: dict[int, int]) -> None:
+        """Rows that arrived later than `lateness`: not synced (by design), but reported with
+        the fix, once (their window then records the source count)."""
+        late = {c: s - n for c, (n, s) in report.beyond.items() if s > n}
+        if not late:
+            return
+        rows = sum(late.values())
+        report.rows_beyond_lateness = rows
+        by_reason = self.engine.status.skipped_by_reason
+        by_reason[BEYOND_LATENESS] = by_reason.get(BEYOND_LATENESS, 0) + rows
+        oldest = min(c.lo for c in late)
+        behind_s = max(horizon[c.partition] for c in late) - oldest
+        since = f"{math.ceil((behind_s / MICROS + self.table.lateness_s) / 60) + 1}m"
+        fix = (
+            f"harperbq sync validate --table {self.table.id} --since {since} --repair, "
+            f"or raise lateness (now {self.table.lateness_s:g} s)"
+        )
+        log.warning(
+            "table %s: %d rows arrived later than lateness (%g s) in %d windows; not synced: %s",
+            self.table.id,
+            rows,
+            self.table.lateness_s,
+            len(late),
+            fix,
+        )
+        self.engine.sink.audit(
+            BEYOND_LATENESS,
+            {
+                "code": BEYOND_LATENESS,
+                "count": rows,
+                "lateness_s": self.table.lateness_s,
+                "windows": [
+                    {"partition": c.partition, "lo": iso(c.lo), "hi": iso(c.hi), "rows": n}
+                    for c, n in sorted(late.items())[:15]
+                ],
+                "fix": fix,
+            },
+        )
+
+    def _null_cursors(self, report: ReconcileReport) -> None:
+        """Count source rows with a NULL cursor (never synced) once per hour per table, on the
+        worker owning partition 0; report them when there are any."""
+        now = self.clock()
+        if 0 not in self.owned() or now - self._null_checked_at < NULL_CURSOR_CHECK_S:
+            return
+        self._null_checked_at = now
+        count = self.source.null_cursors()
+        report.queries += 1
+        report.null_cursor_rows = count
+        new = count - self.stats.null_cursor_rows
+        self.stats.null_cursor_rows = count
+        if count <= 0:
+            return
+        if new > 0:
+            by_reason = self.engine.status.skipped_by_reason
+            by_reason[NULL_CURSOR] = by_reason.get(NULL_CURSOR, 0) + new
+        cursor = self.table.cursor_column
+        self.engine.sink.audit(
+            NULL_CURSOR,
+            {
+                "code": NULL_CURSOR,
+                "count": count,
+                "column": cursor,
+                "fix": f"set {cursor} on those rows (or make it REQUIRED); rows without a "
+                "cursor belong to no window and are never synced",
+            },
+        )
 
     def _resync(
         self, report: ReconcileReport, stop: threading.Event | None
     ) -> dict[Cell, tuple[int, int]]:
         """Re-sync the changed cells, one source read per window; returns the cells done."""
-        mirror = self.target() if self.table.deletes == "mirror" else None
+        target = self.target()
+        mirror = target if self.table.deletes == "mirror" else None
         done: dict[Cell, tuple[int, int]] = {}
         for window, parts in by_window(report.changed).items():
             if stop is not None and stop.is_set():
@@ -139,6 +231,7 @@ class Reconciler:
                 all_partitions=self.table.partitions,
                 primary_key=self.table.primary_key,
                 mirror=mirror,
+                target=target,
             )
             report.resynced.append(result)
             for p in parts:
@@ -181,5 +274,6 @@ class Reconciler:
         s.windows_resynced += sum(len(r.partitions) for r in report.resynced)
         s.rows_reread += report.rows_reread
         s.rows_deleted += report.rows_deleted
+        s.rows_beyond_lateness += report.rows_beyond_lateness
         s.last_run_at = self.clock()
         s.last_duration_s = duration_s

@@ -17,6 +17,7 @@ from typing import Any
 from harperbq.sync.engine import Source
 from harperbq.sync.keys import WindowIds
 from harperbq.sync.target import TargetTable
+from harperbq.sync.versions import drop_older_than_stored
 from harperbq.sync.windows import Window, iso
 
 log = logging.getLogger("harperbq.sync.resync")
@@ -31,6 +32,7 @@ class ResyncResult:
     partitions: list[int]
     rows_read: int = 0
     rows_skipped: int = 0
+    rows_kept_newer: int = 0  # not written: Harper holds a newer version of the key
     deleted: int = 0
     ids: dict[int, set[str]] = field(default_factory=dict)
 
@@ -41,6 +43,7 @@ class ResyncResult:
             "partitions": self.partitions,
             "rows_read": self.rows_read,
             "rows_skipped": self.rows_skipped,
+            "rows_kept_newer": self.rows_kept_newer,
             "deleted": self.deleted,
         }
 
@@ -54,9 +57,13 @@ def resync(
     all_partitions: int,
     primary_key: Sequence[str],
     mirror: TargetTable | None = None,
+    target: TargetTable | None = None,
 ) -> ResyncResult:
     """Read `window` of `partitions` from the source, upsert every row (confirmed), and with
-    `mirror` delete that window's Harper records of these partitions the source lacks."""
+    `mirror` delete that window's Harper records of these partitions the source lacks.
+
+    With `target` and a primary key, a row whose Harper record already holds a NEWER cursor
+    value (a later version synced from a later window) is not written (`sync.versions`)."""
     parts = sorted(set(partitions))
     result = ResyncResult(window, parts, ids={p: set() for p in parts})
     read_parts = None if len(parts) == all_partitions else parts
@@ -65,8 +72,15 @@ def resync(
         for record, partition in zip(page.records, page.partitions, strict=True):
             record["id"] = ids.id_for(record)
             result.ids.setdefault(partition, set()).add(record["id"])
-        if page.records:
-            upsert(page.records)
+        records = page.records
+        if target is not None and primary_key and records:
+            stored = target.stored_cursors([str(r["id"]) for r in records])
+            records, older = drop_older_than_stored(
+                records, stored, target.cursor.name, target.micros
+            )
+            result.rows_kept_newer += older
+        if records:
+            upsert(records)
         result.rows_read += len(page.records)
         result.rows_skipped += len(page.problems)
     if mirror is not None:

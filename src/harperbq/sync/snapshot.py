@@ -57,6 +57,8 @@ def worker_status(service: SyncService, handle: TableHandle, now: float) -> dict
         "rows_synced": status.rows_synced,
         "rows_written": service.metrics.rows_written(handle.table.id, handle.worker_id),
         "rows_skipped": status.rows_skipped,
+        "rows_not_synced": dict(status.skipped_by_reason),  # by reason, reconciliation's too
+        "values_coerced": status.values_coerced,
         "windows": status.windows,
         "last_success": _iso_s(status.last_success),
         "last_error": status.last_error,

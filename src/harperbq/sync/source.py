@@ -18,6 +18,8 @@ from harperbq.config import BigQueryConfig, TableConfig
 from harperbq.harper.schema import ColumnSpec
 from harperbq.sync.engine import Page, RowProblem
 from harperbq.sync.partitions import partition_of
+from harperbq.sync.target import cursor_micros
+from harperbq.sync.versions import NewestVersions
 from harperbq.sync.windows import Window
 
 log = logging.getLogger("harperbq.sync.source")
@@ -132,17 +134,38 @@ class BigQuerySource:
             out[(int(row["p"]), int(row["b"]))] = (n, int(row["k"]) if key else n)
         return out
 
+    def null_cursors(self) -> int:
+        """Source rows whose cursor is NULL (never synced; see `sql.null_cursor_count_query`)."""
+        rows = self._run(sql.null_cursor_count_query(self.ref, self.cursor), "null_cursors").rows()
+        return int(rows[0]["n"]) if rows else 0
+
     def read(self, window: Window, parts: Sequence[int] | None, page_rows: int) -> Iterator[Page]:
+        """The window's rows as pages; with a primary key, only each key's newest version
+        (`sync.versions`: neither read path orders rows)."""
         batches = (
             self._storage_batches(window, parts)
             if self._use_storage()
             else self._query_batches(window, parts, page_rows)
         )
+        versions = (
+            NewestVersions(self.table.primary_key, self.cursor.name, self.cursor_micros)
+            if self.table.primary_key
+            else None
+        )
         rows = 0
         for batch in batches:
             rows += batch.num_rows
-            yield self._page(batch)
+            page = self._page(batch)
+            if versions is not None:
+                page.records, page.partitions, page.superseded = versions.keep(
+                    page.records, page.partitions
+                )
+            yield page
         self._last_rows = rows
+
+    def cursor_micros(self, value: Any) -> int | None:
+        """µs of a converted cursor value (the form Harper stores)."""
+        return cursor_micros(self.cursor.type, value)
 
     def _use_storage(self) -> bool:
         if self.cfg.read_api == "storage":
@@ -183,14 +206,41 @@ class BigQuerySource:
         yield from self._storage.read(self.ref, [c.name for c in self.columns], restriction)
 
     def _page(self, batch: Any) -> Page:
+        coerced_before = self.stats.nonfinite_floats
         records, errors = records_from_batch(batch, self.columns, self.options, self.stats)
+        problems = [
+            RowProblem(e.reason, e.column, json.dumps({"row": e.index, "value": e.sample}))
+            for e in errors
+        ]
+        records, null_keys = self._without_null_keys(records)
+        problems.extend(null_keys)
         key = self.table.partition_key
         types = [c.type for c in self.partition_key]
         partitions = [
             partition_of([r.get(k) for k in key], self.table.partitions, types) for r in records
         ]
-        problems = [
-            RowProblem(e.reason, e.column, json.dumps({"row": e.index, "value": e.sample}))
-            for e in errors
-        ]
-        return Page(records, partitions, problems)
+        coerced = self.stats.nonfinite_floats - coerced_before
+        return Page(records, partitions, problems, coerced=coerced)
+
+    def _without_null_keys(self, records: list[Any]) -> tuple[list[Any], list[RowProblem]]:
+        """Rows with a NULL in any primary key column have no identity: skipped and reported
+        (they would all merge into one record `%00`)."""
+        key = self.table.primary_key
+        if not key:
+            return records, []
+        kept, problems = [], []
+        for record in records:
+            nulls = [k for k in key if record.get(k) is None]
+            if not nulls:
+                kept.append(record)
+                continue
+            sample = json.dumps({k: record.get(k) for k in key}, default=str)
+            problems.append(
+                RowProblem(
+                    f"NULL in primary key column(s) {', '.join(nulls)}",
+                    nulls[0],
+                    sample,
+                    code="null_primary_key",
+                )
+            )
+        return kept, problems

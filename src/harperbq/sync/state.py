@@ -31,6 +31,7 @@ from typing import Any, TypedDict
 from harperbq.harper.client import HarperClient
 from harperbq.harper.models import Attribute, Condition, Sort
 from harperbq.harper.schema import ensure_table
+from harperbq.sync.windows import iso_text
 
 STATE_DATABASE = "harperbq"
 CHECKPOINT_TABLE = "SyncCheckpoint"
@@ -50,13 +51,13 @@ def utc_now_iso() -> str:
 def iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return iso_text(moment)  # zero-padded years: strftime("%Y") writes year 999 as "999"
 
 
 def parse_iso(text: str) -> datetime:
     if not _ISO_MICRO_Z.match(text):
         raise ValueError(f"not an ISO-8601 UTC timestamp with microseconds and Z: {text!r}")
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
 
 
 class RecentWindow(TypedDict):

@@ -54,8 +54,39 @@ def table_statuses(
                 "behind_s": None if progress.behind_s is None else round(progress.behind_s, 3),
                 "stalled_partitions": progress.stalled_partitions,
                 "validation": validation,
+                "notices": notices(state, table.id),
             }
         )
+    return out
+
+
+# Audit kinds of rows that were not synced as they are, newest entry of each shown in status.
+_NOTICE_KINDS = ("skipped_row", "skipped_rows", "coerced_values", "beyond_lateness", "null_cursor")
+
+
+def notices(state: StateStore, table_id: str) -> list[str]:
+    """One line per kind of row the sync did not write as it is (newest audit entry of each):
+    what happened, when, and where to look or what to do."""
+    out: list[str] = []
+    for kind in _NOTICE_KINDS:
+        found = state.recent_audit(table_id, kind=kind, limit=1)
+        if not found:
+            continue
+        entry, d = found[0], found[0].details
+        if kind == "skipped_row":
+            line = f"row skipped ({d.get('code', 'unconvertible')}: {d.get('reason')})"
+        elif kind == "skipped_rows":
+            line = f"{d.get('count')} rows skipped in window {d.get('window')} ({d.get('codes')})"
+        elif kind == "coerced_values":
+            line = f"{d.get('count')} NaN/±Inf values written as null in {d.get('window')}"
+        elif kind == "beyond_lateness":
+            line = (
+                f"{d.get('count')} rows arrived later than lateness and were NOT synced; "
+                f"fix: {d.get('fix')}"
+            )
+        else:
+            line = f"{d.get('count')} source rows have a NULL {d.get('column')} (never synced)"
+        out.append(f"{entry.at}: {line} [SyncAudit kind {kind}]")
     return out
 
 

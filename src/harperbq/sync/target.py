@@ -27,6 +27,21 @@ from harperbq.sync.windows import from_micros, parse_iso
 _EPOCH_DAY = date(1970, 1, 1)
 
 
+def cursor_micros(kind: str, value: Any) -> int | None:
+    """µs (raw value for INT64) of a cursor value in its Harper form (as converted and stored);
+    None if it is not one."""
+    try:
+        if kind == "INT64":
+            return int(value) if isinstance(value, int | str) else None
+        if not isinstance(value, str):
+            return None
+        if kind == "DATE":
+            return (date.fromisoformat(value) - _EPOCH_DAY).days * MICROS_PER_DAY
+        return parse_iso(value)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class TargetRecord:
     id: str
@@ -60,17 +75,7 @@ class TargetTable:
 
     def micros(self, value: Any) -> int | None:
         """µs (raw value for INT64) of a stored cursor value; None if it is not one."""
-        try:
-            kind = self.cursor.type
-            if kind == "INT64":
-                return int(value) if isinstance(value, int | str) else None
-            if not isinstance(value, str):
-                return None
-            if kind == "DATE":
-                return (date.fromisoformat(value) - _EPOCH_DAY).days * MICROS_PER_DAY
-            return parse_iso(value)
-        except ValueError:
-            return None
+        return cursor_micros(self.cursor.type, value)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -93,6 +98,22 @@ class TargetTable:
                 continue
             partition = partition_of([row.get(n) for n in names], self.partitions, types)
             yield TargetRecord(str(row["id"]), at, partition)
+
+    def stored_cursors(self, ids: Sequence[str], *, chunk: int = 5_000) -> dict[str, int]:
+        """The cursor (µs) Harper holds for each of these ids that exists (re-read paths)."""
+        out: dict[str, int] = {}
+        for start in range(0, len(ids), chunk):
+            rows = self.client.search_by_id(
+                self.database,
+                self.table,
+                list(ids[start : start + chunk]),
+                attributes=["id", self.cursor.name],
+            )
+            for row in rows:
+                at = self.micros(row.get(self.cursor.name))
+                if row.get("id") is not None and at is not None:
+                    out[str(row["id"])] = at
+        return out
 
     # -- writes ------------------------------------------------------------------------------
 

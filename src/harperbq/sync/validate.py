@@ -478,6 +478,7 @@ class Validator:
                 all_partitions=self.table.partitions,
                 primary_key=self.table.primary_key,
                 mirror=mirror,
+                target=self.target,
             )
             result.repaired.append(done.to_json())
             result.repaired_rows += done.rows_read

@@ -75,13 +75,32 @@ def to_micros(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * MICROS + delta.microseconds
 
 
+MIN_US = to_micros(datetime.min)  # 0001-01-01T00:00:00Z, BigQuery's oldest TIMESTAMP
+MAX_US = to_micros(datetime.max)  # 9999-12-31T23:59:59.999999Z, its newest
+
+
 def from_micros(micros: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
 
 
+def iso_text(moment: datetime) -> str:
+    """`YYYY-MM-DDTHH:MM:SS.ffffffZ` of an aware datetime (naive is taken as UTC), the year
+    always four digits: `strftime("%Y")` does not zero-pad years below 1000 on Linux, and
+    `fromisoformat` then rejects the text. The one formatter of state and window times."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}Z"
+    )
+
+
 def iso(micros: int) -> str:
-    """ISO 8601 UTC with microseconds and `Z`: fixed width, so text order equals time order."""
-    return from_micros(micros).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 UTC with microseconds and `Z`: fixed width, so text order equals time order.
+
+    A bound outside years 1..9999 (say a horizon `hi - lateness` before year 1) is clamped to
+    the range: no BigQuery value lies beyond it, so the clamped bound selects the same rows."""
+    return iso_text(from_micros(min(max(micros, MIN_US), MAX_US)))
 
 
 def limit(now_us: int, settle_us: int) -> int:
