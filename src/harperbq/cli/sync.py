@@ -20,6 +20,7 @@ from harperbq.bigquery.client import make_client
 from harperbq.cli.common import ConfigOption, load_or_exit
 from harperbq.cli.validate import validate
 from harperbq.harper.connect import harper_client
+from harperbq.harper.errors import Unavailable
 from harperbq.harper.transport import RequestEvent
 from harperbq.metrics import SyncMetrics
 from harperbq.readiness import Readiness
@@ -98,10 +99,26 @@ def run(
             control.stop()
         readiness.close()
         harper.close()
+    if once:
+        _print_reconciled(service)
     if once and not ok:
         failed = [r.table_id for r in service.runners() if str(r.state) != "done"]
         console.print(f"[red]not caught up:[/red] {', '.join(failed)}")
         raise typer.Exit(1)
+
+
+def _print_reconciled(service: SyncService) -> None:
+    """`--once`: what the closing reconciliation found, per table and worker."""
+    for handle in service.handles:
+        report = handle.maintenance.last_reconcile if handle.maintenance else None
+        if report is None:
+            console.print(f"table {handle.table.id} ({handle.worker_id}): not reconciled")
+            continue
+        console.print(
+            f"table {handle.table.id} ({handle.worker_id}): reconciled "
+            f"{report.windows_checked} windows, {len(report.changed)} changed, "
+            f"{report.rows_reread} rows re-read, {report.rows_deleted} deleted"
+        )
 
 
 def _request_hook(metrics: SyncMetrics) -> Callable[[RequestEvent], None]:
@@ -133,9 +150,20 @@ def status(
 ) -> None:
     """Per table: checkpoint, lag, phase, rows synced, last error (read from Harper's state)."""
     cfg = load_or_exit(config)
-    with harper_client(cfg.harper) as harper:
-        rows = table_statuses(cfg, harper)
-        workers = worker_statuses(cfg, harper)
+    # A hung Harper must not hang `status` for timeout x retries: a few small reads, each
+    # bounded by the stall timeout.
+    timeout = min(cfg.harper.timeout_s, cfg.harper.stall_timeout_s)
+    try:
+        with harper_client(cfg.harper, max_retries=1, timeout_s=timeout) as harper:
+            rows = table_statuses(cfg, harper)
+            workers = worker_statuses(cfg, harper)
+    except Unavailable as exc:
+        console.print(
+            f"[red]{exc}[/red]\nHarper did not answer within {timeout:g} s "
+            "(harper.stallTimeout): it is down, stopped or overloaded. A running sync shows "
+            "its tables as `stalled` in GET /status and harperbq_harper_stalled."
+        )
+        raise typer.Exit(2) from None
     if as_json:
         sys.stdout.write(json.dumps({"tables": rows, "workers": workers}, indent=2) + "\n")
         return
@@ -148,6 +176,7 @@ def status(
         "phase",
         "rows",
         "partitions",
+        "reconciled",
         "last error",
     ):
         view.add_column(column)
@@ -162,6 +191,7 @@ def status(
             str(row["phase"] or "-"),
             f"{row['rows_synced']:,}",
             f"{row['partitions_synced']}/{row['partitions']}",
+            _reconciled_text(row.get("reconcile")),
             str(row["last_error"] or ""),
         )
     Console().print(view)
@@ -181,6 +211,14 @@ def status(
                 str(info.get("state", "-")),
             )
     Console().print(cluster)
+
+
+def _reconciled_text(reconcile: dict[str, object] | None) -> str:
+    if not reconcile:
+        return "-"
+    age = reconcile.get("age_s")
+    text = f"{age:,.0f} s ago" if isinstance(age, int | float) else "never"
+    return text + (" (due)" if reconcile.get("due") else "")
 
 
 @app.command()
