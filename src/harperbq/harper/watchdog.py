@@ -7,8 +7,8 @@ Cutting it short would make a slow node slower (the same batch sent again). Inst
 
 - the transport registers every request attempt waiting for an answer
   (`Transport.oldest_in_flight`);
-- once the oldest has waited half of `stall_after_s`, the watchdog sends a liveness probe
-  (`user_info` on a connection of its own, bounded by the other half, never retried);
+- once the oldest has waited a third of `stall_after_s`, the watchdog sends a liveness probe
+  (`user_info` on a connection of its own, bounded by the other two thirds, never retried);
 - if the probe fails too and the request has by then waited `stall_after_s`, Harper is
   stalled: a busy Harper still answers a trivial call (measured here: within 2.5 s while
   applying a single 150 000-row upsert), a stopped one answers nothing;
@@ -67,7 +67,7 @@ class StallWatchdog:
             raise ValueError("stall_after_s must be above 0")
         self.client = client
         self.stall_after_s = stall_after_s
-        self.probe_timeout_s = stall_after_s / 2
+        self.probe_timeout_s = stall_after_s * 2 / 3
         self.interval_s = min(1.0, stall_after_s / 10)
         self.on_stall = on_stall
         self.on_recover = on_recover
