@@ -98,10 +98,8 @@ def test_two_once_runs_leave_harper_equal_to_bigquery(
 ) -> None:
     path, cfg, rows, dataset = source(bq, write_config, unique)
     db = cfg.harper.database
-    first = run_once(cfg, harper_client)
+    first = run_once(cfg, harper_client)  # in-process, to read its reconcile report
     assert content(records(harper_client, db, "CadencePos")) == expected(rows)
-    maintenance = first.handles[0].maintenance
-    assert maintenance is not None and maintenance.last_reconcile is not None, "not reconciled"
 
     late = late_rows()
     bq.load_table_from_json(late, f"{bq.project}.{dataset}.pos").result()
@@ -118,6 +116,8 @@ def test_two_once_runs_leave_harper_equal_to_bigquery(
     got = records(harper_client, db, "CadencePos")
     assert content(got) == expected(rows + late), "late rows missing after two --once runs"
     assert len(got) == len(rows) + len(late)  # nothing duplicated
+    maintenance = first.handles[0].maintenance
+    assert maintenance is not None and maintenance.last_reconcile is not None, "not reconciled"
     said = " ".join(done.stderr.split())
     assert "table pos (" in said and "changed" in said, done.stderr[-2000:]
     assert "0 changed" not in said, said[-2000:]  # the late windows were found and re-read
