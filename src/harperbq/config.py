@@ -301,6 +301,7 @@ class HarperModel(_Model):
     key_file: str | None = Field(None, alias="keyFile")
     connect_timeout_s: Seconds = Field(10.0, alias="connectTimeout")
     timeout_s: Seconds = Field(120.0, alias="timeout")
+    stall_timeout_s: Seconds = Field(30.0, alias="stallTimeout")
 
 
 class BigQueryModel(_Model):
@@ -478,6 +479,10 @@ class TableConfig:
         )
 
 
+STALL_TIMEOUT_MIN_S = 1.0
+STALL_TIMEOUT_MAX_S = 3600.0
+
+
 @dataclass(frozen=True)
 class HarperConfig:
     url: str
@@ -491,6 +496,8 @@ class HarperConfig:
     key_file: Path | None = None
     connect_timeout_s: float = 10.0
     timeout_s: float = 120.0
+    stall_timeout_s: float = 30.0
+    """A request unanswered this long while Harper also fails a liveness probe is a stall."""
 
 
 @dataclass(frozen=True)
@@ -1226,6 +1233,13 @@ def _resolve_harper(
             _file_check(check, path, file)
     if h.connect_timeout_s <= 0 or h.timeout_s <= 0:
         check.add("harper.timeout", "timeouts must be above 0", h.timeout_s)
+    if not STALL_TIMEOUT_MIN_S <= h.stall_timeout_s <= STALL_TIMEOUT_MAX_S:
+        check.add(
+            "harper.stallTimeout",
+            f"must be between {STALL_TIMEOUT_MIN_S:g} s and {STALL_TIMEOUT_MAX_S:g} s",
+            h.stall_timeout_s,
+            'use e.g. "30s" (the default)',
+        )
     return HarperConfig(
         url=url.rstrip("/"),
         username=username,
@@ -1238,6 +1252,7 @@ def _resolve_harper(
         key_file=key_file,
         connect_timeout_s=h.connect_timeout_s,
         timeout_s=h.timeout_s,
+        stall_timeout_s=h.stall_timeout_s,
     )
 
 

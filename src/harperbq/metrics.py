@@ -152,6 +152,18 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     MetricSpec("harperbq_local_workers", "gauge", "Workers run by this process.", ()),
     MetricSpec(
+        "harperbq_harper_oldest_request_age_seconds",
+        "gauge",
+        "How long the oldest Harper request in flight has waited for its answer (0: none).",
+        (),
+    ),
+    MetricSpec(
+        "harperbq_harper_stalled",
+        "gauge",
+        "1 while Harper answers neither a request older than stallTimeout nor a probe.",
+        (),
+    ),
+    MetricSpec(
         "harperbq_start_time_seconds", "gauge", "When this sync process started (Unix time).", ()
     ),
     MetricSpec("harperbq_build_info", "gauge", "Always 1; the version as a label.", ("version",)),
@@ -185,6 +197,8 @@ class ServiceSample:
     cluster_workers: int
     local_workers: int
     started_at: float
+    harper_oldest_request_s: float = 0.0
+    harper_stalled: bool = False
 
 
 class _StateCollector:
@@ -222,6 +236,8 @@ class _StateCollector:
         queries = counter("harperbq_bigquery_queries_total")
         cluster, local = gauge("harperbq_cluster_workers"), gauge("harperbq_local_workers")
         started, build = gauge("harperbq_start_time_seconds"), gauge("harperbq_build_info")
+        oldest = gauge("harperbq_harper_oldest_request_age_seconds")
+        stalled = gauge("harperbq_harper_stalled")
         if sample is not None:
             for w in sample.workers:
                 tw = [w.table, w.worker]
@@ -241,8 +257,10 @@ class _StateCollector:
             local.add_metric([], sample.local_workers)
             started.add_metric([], sample.started_at)
             build.add_metric([__version__], 1.0)
+            oldest.add_metric([], sample.harper_oldest_request_s)
+            stalled.add_metric([], 1.0 if sample.harper_stalled else 0.0)
         yield from (lag, checkpoint, success, phase, state, owned, billed, queries)
-        yield from (cluster, local, started, build)
+        yield from (cluster, local, started, build, oldest, stalled)
 
 
 @dataclass
@@ -331,6 +349,11 @@ class SyncMetrics:
         self.errors.labels(table, worker, type(exc).__name__).inc()
         if retry:
             self.retries.labels(table, worker).inc()
+
+    def record_stall(self, table: str, worker: str) -> None:
+        """Harper stopped answering while this (table, worker) ran: an error of kind
+        `HarperStalled` (the request is not aborted, so no retry is counted)."""
+        self.errors.labels(table, worker, "HarperStalled").inc()
 
     def record_validation(self, table: str, drift_rows: int) -> None:
         """For every validation (scheduled or asked for): rows missing or extra in Harper."""

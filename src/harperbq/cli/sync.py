@@ -118,6 +118,8 @@ def run(
             control.stop()
         readiness.close()
         harper.close()
+    if once:
+        _print_reconciled(service)
     if once and not ok:
         failed = [r.table_id for r in service.runners() if str(r.state) != "done"]
         console.print(f"[red]not caught up:[/red] {', '.join(failed)}")
@@ -165,6 +167,20 @@ def _start(cfg: Config, service: SyncService, stop: threading.Event) -> bool:
     return False
 
 
+def _print_reconciled(service: SyncService) -> None:
+    """`--once`: what the closing reconciliation found, per table and worker."""
+    for handle in service.handles:
+        report = handle.maintenance.last_reconcile if handle.maintenance else None
+        if report is None:
+            console.print(f"table {handle.table.id} ({handle.worker_id}): not reconciled")
+            continue
+        console.print(
+            f"table {handle.table.id} ({handle.worker_id}): reconciled "
+            f"{report.windows_checked} windows, {len(report.changed)} changed, "
+            f"{report.rows_reread} rows re-read, {report.rows_deleted} deleted"
+        )
+
+
 def _request_hook(metrics: SyncMetrics) -> Callable[[RequestEvent], None]:
     """Every Harper request: counted for /metrics, summarised in the log under --debug."""
     log = logging.getLogger("harperbq.harper.request")
@@ -195,7 +211,10 @@ def status(
     """Per table: checkpoint, lag, phase, rows synced, last error (read from Harper's state)."""
     cfg = load_or_exit(config)
     require_harper(cfg)
-    with user_errors(), harper_client(cfg.harper) as harper:
+    # A hung Harper must not hang `status` for timeout x retries: a few small reads, each
+    # bounded by the stall timeout (a running sync shows its tables as `stalled` in /status).
+    timeout = min(cfg.harper.timeout_s, cfg.harper.stall_timeout_s)
+    with user_errors(), harper_client(cfg.harper, max_retries=1, timeout_s=timeout) as harper:
         rows = table_statuses(cfg, harper)
         workers = worker_statuses(cfg, harper)
     if as_json:
@@ -210,6 +229,7 @@ def status(
         "phase",
         "rows",
         "partitions",
+        "reconciled",
         "last error",
     ):
         view.add_column(column)
@@ -224,6 +244,7 @@ def status(
             str(row["phase"] or "-"),
             f"{row['rows_synced']:,}",
             f"{row['partitions_synced']}/{row['partitions']}",
+            _reconciled_text(row.get("reconcile")),
             str(row["last_error"] or ""),
         )
     Console().print(view)
@@ -246,6 +267,14 @@ def status(
                 str(info.get("state", "-")),
             )
     Console().print(cluster)
+
+
+def _reconciled_text(reconcile: dict[str, object] | None) -> str:
+    if not reconcile:
+        return "-"
+    age = reconcile.get("age_s")
+    text = f"{age:,.0f} s ago" if isinstance(age, int | float) else "never"
+    return text + (" (due)" if reconcile.get("due") else "")
 
 
 @app.command()

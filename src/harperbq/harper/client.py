@@ -34,6 +34,7 @@ from harperbq.harper.models import (
     UpsertResult,
 )
 from harperbq.harper.transport import (
+    InFlight,
     RequestEvent,
     Retry,
     SupportsSecret,
@@ -114,6 +115,15 @@ class HarperClient:
         return self._transport.call(body, retry=Retry.SAFE if idempotent else Retry.UNSENT)
 
     # -- node ------------------------------------------------------------------------------------
+
+    def oldest_request(self) -> InFlight | None:
+        """The request attempt waiting longest for Harper right now (the stall watchdog's
+        input), or None."""
+        return self._transport.oldest_in_flight()
+
+    def probe(self, timeout_s: float) -> None:
+        """Liveness: a cheap authenticated call on a fresh connection, bounded, never retried."""
+        self._transport.probe(timeout_s)
 
     def ping(self) -> float:
         """Seconds for a cheap authenticated call (`user_info`); raises if Harper is unusable."""

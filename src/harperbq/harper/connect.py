@@ -17,9 +17,10 @@ def harper_client(
     *,
     max_retries: int = 5,
     on_event: Callable[[RequestEvent], None] | None = None,
+    timeout_s: float | None = None,
 ) -> HarperClient:
     """`max_retries` 0 for probes that must answer fast; `on_event` sees every request
-    (metrics, --debug)."""
+    (metrics, --debug); `timeout_s` instead of `harper.timeout` for short reads."""
     if not cfg.username or cfg.password is None:
         raise MissingCredentials(
             "harper.username and harper.password (or operations.username/password, or the "
@@ -39,7 +40,7 @@ def harper_client(
         password,
         verify=verify,
         cert=cert,
-        timeout_s=cfg.timeout_s,
+        timeout_s=cfg.timeout_s if timeout_s is None else timeout_s,
         connect_timeout_s=cfg.connect_timeout_s,
         max_retries=max_retries,
         on_event=on_event,

@@ -11,20 +11,26 @@ it cannot change the outcome:
   Harper (connect failure or connect/pool timeout) or Harper refused it as overloaded (503).
 
 Thread safety: an `httpx.Client` (and its connection pool) may be shared by threads; this class
-adds no mutable state of its own, so one `Transport` serves every worker thread.
+adds only its registry of requests in flight (under a lock), so one `Transport` serves every
+worker thread. That registry is what the stall watchdog (`watchdog.py`) reads: httpx timeouts
+bound each socket read or write, not how long Harper may take to answer, so a stopped Harper
+holds a request for the full `timeout` per attempt without any other sign.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import itertools
 import json
 import logging
 import os
 import random
 import re
 import ssl
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -74,6 +80,15 @@ class RequestEvent:
     status: int | None
     error: str | None
     will_retry: bool
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """One request attempt waiting for Harper's answer."""
+
+    operation: str
+    started: float
+    """`time.monotonic()` when the attempt was sent (or began waiting for a connection)."""
 
 
 def reveal(password: str | SupportsSecret) -> str:
@@ -178,9 +193,14 @@ class Transport:
         self.backoff_cap_s = backoff_cap_s
         self._on_event = on_event
         self._random = random.Random()
+        self._in_flight: dict[int, InFlight] = {}
+        self._in_flight_lock = threading.Lock()
+        self._request_ids = itertools.count()
         tls: ssl.SSLContext | bool = ssl_context(verify, cert) if parsed.scheme == "https" else True
+        self._auth = httpx.BasicAuth(username, reveal(password))
+        self._tls = tls
         self._http = httpx.Client(
-            auth=httpx.BasicAuth(username, reveal(password)),
+            auth=self._auth,
             verify=tls,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s, pool=timeout_s),
             # Idle sockets are dropped after 5 s, well before Harper's own keep-alive timeout
@@ -215,7 +235,8 @@ class Transport:
         while True:
             started = time.monotonic()
             try:
-                response = self._http.post(self.url, content=payload)
+                with self._tracked(operation, started):
+                    response = self._http.post(self.url, content=payload)
             except httpx.HTTPError as exc:
                 error = self._transport_error(exc, operation, retry)
                 retryable = not isinstance(error, TLSError) and (
@@ -252,6 +273,40 @@ class Transport:
                 continue
             self._event(operation, attempt, started, status, message, False)
             raise self._status_error(status, message, operation, attempt + 1)
+
+    @contextlib.contextmanager
+    def _tracked(self, operation: str, started: float) -> Iterator[None]:
+        token = next(self._request_ids)
+        with self._in_flight_lock:
+            self._in_flight[token] = InFlight(operation, started)
+        try:
+            yield
+        finally:
+            with self._in_flight_lock:
+                del self._in_flight[token]
+
+    def oldest_in_flight(self) -> InFlight | None:
+        """The attempt that has waited longest for Harper's answer, or None when none waits."""
+        with self._in_flight_lock:
+            return min(self._in_flight.values(), key=lambda r: r.started, default=None)
+
+    def probe(self, timeout_s: float) -> None:
+        """One `user_info` on a connection of its own (never queued behind the pool), its
+        connect and its wait for the answer each bounded by `timeout_s`, never retried; raises
+        a typed error if Harper does not answer in time or refuses it."""
+        deadline = httpx.Timeout(timeout_s)
+        with httpx.Client(auth=self._auth, verify=self._tls, timeout=deadline) as http:
+            try:
+                response = http.post(
+                    self.url,
+                    content=encode({"operation": "user_info"}),
+                    headers={"content-type": "application/json"},
+                )
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc, "user_info", Retry.SAFE) from exc
+        if not response.is_success:
+            message = _harper_message(response)
+            raise self._status_error(response.status_code, message, "user_info", 1)
 
     def _sleep(self, operation: str, attempt: int, reason: str) -> None:
         delay = self.backoff_s(attempt)

@@ -3,6 +3,9 @@
 Why here and not in the engine: each job has its own cadence, and none may block the others'
 tables. The runner calls `Maintenance` on the engine's own thread after every caught-up pass,
 so reconciliation (which corrects the engine's recorded counts) never races a window in flight.
+The first reconciliation runs right after the first catch-up (late rows that arrived while no
+sync ran are found at once, not one `reconcileInterval` later), then every `reconcileInterval`;
+`sync run --once` reconciles before it exits (`final`).
 Per table, the worker owning partition 0 (exactly one live worker, by the same rendezvous
 assignment every worker computes) also expires old records (`retention`) and runs the scheduled
 validation over all partitions; validation runs in a background thread because it may scan a
@@ -33,6 +36,8 @@ from harperbq.sync.validate import ValidationResult, Validator
 from harperbq.sync.windows import MICROS
 
 log = logging.getLogger("harperbq.sync.maintenance")
+RECONCILE_AUDIT = "reconcile"
+"""`SyncAudit` kind of a reconciliation that re-synced windows, or ran in `--once`."""
 
 
 class Maintenance:
@@ -63,7 +68,7 @@ class Maintenance:
         self.clock = clock
         self.on_validation = on_validation
         now = clock()
-        self.next_reconcile = now + table.reconcile_interval_s
+        self.next_reconcile = now  # right after the first catch-up
         self.next_retention = now
         self.next_validation = now + cfg.validation.interval_s
         self.last_reconcile: ReconcileReport | None = None
@@ -98,8 +103,29 @@ class Maintenance:
             return None
         return result
 
-    def _reconcile(self, stop: threading.Event) -> None:
-        self.last_reconcile = self.reconciler.run(stop)
+    def reconcile_due(self, now: float | None = None) -> bool:
+        """A reconciliation is due and has not run yet (the table is not fully caught up)."""
+        return (self.clock() if now is None else now) >= self.next_reconcile
+
+    def final(self, stop: threading.Event) -> None:
+        """`--once`, after the catch-up: reconcile now (raises: a run that could not reconcile
+        has not finished; the runner retries it), then expire if due. Scheduled validation
+        is left to continuous runs (it would outlive the process)."""
+        self.next_reconcile = self.clock() + self.table.reconcile_interval_s
+        self._reconcile(stop, once=True)
+        leader = self._guard("leader", self.is_leader) is True
+        if leader and self.table.retention_s is not None and self.clock() >= self.next_retention:
+            self.next_retention = self.clock() + self.table.reconcile_interval_s
+            self._guard("retention", lambda: self._expire(stop))
+
+    def _reconcile(self, stop: threading.Event, *, once: bool = False) -> None:
+        report = self.reconciler.run(stop)
+        self.last_reconcile = report
+        if report.changed or once:
+            # Late rows found, or a --once run (whose workers leave no heartbeat): a record
+            # `sync status` reads as "last reconciled"; quiet continuous runs show in heartbeats.
+            details = {"reason": RECONCILE_AUDIT, "once": once, **report.to_json()}
+            self.audit(RECONCILE_AUDIT, details)
 
     def _expire(self, stop: threading.Event) -> None:
         retention = self.table.retention_s

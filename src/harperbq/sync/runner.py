@@ -20,8 +20,11 @@ class RunState(StrEnum):
     IDLE = "idle"  # caught up, waiting for the next poll
     ERROR = "error"  # last attempt failed; retrying with backoff
     STOPPED = "stopped"
-    DONE = "done"  # --once: caught up and finished
+    DONE = "done"  # --once: caught up, reconciled and finished
     FAILED = "failed"  # --once: gave up after the configured attempts
+    # Never set by the runner: shown (status, metrics) while the Harper stall watchdog sees
+    # Harper not answering the request this table waits on (harper/watchdog.py).
+    STALLED = "stalled"
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,11 @@ class TableRunner:
         backoff: Backoff | None = None,
         max_attempts: int = 5,
         maintenance: Callable[[threading.Event], None] | None = None,
+        finish: Callable[[threading.Event], None] | None = None,
     ) -> None:
         self.engine = engine
         self.maintenance = maintenance  # periodic jobs run between passes (sync.maintenance)
+        self.finish = finish  # --once: run after the catch-up; raising fails the attempt
         self.prepare = prepare
         self.on_error = on_error
         self.once = once
@@ -94,22 +99,29 @@ class TableRunner:
     def _run(self) -> None:
         self.state = RunState.RUNNING
         while not self._stop.is_set():
+            finishing = False
             try:
                 if not self._prepared:
                     self.prepare()
                     self._prepared = True
                 self.state = RunState.RUNNING
                 caught_up = self.engine.catch_up(self._stop)
-                self.attempts = 0
                 if caught_up and self.once:
+                    if self.finish is not None:
+                        finishing = True
+                        self.finish(self._stop)
+                        if self._stop.is_set():
+                            break
+                    self.attempts = 0
                     self.state = RunState.DONE
                     return
+                self.attempts = 0
                 if caught_up:
                     self._maintain()
                     self.state = RunState.IDLE
                     self._stop.wait(self.engine.settings.policy.poll_s(self.engine.status.phase))
             except Exception as exc:
-                if self.engine.status.windows != self._windows_at_failure:
+                if not finishing and self.engine.status.windows != self._windows_at_failure:
                     # Windows were written since the last failure: a long catch-up through
                     # intermittent errors is not a table that keeps failing; count afresh.
                     self._windows_at_failure = self.engine.status.windows

@@ -20,6 +20,7 @@ from harperbq.bigquery.retry import RetryPolicy
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
 from harperbq.harper.schema import TypeOptions, ensure_target_table
+from harperbq.harper.watchdog import Stall, StallWatchdog
 from harperbq.metrics import SyncMetrics
 from harperbq.sync import membership, snapshot
 from harperbq.sync.engine import EngineSettings, TableEngine
@@ -91,6 +92,13 @@ class Membership:
                 log.warning("could not remove worker %s: %s", worker, exc)
 
 
+def _reconciled_at(handle: TableHandle) -> str | None:
+    """When this worker last reconciled the table (ISO UTC), for `sync status`."""
+    m = handle.maintenance
+    at = m.reconciler.stats.last_run_at if m is not None else None
+    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z") if at else None
+
+
 @dataclass
 class TableHandle:
     table: TableConfig
@@ -138,6 +146,13 @@ class SyncService:
         self._beater: threading.Thread | None = None
         self.started_at = clock()
         self.metrics = metrics or SyncMetrics()
+        self.watchdog = StallWatchdog(
+            harper,
+            config.harper.stall_timeout_s,
+            on_stall=self._on_stall,
+            on_recover=self._on_recover,
+            clock=clock,
+        )
         self.metrics.watch(lambda: snapshot.metrics_sample(self))
         self.validator: Callable[[str], Mapping[str, Any]] | None = None
         """Hook for validation (set by whoever provides it): table id -> result mapping with at
@@ -222,6 +237,7 @@ class SyncService:
             backoff=Backoff(retry.initial_delay_s, retry.backoff_multiplier, retry.max_delay_s),
             max_attempts=retry.max_attempts,
             maintenance=maintenance,
+            finish=maintenance.final,
         )
         return TableHandle(table, worker, engine, runner, maintenance)
 
@@ -240,6 +256,29 @@ class SyncService:
             handle.runner.start()
         self._beater = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
         self._beater.start()
+        self.watchdog.start()
+
+    def _on_stall(self, stall: Stall) -> None:
+        """Harper stopped answering: an error of every table here (they all write to it)."""
+        for handle in self.handles:
+            self.metrics.record_stall(handle.table.id, handle.worker_id)
+
+    def _on_recover(self, stall: Stall, waited_s: float) -> None:
+        """Harper answers again: leave the stall in the audit trail (impossible during it)."""
+        message = f"{stall.message(stall.since + waited_s)}; Harper answers again"
+        for table in self.tables:
+            try:
+                self.state.audit(
+                    AuditEntry(
+                        kind="error",
+                        table_id=table.id,
+                        message=message[:2000],
+                        details={"job": "harper_stall", "stalled_s": round(waited_s, 3)},
+                        worker_id=self.node,
+                    )
+                )
+            except Exception as exc:  # Harper may be gone again; the log has it anyway
+                log.warning("could not record the Harper stall: %s", exc)
 
     def _worker_info(self, worker: str) -> dict[str, Any]:
         return {
@@ -248,6 +287,7 @@ class SyncService:
                     "partitions": len(h.engine.owned()),
                     "rows": h.engine.status.rows_synced,
                     "state": str(h.runner.state),
+                    "reconciled_at": _reconciled_at(h),
                 }
                 for h in self.handles
                 if h.worker_id == worker
@@ -265,6 +305,7 @@ class SyncService:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop every runner (a window in flight is abandoned: its checkpoint did not move)."""
         self._stop.set()
+        self.watchdog.stop()
         for handle in self.handles:
             handle.runner.stop()
         deadline = time.monotonic() + timeout_s

@@ -42,17 +42,44 @@ def running(handle: TableHandle) -> bool:
     return handle.runner.alive() and handle.runner.state in _ACTIVE
 
 
+def shown_state(service: SyncService, handle: TableHandle) -> str:
+    """The runner's state, or `stalled` while Harper does not answer (an active table waits on
+    it or will at its next write: one Harper serves them all)."""
+    if service.watchdog.stall is not None and running(handle):
+        return str(RunState.STALLED)
+    return str(handle.runner.state)
+
+
+def _reconcile(handle: TableHandle, now: float) -> dict[str, Any] | None:
+    m = handle.maintenance
+    if m is None:
+        return None
+    stats = m.reconciler.stats
+    return {
+        "last_run": _iso_s(stats.last_run_at),
+        "next_due": _iso_s(m.next_reconcile),
+        "due": m.reconcile_due(now),
+        "runs": stats.runs,
+        "windows_resynced": stats.windows_resynced,
+        "rows_reread": stats.rows_reread,
+    }
+
+
 def worker_status(service: SyncService, handle: TableHandle, now: float) -> dict[str, Any]:
     status = handle.engine.status
     checkpoint = _checkpoint_s(handle)
+    stall = service.watchdog.stall
+    reconcile = _reconcile(handle, now)
     return {
         "worker": handle.worker_id,
-        "state": str(handle.runner.state),
+        "state": shown_state(service, handle),
         "running": running(handle),
         "phase": str(status.phase),
         "checkpoint": _iso_s(checkpoint),
         "lag_s": round(now - checkpoint, 3) if checkpoint is not None else None,
-        "caught_up": status.caught_up,
+        # Caught up means late rows too: not while a due reconciliation has not run.
+        "caught_up": status.caught_up and not (reconcile is not None and reconcile["due"]),
+        "reconcile": reconcile,
         "partitions": _owned(handle),
         "rows_synced": status.rows_synced,
         "rows_written": service.metrics.rows_written(handle.table.id, handle.worker_id),
@@ -61,7 +88,7 @@ def worker_status(service: SyncService, handle: TableHandle, now: float) -> dict
         "values_coerced": status.values_coerced,
         "windows": status.windows,
         "last_success": _iso_s(status.last_success),
-        "last_error": status.last_error,
+        "last_error": stall.message(now) if stall is not None else status.last_error,
         "attempts": handle.runner.attempts,
     }
 
@@ -94,6 +121,10 @@ def service_status(service: SyncService, now: float | None = None) -> dict[str, 
             "live_workers": live,
             "size": len(live),
             "nodes": sorted({w.rsplit("-", 1)[0] for w in live}),
+        },
+        "harper": {
+            "stalled": service.watchdog.stall is not None,
+            "oldest_request_s": round(service.watchdog.oldest_request_age_s(), 3),
         },
         "tables": tables,
     }
@@ -162,7 +193,7 @@ def metrics_sample(service: SyncService) -> ServiceSample:
             WorkerSample(
                 table=h.table.id,
                 worker=h.worker_id,
-                state=str(h.runner.state),
+                state=shown_state(service, h),
                 phase=str(h.engine.status.phase),
                 checkpoint_s=_checkpoint_s(h),
                 last_success_s=h.engine.status.last_success,
@@ -176,4 +207,6 @@ def metrics_sample(service: SyncService) -> ServiceSample:
         cluster_workers=len(service.membership.live()),
         local_workers=len(service.membership.workers),
         started_at=service.started_at,
+        harper_oldest_request_s=service.watchdog.oldest_request_age_s(),
+        harper_stalled=service.watchdog.stall is not None,
     )

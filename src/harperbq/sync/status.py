@@ -4,10 +4,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from harperbq.config import Config
+from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
 from harperbq.sync import health
-from harperbq.sync.state import StateStore
+from harperbq.sync.maintenance import RECONCILE_AUDIT
+from harperbq.sync.state import StateStore, WorkerRecord
 from harperbq.sync.windows import MICROS, parse_iso
 
 
@@ -17,6 +18,7 @@ def table_statuses(
     """Per table: checkpoint (the oldest partition's), lag, phase, rows, last error."""
     now = time.time() if now is None else now
     state = StateStore(harper, cfg.harper.state_database)
+    workers = [w for w in state.workers() if w.age_s() < cfg.sync.lease_s]
     out: list[dict[str, Any]] = []
     for table in cfg.tables:
         checkpoints = state.get_checkpoints(table.id)
@@ -55,6 +57,7 @@ def table_statuses(
                 "stalled_partitions": progress.stalled_partitions,
                 "validation": validation,
                 "notices": notices(state, table.id),
+                "reconcile": _reconciled(state, table, workers, now) if synced else None,
             }
         )
     return out
@@ -88,6 +91,27 @@ def notices(state: StateStore, table_id: str) -> list[str]:
             line = f"{d.get('count')} source rows have a NULL {d.get('column')} (never synced)"
         out.append(f"{entry.at}: {line} [SyncAudit kind {kind}]")
     return out
+
+
+def _reconciled(
+    state: StateStore, table: TableConfig, live: list[WorkerRecord], now: float
+) -> dict[str, Any]:
+    """When late rows were last looked for: by the live workers' heartbeats (the oldest of
+    them, None if one has not yet), else by the newest reconcile audit entry (`--once`)."""
+    infos = [w.info.get("tables", {}).get(table.id) for w in live]
+    times = [i.get("reconciled_at") for i in infos if isinstance(i, dict)]
+    if times:
+        at = None if None in times else min(str(t) for t in times)
+    else:
+        entries = state.recent_audit(table.id, kind=RECONCILE_AUDIT, limit=1)
+        at = entries[0].at if entries else None
+    age = now - parse_iso(at) / MICROS if at else None
+    return {
+        "at": at,
+        "age_s": None if age is None else round(age, 1),
+        # Live workers run it every reconcileInterval (and right after their first catch-up).
+        "due": bool(times) and (age is None or age > 2 * table.reconcile_interval_s),
+    }
 
 
 def worker_statuses(
