@@ -64,11 +64,28 @@ def test_create_then_idempotent(client: HarperClient, db: str) -> None:
     assert again == TableReport(db, "pos", created=False, schema_defined=True)
 
 
+def test_new_source_columns_fail_by_default(client: HarperClient, db: str) -> None:
+    """docs/configuration.md: with `onSchemaChange: fail` a new source column stops the table."""
+    ensure_target_table(client, db, "pos", COLUMNS, cursor_column="timestamp")
+    wider = [*COLUMNS, ColumnSpec("draft", "FLOAT64")]
+    with pytest.raises(SchemaConflictError) as info:
+        ensure_target_table(client, db, "pos", wider, cursor_column="timestamp")
+    for part in (f"{db}.pos", "new column 'draft'", "FLOAT64", "onSchemaChange: evolve"):
+        assert part in str(info.value)
+    assert client.describe_table(db, "pos").attribute("draft") is None
+
+
 def test_new_source_columns_become_attributes(client: HarperClient, db: str) -> None:
     ensure_target_table(client, db, "pos", COLUMNS, cursor_column="timestamp")
     wider = [*COLUMNS, ColumnSpec("draft", "FLOAT64"), ColumnSpec("port_id", "STRING")]
     report = ensure_target_table(
-        client, db, "pos", wider, cursor_column="timestamp", indexes=["port_id"]
+        client,
+        db,
+        "pos",
+        wider,
+        cursor_column="timestamp",
+        indexes=["port_id"],
+        on_schema_change="evolve",
     )
     assert report.added == ("draft", "port_id") and not report.created
     info = client.describe_table(db, "pos")

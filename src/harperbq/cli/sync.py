@@ -165,6 +165,11 @@ def status(
             str(row["last_error"] or ""),
         )
     Console().print(view)
+    for row in rows:
+        for notice in row.get("notices") or []:
+            Console().print(
+                f"table {row['table']}: {notice['at']} {notice['kind']}: {notice['message']}"
+            )
     cluster = Table(title="workers")
     for column in ("worker", "node", "live", "last seen", "table", "partitions", "rows", "state"):
         cluster.add_column(column)

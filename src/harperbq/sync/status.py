@@ -7,7 +7,7 @@ from typing import Any
 from harperbq.config import Config
 from harperbq.harper.client import HarperClient
 from harperbq.sync import health
-from harperbq.sync.state import StateStore
+from harperbq.sync.state import AuditKind, StateIdentity, StateMismatchError, StateStore
 from harperbq.sync.windows import MICROS, parse_iso
 
 
@@ -26,6 +26,9 @@ def table_statuses(
         last_update = max((cp.updated_at for cp in checkpoints.values()), default="")
         errors = state.recent_audit(table.id, kind="error", limit=1)
         last_error = errors[0].message if errors and errors[0].at > last_update else None
+        mismatch = _state_mismatch(cfg, table, checkpoints.values())
+        if mismatch is not None:
+            last_error = mismatch
         progress = health.progress(
             checkpoints,
             now=now,
@@ -54,8 +57,46 @@ def table_statuses(
                 "behind_s": None if progress.behind_s is None else round(progress.behind_s, 3),
                 "stalled_partitions": progress.stalled_partitions,
                 "validation": validation,
+                "state_mismatch": mismatch is not None,
+                "notices": _notices(state, table.id),
             }
         )
+    return out
+
+
+def _state_mismatch(cfg: Config, table: Any, checkpoints: Any) -> str | None:
+    """The error a sync would stop with because the stored state belongs to other tables."""
+    project = table.project or cfg.bigquery.project_id
+    wanted = StateIdentity(
+        source=f"{project}.{table.dataset}.{table.table}" if project else "",
+        target=f"{cfg.harper.database}.{table.target_table}",
+        cursor=table.cursor_column,
+        key=",".join(table.primary_key),
+    )
+    for cp in checkpoints:
+        differences = [
+            d
+            for d in wanted.differences(cp)
+            # without a configured project the client's default decides: compare the rest
+            if not (
+                d[0] == "source"
+                and not project
+                and d[1].endswith(f".{table.dataset}.{table.table}")
+            )
+        ]
+        if differences:
+            return str(StateMismatchError(table.id, differences))
+    return None
+
+
+def _notices(state: StateStore, table_id: str) -> list[dict[str, str]]:
+    """The newest automatic intervention of each kind (target re-synced, schema evolved,
+    state adopted), so `sync status` says why a table re-synced or changed shape."""
+    out = []
+    for kind in (AuditKind.RESET, AuditKind.SCHEMA, AuditKind.STATE):
+        entries = state.recent_audit(table_id, kind=str(kind), limit=1)
+        if entries:
+            out.append({"at": entries[0].at, "kind": str(kind), "message": entries[0].message})
     return out
 
 
