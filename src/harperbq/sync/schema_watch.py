@@ -118,12 +118,11 @@ class SchemaWatch:
         self._checked = 0.0
 
     def prepare(self) -> None:
-        """Read the schema and make the Harper table fit it (at start and after an error)."""
+        """Read the schema and make the Harper table fit it (at start and after an error; a
+        change seen since the last read is handled as in a running pass)."""
         specs = self.read()
-        if self.known is not None and self.on_schema_change != "evolve":
-            change = diff(self.known, specs)
-            if change:  # stays stopped until the source is reverted or the config changed
-                raise SourceSchemaChangedError(self.table_id, self.source_name, change)
+        if self.known is not None and self._apply(specs):
+            return
         self.ensure(specs)
         self.known = specs
         self._checked = self.clock()
@@ -132,17 +131,18 @@ class SchemaWatch:
         """The engine's `on_pass` hook: check at every pass start (cheap; polls are seconds
         apart), and between windows once `interval_s` elapsed (a long catch-up writes many
         windows in one pass)."""
-        if not between_windows or self.clock() - self._checked >= self.interval_s:
-            self._check()
-
-    def _check(self) -> None:
         if self.known is None:
             return
-        specs = self.read()
-        self._checked = self.clock()
-        change = diff(self.known, specs)
-        if not change:
+        if between_windows and self.clock() - self._checked < self.interval_s:
             return
+        self._apply(self.read())
+
+    def _apply(self, specs: list[ColumnSpec]) -> bool:
+        """Handle a change from the known schema; False when there is none."""
+        self._checked = self.clock()
+        change = diff(self.known or specs, specs)
+        if not change:
+            return False
         if self.on_schema_change != "evolve":
             raise SourceSchemaChangedError(self.table_id, self.source_name, change)
         self.ensure(specs)
@@ -164,3 +164,4 @@ class SchemaWatch:
         )
         if self.on_evolved is not None:
             self.on_evolved(change)
+        return True
