@@ -172,12 +172,12 @@ def test_workers_racing_to_create_the_same_table(
         info = client.describe_table(db, "raced")
         assert info.indexed == {"id", "timestamp", "name"}
         assert [a.name for a in info.attributes].count("speed") == 1
-        # and racing to add the same new columns
+        # and racing to add the same new columns (new columns need evolve)
         wider = [*COLUMNS, ColumnSpec("draft", "FLOAT64"), ColumnSpec("eta", "TIMESTAMP")]
         race(
             6,
             lambda i: ensure_target_table(
-                clients[i], db, "raced", wider, cursor_column="timestamp"
+                clients[i], db, "raced", wider, cursor_column="timestamp", on_schema_change="evolve"
             ),
         )
         names = [a.name for a in client.describe_table(db, "raced").attributes]
