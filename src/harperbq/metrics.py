@@ -114,6 +114,13 @@ METRICS: tuple[MetricSpec, ...] = (
         "Harper Operations API requests retried by the client.",
         (),
     ),
+    MetricSpec(
+        "harperbq_table_events_total",
+        "counter",
+        "Interventions on a table's sync, by reason (target_lost: re-synced from the source; "
+        "schema_evolved; state_mismatch: stopped).",
+        (*TW, "reason"),
+    ),
     # state, read at scrape time
     MetricSpec(
         "harperbq_lag_seconds",
@@ -296,6 +303,7 @@ class SyncMetrics:
         self.drift_rows = gauge("harperbq_validation_drift_rows")
         self.validated_at = gauge("harperbq_validation_timestamp_seconds")
         self.harper_retries = counter("harperbq_harper_request_retries_total")
+        self.table_events = counter("harperbq_table_events_total")
         self._written: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._watching = False
@@ -354,6 +362,10 @@ class SyncMetrics:
         """Harper stopped answering while this (table, worker) ran: an error of kind
         `HarperStalled` (the request is not aborted, so no retry is counted)."""
         self.errors.labels(table, worker, "HarperStalled").inc()
+
+    def record_event(self, table: str, worker: str, reason: str) -> None:
+        """An intervention on the table's sync (`harperbq_table_events_total{reason}`)."""
+        self.table_events.labels(table, worker, reason).inc()
 
     def record_validation(self, table: str, drift_rows: int) -> None:
         """For every validation (scheduled or asked for): rows missing or extra in Harper."""

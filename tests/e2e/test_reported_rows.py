@@ -131,6 +131,6 @@ def test_nan_null_keys_null_cursors_and_too_late_rows_are_reported(
     nulls = state.recent_audit("rep", kind="null_cursor")
     assert nulls and nulls[0].details["count"] == 5 and nulls[0].details["column"] == "ts"
     (status,) = table_statuses(cfg, harper_client)
-    text = "\n".join(status["notices"])
+    text = "\n".join(n["message"] for n in status["notices"])
     for expected in ("null_primary_key", "NaN", "later than lateness", "NULL ts"):
         assert expected in text, text

@@ -64,11 +64,28 @@ def test_create_then_idempotent(client: HarperClient, db: str) -> None:
     assert again == TableReport(db, "pos", created=False, schema_defined=True)
 
 
+def test_new_source_columns_fail_by_default(client: HarperClient, db: str) -> None:
+    """docs/configuration.md: with `onSchemaChange: fail` a new source column stops the table."""
+    ensure_target_table(client, db, "pos", COLUMNS, cursor_column="timestamp")
+    wider = [*COLUMNS, ColumnSpec("draft", "FLOAT64")]
+    with pytest.raises(SchemaConflictError) as info:
+        ensure_target_table(client, db, "pos", wider, cursor_column="timestamp")
+    for part in (f"{db}.pos", "new column 'draft'", "FLOAT64", "onSchemaChange: evolve"):
+        assert part in str(info.value)
+    assert client.describe_table(db, "pos").attribute("draft") is None
+
+
 def test_new_source_columns_become_attributes(client: HarperClient, db: str) -> None:
     ensure_target_table(client, db, "pos", COLUMNS, cursor_column="timestamp")
     wider = [*COLUMNS, ColumnSpec("draft", "FLOAT64"), ColumnSpec("port_id", "STRING")]
     report = ensure_target_table(
-        client, db, "pos", wider, cursor_column="timestamp", indexes=["port_id"]
+        client,
+        db,
+        "pos",
+        wider,
+        cursor_column="timestamp",
+        indexes=["port_id"],
+        on_schema_change="evolve",
     )
     assert report.added == ("draft", "port_id") and not report.created
     info = client.describe_table(db, "pos")
@@ -155,12 +172,12 @@ def test_workers_racing_to_create_the_same_table(
         info = client.describe_table(db, "raced")
         assert info.indexed == {"id", "timestamp", "name"}
         assert [a.name for a in info.attributes].count("speed") == 1
-        # and racing to add the same new columns
+        # and racing to add the same new columns (new columns need evolve)
         wider = [*COLUMNS, ColumnSpec("draft", "FLOAT64"), ColumnSpec("eta", "TIMESTAMP")]
         race(
             6,
             lambda i: ensure_target_table(
-                clients[i], db, "raced", wider, cursor_column="timestamp"
+                clients[i], db, "raced", wider, cursor_column="timestamp", on_schema_change="evolve"
             ),
         )
         names = [a.name for a in client.describe_table(db, "raced").attributes]

@@ -249,8 +249,10 @@ def status(
         )
     Console().print(view)
     for row in rows:
-        for line in row.get("notices") or []:
-            Console().print(f"{row['table']}: {line}", markup=False, highlight=False)
+        for notice in row.get("notices") or []:
+            Console().print(
+                f"table {row['table']}: {notice['at']} {notice['kind']}: {notice['message']}"
+            )
     cluster = Table(title="workers")
     for column in ("worker", "node", "live", "last seen", "table", "partitions", "rows", "state"):
         cluster.add_column(column)

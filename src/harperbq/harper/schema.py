@@ -24,9 +24,10 @@ numeric-looking search value to a number, so an INT64 beyond +-2^53 (stored as a
 be found by `equals`; and in an index strings sort after all numbers.
 
 Harper cannot change an attribute's type, and `create_attribute` ignores types: columns added to
-the source later become UNTYPED attributes. A type change that Harper would reject follows
-`on_schema_change`: "fail" (default) raises `SchemaConflictError` naming table, column, old and
-new type; "evolve" drops the attribute's declaration and re-adds it untyped (values are kept).
+the source later become UNTYPED attributes. A column the existing table lacks, or a type change
+that Harper would reject, follows `on_schema_change`: "fail" (default) raises
+`SchemaConflictError` naming table, column and types; "evolve" adds the attribute, or drops the
+attribute's declaration and re-adds it untyped (values are kept).
 
 Race safety: every step tolerates another worker doing the same step at the same time
 (`AlreadyExistsError` and `NotFound` on create/drop are expected outcomes, not errors).
@@ -269,11 +270,17 @@ def _reconcile(
             conflicts.append((have, want))
         if want.indexed and not (have.indexed or have.is_primary_key):
             missing_indexes.append(want.name)
-    if conflicts and on_schema_change == "fail":
+    if (conflicts or (missing and not created)) and on_schema_change == "fail":
         details = "; ".join(
-            f"column '{want.name}': Harper attribute type {have.type}, source type now "
-            f"{sources.get(want.name, '?')} (needs {want.type or 'untyped'})"
-            for have, want in conflicts
+            [
+                f"column '{want.name}': Harper attribute type {have.type}, source type now "
+                f"{sources.get(want.name, '?')} (needs {want.type or 'untyped'})"
+                for have, want in conflicts
+            ]
+            + [
+                f"new column '{want.name}' ({sources.get(want.name, '?')}) has no attribute"
+                for want in missing
+            ]
         )
         raise SchemaConflictError(
             f"schema change in Harper table {database}.{table}: {details}. Set "

@@ -9,6 +9,12 @@ Rows are idempotent upserts under deterministic ids, so re-reading a window chan
 Partitions: each owned partition has its own checkpoint. Partitions with the same checkpoint
 form a group and are read together in one query; a lagging group's windows are capped at the
 next group's checkpoint, so groups merge once they meet.
+
+Target lost: each checkpoint keeps a few ids written in its partition's last window (`probe`).
+Before a checkpoint moves, and at the start of every pass, those ids are looked up by primary key
+(one cheap request, no scan). When every probe of a partition is gone, the target table was
+dropped or recreated empty behind the sync's back: the owned partitions start again from the
+source (audit `reset`, metric), instead of carrying on above a hole.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from harperbq.sync.grid import WATCH_LATENESS_MULTIPLE, compact
@@ -44,6 +50,7 @@ INITIAL_WINDOW_US = 60 * MICROS
 _JUMP_AFTER_EMPTY_US = 3600 * MICROS
 _QUEUE_PAGES = 4
 _AUDIT_SAMPLES_PER_WINDOW = 5
+_PROBES_PER_PARTITION = 3
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,9 @@ class Sink(Protocol):
 
     def upsert(self, records: list[Record]) -> None: ...
 
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of these record ids the target holds now."""
+
     def load_checkpoints(self) -> dict[int, Checkpoint]: ...
 
     def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None: ...
@@ -104,6 +114,8 @@ class EngineSettings:
     policy: PhasePolicy
     start_us: int | None = None
     chunk_rows: int = 5_000
+    retention_us: int | None = None
+    """Records older than this may be expired on purpose: their probes prove nothing."""
 
 
 @dataclass
@@ -122,6 +134,7 @@ class EngineStatus:
     last_success: float | None = None
     last_error: str | None = None
     caught_up: bool = False
+    target_resets: int = 0
 
 
 @dataclass
@@ -165,6 +178,8 @@ class TableEngine:
         owned: Callable[[], Sequence[int]],
         clock: Callable[[], float] = time.time,
         on_window: Callable[[EngineStatus, _End, float], None] | None = None,
+        on_pass: Callable[[bool], None] | None = None,
+        on_target_lost: Callable[[list[int]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -173,6 +188,8 @@ class TableEngine:
         self.owned = owned
         self.clock = clock
         self.on_window = on_window
+        self.on_pass = on_pass  # at pass start (False) and between windows (True): schema
+        self.on_target_lost = on_target_lost  # told the partitions reset (metric)
         self.status = EngineStatus()
         self._checkpoints: dict[int, Checkpoint] | None = None
         self._length_us = INITIAL_WINDOW_US
@@ -233,13 +250,20 @@ class TableEngine:
         """Sync windows until every owned partition reached `now - settle` (returns True), or
         stop is set (returns False). Raises on errors, with the checkpoints where they were."""
         self.status.caught_up = False
+        checked = False
         while not stop.is_set():
+            if self.on_pass is not None:
+                self.on_pass(False)
             parts = sorted(self.owned())
             if parts != self._parts:
                 # Partitions arrived or left: their checkpoints may have been moved by their
                 # previous owner since we last looked, so read them fresh.
                 self._parts = parts
                 self.reload_checkpoints()
+            if not checked:
+                checked = True
+                if self._target_lost(parts):
+                    continue
             if not parts:
                 self.status.caught_up = True
                 return True
@@ -293,6 +317,7 @@ class TableEngine:
         )
         reader.start()
         counts: Counter[int] = Counter()
+        probes: dict[int, list[str]] = {}
         skipped = coerced = 0
         try:
             while True:
@@ -308,6 +333,10 @@ class TableEngine:
                         self.sink.upsert(item.page.records)
                     counts.update(item.page.partitions)
                     counts.update(item.page.superseded)
+                    for record, partition in zip(
+                        item.page.records, item.page.partitions, strict=True
+                    ):
+                        probes.setdefault(partition, []).append(str(record["id"]))
                     skipped += len(item.page.problems)
                     coerced += item.page.coerced
                     self._audit_problems(item.window, item.page.problems)
@@ -317,10 +346,14 @@ class TableEngine:
                         time.monotonic() - started,
                     )
                 elif isinstance(item, _End):
-                    self._save(group, item.window, counts, item)
+                    if self._target_lost(group):
+                        return False  # re-plan from the reset checkpoints
+                    self._save(group, item.window, counts, item, _pick(probes))
                     self._audit_coerced(item.window, coerced)
                     self._record_window(item, counts, skipped)
-                    counts, skipped, coerced = Counter(), 0, 0
+                    counts, skipped, coerced, probes = Counter(), 0, 0, {}
+                    if self.on_pass is not None:
+                        self.on_pass(True)
                 elif isinstance(item, _Done):
                     return item.caught_up
                 else:
@@ -398,8 +431,67 @@ class TableEngine:
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
+    def _target_lost(self, parts: Sequence[int]) -> bool:
+        """True (and the owned partitions reset to start again) when every probe id of some
+        partition in `parts` is gone from the target: it was dropped or recreated empty."""
+        current = self._checkpoint_map()
+        oldest_kept = None
+        if self.settings.retention_us is not None:
+            oldest_kept = iso(int(self.clock() * MICROS) - self.settings.retention_us)
+        probed = {
+            p: cp.probe
+            for p in parts
+            if (cp := current.get(p)) is not None
+            and cp.probe
+            and cp.hi
+            and (oldest_kept is None or cp.hi > oldest_kept)
+        }
+        if not probed:
+            return False
+        found = self.sink.existing(sorted({i for ids in probed.values() for i in ids}))
+        lost = sorted(p for p, ids in probed.items() if not found.intersection(ids))
+        if not lost:
+            return False
+        reset = sorted(p for p in self._parts or parts if p in current)
+        rows = sum(current[p].rows_total for p in reset)
+        log.warning(
+            "table %s: the target table lost the records of partitions %s (dropped or "
+            "recreated?); re-syncing partitions %s from the source",
+            self.settings.table_id,
+            lost,
+            reset,
+        )
+        fresh = [
+            replace(
+                current[p], hi=None, rows_total=0, recent=[], probe=[], worker_id=self.worker_id
+            )
+            for p in reset
+        ]
+        self.sink.save_checkpoints(fresh)
+        for cp in fresh:
+            current[cp.partition] = cp
+        self.sink.audit(
+            "reset",
+            {
+                "reason": "target table lost synced records (dropped or recreated): re-syncing "
+                "from the source",
+                "partitions_lost": lost,
+                "partitions_reset": reset,
+                "rows_before": rows,
+            },
+        )
+        self.status.target_resets += 1
+        if self.on_target_lost is not None:
+            self.on_target_lost(reset)
+        return True
+
     def _save(
-        self, group: Sequence[int], window: Window, counts: Counter[int], end: _End | None
+        self,
+        group: Sequence[int],
+        window: Window,
+        counts: Counter[int],
+        end: _End | None,
+        probes: dict[int, list[str]] | None = None,
     ) -> None:
         """Move the group's checkpoints to window.hi: called only after every page is confirmed."""
         now = self.clock()
@@ -425,6 +517,7 @@ class TableEngine:
                 updated_at=iso(int(now * MICROS)),
                 last_error=None,
                 recent=compact(recent, _RECENT_MAX),  # merges, never drops coverage
+                probe=(probes or {}).get(partition) or (previous.probe if previous else []),
             )
             checkpoints.append(cp)
         self.sink.save_checkpoints(checkpoints)
@@ -487,3 +580,12 @@ class TableEngine:
 
 
 _RECENT_MAX = 500
+
+
+def _pick(ids_by_partition: dict[int, list[str]]) -> dict[int, list[str]]:
+    """A few ids per partition (first, middle, last written): the next window's probes."""
+    out: dict[int, list[str]] = {}
+    for partition, ids in ids_by_partition.items():
+        picks = [ids[0], ids[len(ids) // 2], ids[-1]]
+        out[partition] = list(dict.fromkeys(picks))[:_PROBES_PER_PARTITION]
+    return out

@@ -136,7 +136,8 @@ class TableRunner:
                     self.on_error(exc)
                 except Exception:  # the audit trail itself may be what is failing
                     log.exception("table %s: could not record the error", self.table_id)
-                if self.once and self.attempts >= self.max_attempts:
+                permanent = getattr(exc, "permanent", False) is True  # retrying cannot help
+                if self.once and (self.attempts >= self.max_attempts or permanent):
                     self.state = RunState.FAILED
                     return
                 self._stop.wait(self.backoff.delay(self.attempts))

@@ -19,16 +19,17 @@ from typing import Any
 from harperbq.bigquery.retry import RetryPolicy
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
-from harperbq.harper.schema import TypeOptions, ensure_target_table
+from harperbq.harper.schema import ColumnSpec, TypeOptions, ensure_target_table
 from harperbq.harper.watchdog import Stall, StallWatchdog
 from harperbq.metrics import SyncMetrics
 from harperbq.sync import membership, snapshot
 from harperbq.sync.engine import EngineSettings, TableEngine
 from harperbq.sync.maintenance import Maintenance, build_maintenance
 from harperbq.sync.runner import Backoff, RunState, TableRunner
+from harperbq.sync.schema_watch import SchemaWatch
 from harperbq.sync.sink import HarperSink
 from harperbq.sync.source import BigQuerySource
-from harperbq.sync.state import AuditEntry, StateStore
+from harperbq.sync.state import AuditEntry, StateIdentity, StateMismatchError, StateStore
 from harperbq.sync.validate import ValidationResult, validate_tables
 from harperbq.sync.windows import MICROS, PhasePolicy, to_micros
 
@@ -51,6 +52,7 @@ def engine_settings(table: TableConfig) -> EngineSettings:
             steady_poll_s=table.poll_interval_s,
         ),
         start_us=to_micros(table.start_timestamp) if table.start_timestamp else None,
+        retention_us=int(table.retention_s * MICROS) if table.retention_s else None,
     )
 
 
@@ -177,23 +179,20 @@ class SyncService:
             table.id,
             worker,
             on_write=self.metrics.write_observer(table.id, worker),
-        )
-        engine = TableEngine(
-            engine_settings(table),
-            source,
-            sink,
-            worker,
-            owned=lambda: self.membership.owned(table, worker),
-            clock=self.clock,
-            on_window=self.metrics.window_observer(table.id, worker),
+            identity=StateIdentity(
+                source=str(source.ref),
+                target=f"{self.config.harper.database}.{table.target_table}",
+                cursor=table.cursor_column,
+                key=",".join(table.primary_key),
+            ),
         )
 
-        def prepare() -> None:
+        def ensure_target(specs: list[ColumnSpec]) -> None:
             ensure_target_table(
                 self.harper,
                 self.config.harper.database,
                 table.target_table,
-                source.column_specs(),
+                specs,
                 cursor_column=table.cursor_column,
                 indexes=table.indexes,
                 on_schema_change=table.on_schema_change,
@@ -203,9 +202,32 @@ class SyncService:
                 ),
             )
 
+        schema = SchemaWatch(
+            table.id,
+            str(source.ref),
+            source.column_specs,
+            ensure_target,
+            table.on_schema_change,
+            sink.audit,
+            on_evolved=lambda _: self.metrics.record_event(table.id, worker, "schema_evolved"),
+        )
+        engine = TableEngine(
+            engine_settings(table),
+            source,
+            sink,
+            worker,
+            owned=lambda: self.membership.owned(table, worker),
+            clock=self.clock,
+            on_window=self.metrics.window_observer(table.id, worker),
+            on_pass=schema,
+            on_target_lost=lambda _: self.metrics.record_event(table.id, worker, "target_lost"),
+        )
+
         def on_error(exc: BaseException) -> None:
             final = self.once and runner.attempts >= retry.max_attempts
             self.metrics.record_error(table.id, worker, exc, retry=not final)
+            if isinstance(exc, StateMismatchError):
+                self.metrics.record_event(table.id, worker, "state_mismatch")
             self.state.audit(
                 AuditEntry(
                     kind="error",
@@ -231,7 +253,7 @@ class SyncService:
         )
         runner = TableRunner(
             engine,
-            prepare,
+            schema.prepare,
             on_error,
             once=self.once,
             backoff=Backoff(retry.initial_delay_s, retry.backoff_multiplier, retry.max_delay_s),

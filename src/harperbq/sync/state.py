@@ -7,6 +7,10 @@ are needed to resume.
 Tables (database `harperbq` by default, created on first use, declared attributes):
 - `SyncCheckpoint`, id `<tableId>/<partition>`: the exclusive end `hi` of the last window fully
   written, plus counters and the recent windows' row counts kept for late-row reconciliation.
+  Each also records the identity it belongs to (source table, target table, cursor, key; see
+  `StateIdentity`), so a configuration that reuses a table id for other tables never resumes
+  from another's progress, and a few ids it wrote last (`probe`), so a target table that was
+  dropped or recreated empty is noticed (`sync.engine`).
 - `SyncAudit`: skipped rows (reason, sample), errors, validation results; newest first by `at`.
 - `SyncWorker`, id = worker id: heartbeats. `last_seen` is the writer's UTC clock; `beat` changes
   on every heartbeat, so a reader can also judge liveness by its own clock ("has `beat` changed
@@ -83,6 +87,11 @@ class Checkpoint:
     updated_at: str = ""
     last_error: str | None = None
     recent: list[RecentWindow] = field(default_factory=list)
+    source: str = ""
+    target: str = ""
+    cursor: str = ""
+    key: str = ""
+    probe: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.table_id or "/" in self.table_id:
@@ -122,6 +131,11 @@ class Checkpoint:
             "updated_at": self.updated_at,
             "last_error": self.last_error,
             "recent": [dict(w) for w in self.recent],
+            "source": self.source,
+            "target": self.target,
+            "cursor": self.cursor,
+            "key": self.key,
+            "probe": list(self.probe),
         }
 
     @classmethod
@@ -141,6 +155,59 @@ class Checkpoint:
                 RecentWindow(lo=str(w["lo"]), hi=str(w["hi"]), count=int(w["count"]))
                 for w in row.get("recent") or []
             ],
+            source=str(row.get("source") or ""),
+            target=str(row.get("target") or ""),
+            cursor=str(row.get("cursor") or ""),
+            key=str(row.get("key") or ""),
+            probe=[str(i) for i in row.get("probe") or []],
+        )
+
+
+@dataclass(frozen=True)
+class StateIdentity:
+    """What a table's checkpoints belong to: resuming them for other tables would skip rows.
+
+    `source` is `project.dataset.table`, `target` `database.table`, `key` the primary key
+    columns joined by commas (empty: no key).
+    """
+
+    source: str
+    target: str
+    cursor: str
+    key: str
+
+    def stamp(self, checkpoint: Checkpoint) -> Checkpoint:
+        return replace(
+            checkpoint, source=self.source, target=self.target, cursor=self.cursor, key=self.key
+        )
+
+    def differences(self, checkpoint: Checkpoint) -> list[tuple[str, str, str]]:
+        """(field, stored, configured) for every field that differs; [] for state written
+        before identities were recorded (all fields empty: adopted by the caller)."""
+        stored = (checkpoint.source, checkpoint.target, checkpoint.cursor, checkpoint.key)
+        if not any(stored):
+            return []
+        wanted = (self.source, self.target, self.cursor, self.key)
+        names = ("source", "target", "cursor", "primary key")
+        return [(n, s, w) for n, s, w in zip(names, stored, wanted, strict=True) if s != w]
+
+
+class StateMismatchError(Exception):
+    """Stored checkpoints belong to other tables than the configured ones: never resumed."""
+
+    permanent = True  # retrying cannot help; the configuration or the state must change
+
+    def __init__(self, table_id: str, differences: Sequence[tuple[str, str, str]]) -> None:
+        self.table_id = table_id
+        self.differences = list(differences)
+        what = "; ".join(
+            f"{n}: stored {s or '-'!r}, configured {w or '-'!r}" for n, s, w in differences
+        )
+        super().__init__(
+            f"table {table_id}: its stored sync state belongs to another configuration ({what}). "
+            f"Not resuming it. Give this table its own `id` in the config, or run "
+            f"`harperbq sync reset --table {table_id}` to re-sync it from its start under the "
+            "new settings (or use a separate `harper.stateDatabase`)."
         )
 
 
@@ -154,6 +221,7 @@ class AuditKind(enum.StrEnum):
     VALIDATION = "validation"
     SCHEMA = "schema"
     RESET = "reset"
+    STATE = "state"
 
 
 @dataclass(frozen=True)
@@ -243,6 +311,11 @@ TABLES: dict[str, list[Attribute]] = {
         _a("updated_at", "String"),
         _a("last_error", "String"),
         _a("recent", "Any"),
+        _a("source", "String"),
+        _a("target", "String"),
+        _a("cursor", "String"),
+        _a("key", "String"),
+        _a("probe", "Any"),
     ],
     AUDIT_TABLE: [
         Attribute("id", "String", is_primary_key=True),

@@ -8,7 +8,14 @@ from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
 from harperbq.sync import health
 from harperbq.sync.maintenance import RECONCILE_AUDIT
-from harperbq.sync.state import StateStore, WorkerRecord
+from harperbq.sync.state import (
+    AuditEntry,
+    AuditKind,
+    StateIdentity,
+    StateMismatchError,
+    StateStore,
+    WorkerRecord,
+)
 from harperbq.sync.windows import MICROS, parse_iso
 
 
@@ -28,6 +35,9 @@ def table_statuses(
         last_update = max((cp.updated_at for cp in checkpoints.values()), default="")
         errors = state.recent_audit(table.id, kind="error", limit=1)
         last_error = errors[0].message if errors and errors[0].at > last_update else None
+        mismatch = _state_mismatch(cfg, table, checkpoints.values())
+        if mismatch is not None:
+            last_error = mismatch
         progress = health.progress(
             checkpoints,
             now=now,
@@ -58,39 +68,53 @@ def table_statuses(
                 "validation": validation,
                 "notices": notices(state, table.id),
                 "reconcile": _reconciled(state, table, workers, now) if synced else None,
+                "state_mismatch": mismatch is not None,
             }
         )
     return out
 
 
-# Audit kinds of rows that were not synced as they are, newest entry of each shown in status.
-_NOTICE_KINDS = ("skipped_row", "skipped_rows", "coerced_values", "beyond_lateness", "null_cursor")
+# Audit kinds shown in status, newest entry of each: rows not synced as they are, then the
+# sync's own interventions (target re-synced, schema evolved, state adopted).
+_NOTICE_KINDS = (
+    "skipped_row",
+    "skipped_rows",
+    "coerced_values",
+    "beyond_lateness",
+    "null_cursor",
+    str(AuditKind.RESET),
+    str(AuditKind.SCHEMA),
+    str(AuditKind.STATE),
+)
 
 
-def notices(state: StateStore, table_id: str) -> list[str]:
-    """One line per kind of row the sync did not write as it is (newest audit entry of each):
-    what happened, when, and where to look or what to do."""
-    out: list[str] = []
+def notices(state: StateStore, table_id: str) -> list[dict[str, str]]:
+    """The newest audit entry of each notice kind: what happened, when, and where to look or
+    what to do, so `sync status` says why rows are missing or a table re-synced."""
+    out: list[dict[str, str]] = []
     for kind in _NOTICE_KINDS:
         found = state.recent_audit(table_id, kind=kind, limit=1)
-        if not found:
-            continue
-        entry, d = found[0], found[0].details
-        if kind == "skipped_row":
-            line = f"row skipped ({d.get('code', 'unconvertible')}: {d.get('reason')})"
-        elif kind == "skipped_rows":
-            line = f"{d.get('count')} rows skipped in window {d.get('window')} ({d.get('codes')})"
-        elif kind == "coerced_values":
-            line = f"{d.get('count')} NaN/±Inf values written as null in {d.get('window')}"
-        elif kind == "beyond_lateness":
-            line = (
-                f"{d.get('count')} rows arrived later than lateness and were NOT synced; "
-                f"fix: {d.get('fix')}"
-            )
-        else:
-            line = f"{d.get('count')} source rows have a NULL {d.get('column')} (never synced)"
-        out.append(f"{entry.at}: {line} [SyncAudit kind {kind}]")
+        if found:
+            out.append({"at": found[0].at, "kind": kind, "message": _notice_line(found[0])})
     return out
+
+
+def _notice_line(entry: AuditEntry) -> str:
+    d = entry.details
+    if entry.kind == "skipped_row":
+        return f"row skipped ({d.get('code', 'unconvertible')}: {d.get('reason')})"
+    if entry.kind == "skipped_rows":
+        return f"{d.get('count')} rows skipped in window {d.get('window')} ({d.get('codes')})"
+    if entry.kind == "coerced_values":
+        return f"{d.get('count')} NaN/±Inf values written as null in {d.get('window')}"
+    if entry.kind == "beyond_lateness":
+        return (
+            f"{d.get('count')} rows arrived later than lateness and were NOT synced; "
+            f"fix: {d.get('fix')}"
+        )
+    if entry.kind == "null_cursor":
+        return f"{d.get('count')} source rows have a NULL {d.get('column')} (never synced)"
+    return entry.message
 
 
 def _reconciled(
@@ -112,6 +136,31 @@ def _reconciled(
         # Live workers run it every reconcileInterval (and right after their first catch-up).
         "due": bool(times) and (age is None or age > 2 * table.reconcile_interval_s),
     }
+
+
+def _state_mismatch(cfg: Config, table: Any, checkpoints: Any) -> str | None:
+    """The error a sync would stop with because the stored state belongs to other tables."""
+    project = table.project or cfg.bigquery.project_id
+    wanted = StateIdentity(
+        source=f"{project}.{table.dataset}.{table.table}" if project else "",
+        target=f"{cfg.harper.database}.{table.target_table}",
+        cursor=table.cursor_column,
+        key=",".join(table.primary_key),
+    )
+    for cp in checkpoints:
+        differences = [
+            d
+            for d in wanted.differences(cp)
+            # without a configured project the client's default decides: compare the rest
+            if not (
+                d[0] == "source"
+                and not project
+                and d[1].endswith(f".{table.dataset}.{table.table}")
+            )
+        ]
+        if differences:
+            return str(StateMismatchError(table.id, differences))
+    return None
 
 
 def worker_statuses(
