@@ -560,7 +560,7 @@ def bucket_digests_query(
 ) -> Query:
     """Per (partition, bucket) over `[edges[0], edges[-1])`, as `bucket_counts_query`: `n`
     (rows), `k` (rows kept), `h` and `l` (sums of the high and low 32 bits of
-    `FARM_FINGERPRINT(<digest text of the row over columns>)` over the rows kept).
+    `FARM_FINGERPRINT(TO_HEX(MD5(<digest text of the row over columns>)))` over the rows kept).
 
     With `newest_by` (a keyed table's primary key), only the newest row of each key over the
     whole range is kept, in the bucket of its cursor (Harper holds one record per key, the
@@ -581,7 +581,7 @@ def bucket_digests_query(
         bigquery.ScalarQueryParameter("n", "INT64", partitions),
     ]
     micros = cursor_micros(cursor)
-    fp = f"FARM_FINGERPRINT({value_text_sql(columns)})"
+    fp = f"FARM_FINGERPRINT(TO_HEX(MD5({value_text_sql(columns)})))"  # see sync.digest
     kept = "TRUE"
     if newest_by:
         kept = (

@@ -5,12 +5,15 @@ BigQuery in one aggregate query, Harper here from the records it stores, so a de
 next to a foreign one, or a changed value, can never cancel out in a count. A row's digest text
 joins `v<canonical text>` (or `N` for NULL) of each digest column with U+001F; the canonical
 text is the partition key's (`sync.partitions.key_text`), bit-exact with the SQL, and accepts a
-value in its Harper JSON form. A cell's digest is (rows, sum of the high 32 bits, sum of the low
-32 bits) of `FARM_FINGERPRINT(text)` over its rows.
+value in its Harper JSON form. A row's fingerprint is `FARM_FINGERPRINT(TO_HEX(MD5(text)))`:
+the 32-character MD5 hex keeps the fingerprinted text short (the emulator's FARM_FINGERPRINT
+differs from farmhash's beyond 64 bytes, and a row's text is often longer). A cell's digest is
+(rows, sum of the high 32 bits, sum of the low 32 bits) of the fingerprints of its rows.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,8 +49,9 @@ def value_text(value: Any, column: Column) -> str:
 
 
 def row_fingerprint(row: Mapping[str, Any], columns: Sequence[Column]) -> int:
-    """`FARM_FINGERPRINT` of the row's digest text over `columns`, as signed INT64."""
-    return fingerprint(KEY_SEPARATOR.join(value_text(row.get(c.name), c) for c in columns))
+    """The row's fingerprint over `columns` (signed INT64), as the SQL computes it."""
+    text = KEY_SEPARATOR.join(value_text(row.get(c.name), c) for c in columns)
+    return fingerprint(hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest())
 
 
 def of_fingerprint(fp: int) -> Digest:
