@@ -333,6 +333,7 @@ class ValidationModel(_Model):
     enabled: bool = Field(True, alias="enabled")
     interval_s: Seconds = Field(300.0, alias="interval")
     stalled_after_s: Seconds = Field(600.0, alias="stalledAfter")
+    sample_rows: int = Field(10_000, alias="sampleRows", ge=0, le=1_000_000)
 
 
 class RetryModel(_Model):
@@ -547,6 +548,8 @@ class ValidationConfig:
     enabled: bool = True
     interval_s: float = 300.0
     stalled_after_s: float = 600.0
+    sample_rows: int = 10_000
+    """Rows of cells with matching digests compared record by record per run (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -1461,7 +1464,10 @@ def parse_config(
         sync=node,
         retry=retry,
         validation=ValidationConfig(
-            raw.validation.enabled, raw.validation.interval_s, raw.validation.stalled_after_s
+            raw.validation.enabled,
+            raw.validation.interval_s,
+            raw.validation.stalled_after_s,
+            raw.validation.sample_rows,
         ),
         synthesizer=_synthesizer(raw),
         source=source,

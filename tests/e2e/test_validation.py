@@ -1,9 +1,11 @@
-"""Validation: exact counts per closed window and partition, drift found and repaired; health.
+"""Validation: per-record comparison per closed window and partition, drift found and repaired.
 
 The original's validation compared estimates with a partition function unlike its reads, and
-called an idle table stalled. Here: rows deleted from Harper behind the sync's back are reported
-in exactly their (partition, window) cells, `--repair` restores them, and an idle table is
-healthy while a stopped sync is stalled.
+called an idle table stalled; ours counted rows per cell, so a deleted record next to a foreign
+one cancelled out and changed values went unseen. Here: records deleted, added, changed and
+moved in Harper behind the sync's back are each counted exactly in their (partition, window)
+cells, one `--repair` leaves validation clean, and an idle table is healthy while a stopped sync
+is stalled.
 """
 
 import json
@@ -92,9 +94,9 @@ def test_drift_reported_in_its_windows_and_repaired(
     assert code == 0 and clean["health"] == "healthy", clean
     assert clean["rows_source"] == clean["rows_harper"] == len(rows)
     assert clean["drift_rows"] == 0 and clean["windows_checked"] > 4
-    spot = clean["spot"]
-    assert spot["source_ids"] > 0 and spot["compared"] > 0
-    assert spot["missing_in_harper"] == spot["extra_in_harper"] == spot["mismatched"] == 0
+    assert clean["sample"]["rows"] > 0 and clean["rows_compared"] == clean["sample"]["rows"]
+    assert clean["missing_rows"] == clean["foreign_rows"] == clean["changed_rows"] == 0
+    assert clean["moved_rows"] == 0
 
     # Delete rows from Harper behind the sync's back: 2 rows in one cell, 3 in another.
     state = StateStore(harper_client, cfg.harper.state_database)
@@ -117,9 +119,12 @@ def test_drift_reported_in_its_windows_and_repaired(
     code, (drift,) = validate_cli(harper_node, path)
     assert code == 1 and drift["health"] == "drift", drift
     assert drift["drift_rows"] == drift["missing_rows"] == 5
-    found = {(d["partition"], d["lo"], d["hi"]): (d["source"], d["harper"]) for d in drift["drift"]}
+    found = {
+        (d["partition"], d["lo"], d["hi"]): (d["source"], d["harper"], d["missing"])
+        for d in drift["drift"]
+    }
     assert found == {
-        (c.partition, iso(c.lo), iso(c.hi)): (len(by_cell[c]), len(by_cell[c]) - len(v))
+        (c.partition, iso(c.lo), iso(c.hi)): (len(by_cell[c]), len(by_cell[c]) - len(v), len(v))
         for c, v in victims.items()
     }
     status = table_statuses(cfg, harper_client)[0]
@@ -129,15 +134,133 @@ def test_drift_reported_in_its_windows_and_repaired(
     assert code == 0 and repair["health"] == "drift"  # what it found, then fixed...
     assert repair["after"]["health"] == "healthy" and repair["after"]["drift_rows"] == 0
     assert table_statuses(cfg, harper_client)[0]["health"] == "healthy"  # ...as checked again
-    assert repair["repaired_rows"] >= 5
-    repaired = {(w["lo"], w["hi"]) for w in repair["repaired"]}
-    assert {(iso(c.lo), iso(c.hi)) for c in victims} <= repaired
+    assert repair["repaired_upserts"] == 5 and repair["repaired_deletes"] == 0
     assert len(records(harper_client, database, "ValPos")) == len(rows)
 
     code, (after,) = validate_cli(harper_node, path)
     assert code == 0 and after["health"] == "healthy" and after["drift_rows"] == 0, after
     audits = state.recent_audit("pos", kind=AuditKind.VALIDATION, limit=10)
     assert [a.details["health"] for a in audits] == ["healthy", "drift", "drift", "healthy"]
+    assert table_statuses(cfg, harper_client)[0]["health"] == "healthy"
+
+
+def test_deleted_foreign_changed_moved_each_counted_and_one_repair_is_exact(
+    bq: bigquery.Client,
+    harper_client: HarperClient,
+    harper_node: HarperNode,
+    write_config: WriteConfig,
+    unique: str,
+) -> None:
+    """Issue 11: 100 deleted, 25 foreign, 70 changed and 30 moved records in one table, none
+    cancelling another out; one `--repair` restores the source exactly, newest versions of
+    keys with two included, and its own after-check is clean."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(minutes=80)
+
+    def at(i: int) -> str:
+        """Row i's cursor, in the text form the sync stores (Harper's index compares text)."""
+        return iso(to_micros(start + timedelta(seconds=12 * i)))
+
+    rows: list[dict[str, Any]] = [
+        {"vid": i, "updated": at(i), "v": i, "name": f"vessel {i}", "speed": i / 7}
+        for i in range(400)
+    ]
+    # Keys 300..319 also have an older version 55 minutes earlier: the newest must win.
+    rows += [
+        {"vid": i, "updated": at(i - 275), "v": -i, "name": "old", "speed": 0.5}
+        for i in range(300, 320)
+    ]
+    dataset = f"exact_{unique}"
+    schema = [
+        F("vid", "INT64"),
+        F("updated", "TIMESTAMP"),
+        F("v", "INT64"),
+        F("name", "STRING"),
+        F("speed", "FLOAT64"),
+    ]
+    make_source(bq, dataset, "fleet", schema, rows)
+    path, cfg = write_config(
+        [
+            {
+                "id": "fleet",
+                "dataset": dataset,
+                "table": "fleet",
+                "timestampColumn": "updated",
+                "targetTable": "ExactFleet",
+                "primaryKey": ["vid"],
+                "partitions": PARTITIONS,
+                "lateness": "2h",
+                "deletes": "mirror",
+                "sync": {"initialBatchSize": 150, "catchupBatchSize": 150, "steadyBatchSize": 150},
+            }
+        ],
+        sync={"settle": "1s"},
+        validation={"sampleRows": 0},  # only the digests decide which cells are compared
+    )
+    database = cfg.harper.database
+    run_once(cfg, harper_client)
+    newest = {r["vid"]: r for r in sorted(rows, key=lambda r: r["updated"])}
+    synced = records(harper_client, database, "ExactFleet")
+    assert {int(i): r["v"] for i, r in synced.items()} == {k: r["v"] for k, r in newest.items()}
+
+    code, (clean,) = validate_cli(harper_node, path)
+    assert code == 0 and clean["health"] == "healthy" and clean["drift_rows"] == 0, clean
+    assert clean["rows_source"] == clean["rows_harper"] == 400
+    assert clean["windows_compared"] == 0  # equal digests everywhere: no row was read in full
+
+    # Behind the sync's back: delete 100 (ten of them keys with two versions), add 25 foreign,
+    # change 70 values, move 30 records to another cursor (and so another cell).
+    deleted = [*range(90), *range(300, 310)]
+    assert harper_client.delete(database, "ExactFleet", [str(i) for i in deleted]) == 100
+    foreign = [
+        {"id": str(10_000 + i), "vid": 10_000 + i, "updated": at(5 + 15 * i), "v": 1, "name": "x"}
+        for i in range(25)
+    ]
+    changed = [{"id": str(i), "v": 1_000_000 + i} for i in range(100, 160)]
+    changed += [{"id": str(i), "name": f"renamed {i}"} for i in range(160, 170)]
+    state = StateStore(harper_client, cfg.harper.state_database)
+    recorded = recorded_cells(state.get_checkpoints("fleet"), range(PARTITIONS))
+
+    def cell(vid: int, updated: str) -> Cell:
+        p = partition_of([vid], PARTITIONS, ["INT64"])
+        us = to_micros(datetime.fromisoformat(updated))
+        (found,) = [c for c in recorded if c.partition == p and c.lo <= us < c.hi]
+        return found
+
+    moved = [{"id": str(i), "updated": at(i - 175)} for i in range(200, 220)]
+    moved += [{"id": str(i), "updated": at(i + 150)} for i in range(220, 230)]
+    for m in moved:
+        assert cell(int(m["id"]), m["updated"]) != cell(
+            int(m["id"]), newest[int(m["id"])]["updated"]
+        )
+    harper_client.upsert(database, "ExactFleet", [*foreign, *changed, *moved])
+    wait_for(
+        "the changes",
+        lambda: len(records(harper_client, database, "ExactFleet")) == 400 - 100 + 25,
+    )
+
+    code, (drift,) = validate_cli(harper_node, path)
+    assert code == 1 and drift["health"] == "drift", drift
+    counts = {k: drift[f"{k}_rows"] for k in ("missing", "foreign", "changed", "moved")}
+    assert counts == {"missing": 100, "foreign": 25, "changed": 70, "moved": 30}, drift
+    assert drift["drift_rows"] == 225 and drift["pending_windows"] == 0
+    per_cell = {k: sum(d[k] for d in drift["drift"]) for k in counts}
+    assert per_cell == counts  # every drifted cell listed (fewer than 50 here)
+    status = table_statuses(cfg, harper_client)[0]
+    assert status["health"] == "drift" and status["validation"]["drift_rows"] == 225
+    assert status["validation"]["moved_rows"] == 30
+
+    code, (repair,) = validate_cli(harper_node, path, "--repair")
+    assert code == 0 and repair["health"] == "drift", repair
+    assert repair["after"]["health"] == "healthy" and repair["after"]["drift_rows"] == 0
+    assert repair["repaired_upserts"] == 100 + 70 + 30 and repair["repaired_deletes"] == 25
+    stored = records(harper_client, database, "ExactFleet")
+    assert {int(i): (r["v"], r["name"], r["updated"]) for i, r in stored.items()} == {
+        k: (r["v"], r["name"], r["updated"]) for k, r in newest.items()
+    }
+
+    code, (after,) = validate_cli(harper_node, path)
+    assert code == 0 and after["health"] == "healthy" and after["drift_rows"] == 0, after
     assert table_statuses(cfg, harper_client)[0]["health"] == "healthy"
 
 

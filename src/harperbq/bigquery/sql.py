@@ -530,3 +530,91 @@ def null_cursor_count_query(table: TableRef, cursor: Column) -> Query:
 def _checked_cursor(cursor: Column) -> Column:
     _cursor_type(cursor)
     return cursor
+
+
+DIGEST_TYPES: tuple[str, ...] = PARTITION_KEY_TYPES
+"""Types whose values enter the per-cell digest: the same canonical text as partition keys,
+shared bit for bit by SQL and Python (`sync.digest`). FLOAT64, NUMERIC, GEOGRAPHY, JSON,
+STRUCT, ARRAY and repeated columns have none; they are compared by the validation's sample."""
+NULL_VALUE_TEXT = "N"
+VALUE_PREFIX = "v"
+"""A value's digest text is `v<canonical text>`, NULL is `N`: NULL and '' differ."""
+_HALF = 4_294_967_295  # 2^32 - 1
+
+
+def digest_columns(columns: Sequence[Column]) -> list[Column]:
+    """The columns a row digest covers, in the given order."""
+    return [c for c in columns if c.type in DIGEST_TYPES and not c.repeated]
+
+
+def value_text_sql(columns: Sequence[Column]) -> str:
+    """The digest text of a row over `columns` (see DIGEST_TYPES), as a SQL expression."""
+    if not columns:
+        raise SqlError("a row digest needs at least one column")
+    parts = []
+    for column in columns:
+        template = _KEY_TEXT_SQL.get(column.type)
+        if template is None or column.repeated:
+            raise SqlError(f"column {column.name} of type {column.type} cannot enter a digest")
+        c = quote(column.name)
+        text = template.format(c=c)
+        parts.append(f"IF({c} IS NULL, '{NULL_VALUE_TEXT}', CONCAT('{VALUE_PREFIX}', {text}))")
+    if len(parts) == 1:
+        return parts[0]
+    separator = f"CODE_POINTS_TO_STRING([{ord(KEY_SEPARATOR)}])"
+    return f"CONCAT({f', {separator}, '.join(parts)})"
+
+
+def bucket_digests_query(
+    table: TableRef,
+    cursor: Column,
+    edges: Sequence[int],
+    *,
+    partition_key: Sequence[Column],
+    partitions: int,
+    columns: Sequence[Column],
+    newest_by: Sequence[Column] | None = None,
+) -> Query:
+    """Per (partition, bucket) over `[edges[0], edges[-1])`, as `bucket_counts_query`: `n`
+    (rows), `k` (rows kept), `h` and `l` (sums of the high and low 32 bits of
+    `FARM_FINGERPRINT(TO_HEX(MD5(<digest text of the row over columns>)))` over the rows kept).
+
+    With `newest_by` (a keyed table's primary key), only the newest row of each key over the
+    whole range is kept, in the bucket of its cursor (Harper holds one record per key, the
+    newest; ties broken by the larger fingerprint, as `sync.digest` does). Sums, unlike XOR,
+    keep identical rows of an unkeyed table from cancelling out; 32-bit halves summed over
+    fewer than 2^31 rows cannot overflow INT64. Scans the cursor, key and `columns` only.
+    """
+    bounds = [int(e) for e in edges]
+    if len(bounds) < 2:
+        raise SqlError("a bucket grid needs at least two edges")
+    if any(a >= b for a, b in itertools.pairwise(bounds)):
+        raise SqlError("bucket edges must be strictly increasing")
+    c = quote(cursor.name)
+    params: list[Any] = [
+        cursor_param("lo", cursor, bounds[0]),
+        cursor_param("hi", cursor, bounds[-1]),
+        bigquery.ArrayQueryParameter("edges", "INT64", bounds),
+        bigquery.ScalarQueryParameter("n", "INT64", partitions),
+    ]
+    micros = cursor_micros(cursor)
+    fp = f"FARM_FINGERPRINT(TO_HEX(MD5({value_text_sql(columns)})))"  # see sync.digest
+    kept = "TRUE"
+    if newest_by:
+        kept = (
+            f"ROW_NUMBER() OVER (PARTITION BY {partition_key_sql(newest_by)} "
+            f"ORDER BY {micros} DESC, {fp} DESC) = 1"
+        )
+    items = (
+        f"{partition_sql(partition_key)} AS p, RANGE_BUCKET({micros}, @edges) AS b, "
+        f"{fp} AS f, {kept} AS kept"
+    )
+    # Grouped in an outer query, as in window_counts_query. Identifiers are validated and
+    # quoted; every value is a parameter or an integer literal.
+    sql = (
+        "SELECT p, b, COUNT(*) AS n, COUNTIF(kept) AS k,\n"  # noqa: S608
+        f"  SUM(IF(kept, (f >> 32) & {_HALF}, 0)) AS h, SUM(IF(kept, f & {_HALF}, 0)) AS l\n"
+        f"FROM (\n  SELECT {items}\n  FROM {table.sql}\n  WHERE {c} >= @lo AND {c} < @hi\n"
+        ")\nGROUP BY p, b\nORDER BY p, b"
+    )
+    return Query(sql, tuple(params))

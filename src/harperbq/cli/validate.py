@@ -1,4 +1,4 @@
-"""`harperbq sync validate`: exact counts BigQuery vs Harper, spot checks, optional repair.
+"""`harperbq sync validate`: per-record comparison BigQuery vs Harper, optional exact repair.
 
 Thin: parse, call `sync.validate`, render. Exit code 0 when every table is healthy or lagging
 when the run ends (with `--repair`: as checked again after the repair), 1 otherwise, so
@@ -29,7 +29,10 @@ def validate(
     config: Path = ConfigOption,
     table: list[str] = typer.Option([], "--table", "-t", help="Only these table ids (repeat)."),
     repair: bool = typer.Option(
-        False, "--repair", help="Re-sync the windows found drifted (safe beside a running sync)."
+        False,
+        "--repair",
+        help="Upsert missing, changed and moved records, delete foreign ones (deletes: mirror), "
+        "re-sync pending windows; safe beside a running sync.",
     ),
     since: str | None = typer.Option(
         None,
@@ -38,8 +41,9 @@ def validate(
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Exact row counts per closed window and partition, BigQuery vs Harper, plus spot checks by
-    id in both directions; results also go to SyncAudit (kind validation)."""
+    """Per closed window and partition, BigQuery vs Harper: a digest of every record, then the
+    differing windows record by record (missing, foreign, changed, moved); results also go to
+    SyncAudit (kind validation)."""
     cfg = load_or_exit(config)
     try:
         since_s = parse_duration(since) if since is not None else None
@@ -83,15 +87,18 @@ def _render(results: list[ValidationResult]) -> None:
         "windows",
         "source rows",
         "harper rows",
-        "drift rows",
-        "pending rows",
-        "spot (missing/extra/fields)",
-        "repaired rows",
+        "missing",
+        "foreign",
+        "changed",
+        "moved",
+        "pending windows",
+        "compared rows",
+        "repaired",
     ):
         view.add_column(column)
     for r in results:
         behind = r.progress.behind_s
-        spot = r.spot
+        foreign = f"{r.foreign_rows:,}" + ("" if r.mirror else " (retained)")
         view.add_row(
             r.table_id,
             _health(r),
@@ -99,16 +106,27 @@ def _render(results: list[ValidationResult]) -> None:
             str(r.windows_checked),
             f"{r.rows_source:,}",
             f"{r.rows_harper:,}",
-            f"{r.drift_rows:,} in {len(r.drift)} windows" if r.drift else "0",
-            f"{r.pending_rows:,}",
-            f"{spot.missing_in_harper}/{spot.extra_in_harper}/{spot.mismatched} "
-            f"of {spot.source_ids}",
-            f"{r.repaired_rows:,}" if r.repaired else "-",
+            f"{r.missing_rows:,}",
+            foreign if r.foreign_rows else "0",
+            f"{r.changed_rows:,}",
+            f"{r.moved_rows:,}",
+            str(len(r.pending)),
+            f"{r.rows_compared:,} in {r.windows_compared} windows",
+            (
+                f"{r.repaired_upserts:,} upserted, {r.repaired_deletes:,} deleted, "
+                f"{len(r.repaired)} windows re-synced"
+                if r.after is not None
+                else "-"
+            ),
         )
     Console().print(view)
     for r in results:
         for d in r.drift[:10]:
+            j = d.to_json()
             console.print(
-                f"{r.table_id}: partition {d.partition} [{d.to_json()['lo']}, "
-                f"{d.to_json()['hi']}): source {d.source}, harper {d.harper} ({d.kind})"
+                f"{r.table_id}: partition {d.partition} [{j['lo']}, {j['hi']}): "
+                f"{d.missing} missing, {d.foreign} foreign, {d.changed} changed, "
+                f"{d.moved} moved (source {d.source}, harper {d.harper})"
             )
+        for example in r.examples:
+            console.print(f"{r.table_id}: e.g. {example}")

@@ -6,8 +6,8 @@ checkpoint through empty windows too, so progress is measured against `now - set
 - stalled: some partition is behind `now - settle` by more than `stalledAfter` AND its
   checkpoint has not been written for `stalledAfter` (nobody is making progress on it);
 - lagging: behind by more than `steadyThreshold` (the phase boundary) but progressing;
-- drift: the last validation found rows missing from (or, with `deletes: mirror`, extra in)
-  Harper in closed windows, or spot checks that did not match;
+- drift: the last validation found records missing from Harper, changed or moved (under
+  another cursor or partition) in closed windows, or, with `deletes: mirror`, foreign ones;
 - healthy: none of these. Precedence: stalled > drift > lagging > healthy.
 """
 
@@ -113,6 +113,9 @@ def latest_validation(store: StateStore, table_id: str) -> dict[str, Any] | None
         "drift_rows",
         "missing_rows",
         "extra_rows",
+        "foreign_rows",
+        "changed_rows",
+        "moved_rows",
         "pending_rows",
         "drift_windows",
         "repaired_rows",

@@ -16,6 +16,7 @@ from harperbq.bigquery.retry import RetryPolicy, call_with_retry
 from harperbq.bigquery.types import ConversionStats, ConvertOptions, records_from_batch
 from harperbq.config import BigQueryConfig, TableConfig
 from harperbq.harper.schema import ColumnSpec
+from harperbq.sync.digest import Digest
 from harperbq.sync.engine import Page, RowProblem
 from harperbq.sync.partitions import partition_of
 from harperbq.sync.target import cursor_micros
@@ -138,6 +139,30 @@ class BigQuerySource:
         """Source rows whose cursor is NULL (never synced; see `sql.null_cursor_count_query`)."""
         rows = self._run(sql.null_cursor_count_query(self.ref, self.cursor), "null_cursors").rows()
         return int(rows[0]["n"]) if rows else 0
+
+    def digest_buckets(
+        self, edges: Sequence[int], columns: Sequence[sql.Column], *, newest_by_key: bool
+    ) -> dict[tuple[int, int], tuple[int, Digest]]:
+        """Per (partition, 1-based bucket of `edges`), in ONE aggregate query (see
+        `sql.bucket_digests_query`): `(rows, digest of the rows kept)`; with `newest_by_key`
+        only each primary key's newest row is kept (when the key has a canonical text)."""
+        key = [self._column(name) for name in self.table.primary_key] if newest_by_key else []
+        if any(c.type not in sql.PARTITION_KEY_TYPES or c.repeated for c in key):
+            key = []  # no canonical text for such keys: every row kept (duplicates then show)
+        query = sql.bucket_digests_query(
+            self.ref,
+            self.cursor,
+            edges,
+            partition_key=self.partition_key,
+            partitions=self.table.partitions,
+            columns=columns,
+            newest_by=key or None,
+        )
+        out: dict[tuple[int, int], tuple[int, Digest]] = {}
+        for row in self._run(query, "digest_buckets").rows():
+            digest = Digest(int(row["k"]), int(row["h"] or 0), int(row["l"] or 0))
+            out[(int(row["p"]), int(row["b"]))] = (int(row["n"]), digest)
+        return out
 
     def read(self, window: Window, parts: Sequence[int] | None, page_rows: int) -> Iterator[Page]:
         """The window's rows as pages; with a primary key, only each key's newest version

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -47,6 +47,8 @@ class TargetRecord:
     id: str
     cursor_us: int
     partition: int
+    values: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """The attributes asked for with `records(..., attributes=...)`."""
 
 
 @dataclass
@@ -79,25 +81,49 @@ class TargetTable:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def records(self, lo: int, hi: int) -> Iterator[TargetRecord]:
-        """Every record with `lo <= cursor < hi` (µs), with its partition; one indexed scan."""
+    def records(self, lo: int, hi: int, attributes: Sequence[str] = ()) -> Iterator[TargetRecord]:
+        """Every record with `lo <= cursor < hi` (µs), with its partition and the named
+        `attributes` (in `values`); one indexed scan."""
         if hi <= lo:
             return
         names = [c.name for c in self.partition_key]
-        types = [c.type for c in self.partition_key]
-        attributes = list(dict.fromkeys(["id", self.cursor.name, *names]))
+        wanted = list(dict.fromkeys(["id", self.cursor.name, *names, *attributes]))
         rows = self.client.search(
             self.database,
             self.table,
             [Condition(self.cursor.name, "between", [self.stored(lo), self.stored(hi)])],
-            attributes=attributes,
+            attributes=wanted,
         )
         for row in rows:
             at = self.micros(row.get(self.cursor.name))
             if at is None or not lo <= at < hi or row.get("id") is None:
                 continue
-            partition = partition_of([row.get(n) for n in names], self.partitions, types)
-            yield TargetRecord(str(row["id"]), at, partition)
+            partition = self.partition_of(row)
+            values = {a: row.get(a) for a in attributes}
+            yield TargetRecord(str(row["id"]), at, partition, values)
+
+    def partition_of(self, row: dict[str, Any]) -> int:
+        """The partition of a stored record, from its partition-key attributes."""
+        names = [c.name for c in self.partition_key]
+        types = [c.type for c in self.partition_key]
+        return partition_of([row.get(n) for n in names], self.partitions, types)
+
+    def lookup(self, ids: Sequence[str], batch: int = 1_000) -> dict[str, TargetRecord]:
+        """The records with these ids wherever their cursor is (absent ids are left out)."""
+        names = [c.name for c in self.partition_key]
+        wanted = list(dict.fromkeys(["id", self.cursor.name, *names]))
+        out: dict[str, TargetRecord] = {}
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), batch):
+            chunk = unique[start : start + batch]
+            for row in self.client.search_by_id(
+                self.database, self.table, chunk, attributes=wanted
+            ):
+                at = self.micros(row.get(self.cursor.name))
+                if row.get("id") is None or at is None:
+                    continue
+                out[str(row["id"])] = TargetRecord(str(row["id"]), at, self.partition_of(row))
+        return out
 
     def stored_cursors(self, ids: Sequence[str], *, chunk: int = 5_000) -> dict[str, int]:
         """The cursor (µs) Harper holds for each of these ids that exists (re-read paths)."""

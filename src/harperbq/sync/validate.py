@@ -1,21 +1,28 @@
-"""Validation: exact counts per closed window and partition, BigQuery vs Harper, plus spot checks.
+"""Validation: exact per-record comparison per closed window and partition, BigQuery vs Harper.
 
-Why this way (the original compared estimates, with a partition function different from its
-reads, so its numbers could never agree):
-- Exact on both sides. BigQuery: one `RANGE_BUCKET` aggregate over the cursor and key columns
-  (`COUNT(DISTINCT key)` for keyed tables: Harper holds one record per key). Harper: one indexed
-  range scan of the cursor attribute returning id and partition-key columns; each record's
-  partition is recomputed with the reads' own function (`sync.partitions`). Counting Harper per
-  window over all partitions would be exact too, but could neither say which partition drifted
-  nor let `--repair` re-read only that partition.
+Why this way (the original compared estimates; counting rows per cell let a deleted record next
+to a foreign one cancel out, and saw changed values only in a small spot check):
+- Two stages. Stage 1, every cell (partition x closed window), cheap: a digest on both sides,
+  (rows, sums of the 32-bit halves of FARM_FINGERPRINT of each row's digest text over the
+  columns that have a canonical text shared by SQL and Python: `sql.DIGEST_TYPES`). BigQuery
+  computes it in ONE aggregate query (`sql.bucket_digests_query`, keeping each primary key's
+  newest row: Harper holds one record per key); Harper's side comes from one indexed range scan
+  of the cursor attribute, each record's partition recomputed with the reads' own function
+  (`sync.partitions`) and its digest with `sync.digest`. Equal digests: the cell is right.
+- Stage 2, only the cells whose digests differ plus a bounded random sample of the others
+  (`validation.sampleRows`, which also covers the columns no digest can: FLOAT64, NUMERIC,
+  GEOGRAPHY, JSON, STRUCT, ARRAY): the source rows are read in full and converted exactly as
+  the sync converts them, Harper's records of the same cells are read in full, and every id is
+  classified: missing (in no Harper cell), foreign (in Harper, not in the source), changed
+  (same id and cell, different values) or moved (the record is in Harper under another
+  cursor or partition). Counted exactly, per id.
 - Closed windows only: each partition's windows behind its checkpoint, over the last `lateness`
   (or `since`): the windows the engine recorded (so late rows still waiting for the reconciler
   are told apart from drift: the source count then differs from the count written), plus fixed
   buckets where nothing was recorded. Windows older than `now - retention` are skipped.
-- Spot checks in both directions by id: a few sampled windows are read from the source in full;
-  their ids are compared with Harper's ids of the same cells both ways, and a sample of records
-  field by field.
-- `repair`: re-syncs exactly the drifted and pending cells (`sync.resync`), never touching
+- `repair`: upserts exactly the missing, changed and moved records (the newest source version
+  of a key; never over a newer version the running sync wrote meanwhile), deletes foreign ones
+  with `deletes: mirror`, and re-syncs pending cells (`sync.resync`), never touching
   checkpoints, so it is safe beside a running sync.
 """
 
@@ -31,14 +38,16 @@ from typing import Any
 from google.cloud import bigquery
 
 from harperbq.bigquery.retry import RetryPolicy
+from harperbq.bigquery.sql import Column, digest_columns
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
+from harperbq.sync import digest as dg
 from harperbq.sync import health as hl
 from harperbq.sync.grid import (
     Cell,
+    bucket_of,
     by_window,
     cell_sums,
-    count_into,
     covering_cells,
     edges_of,
     recorded_cells,
@@ -47,7 +56,7 @@ from harperbq.sync.keys import WindowIds
 from harperbq.sync.resync import resync
 from harperbq.sync.source import BigQuerySource
 from harperbq.sync.state import AuditEntry, AuditKind, StateStore, utc_now_iso
-from harperbq.sync.target import TargetTable
+from harperbq.sync.target import TargetRecord, TargetTable
 from harperbq.sync.windows import MICROS, Window, iso, parse_iso
 
 log = logging.getLogger("harperbq.sync.validate")
@@ -56,18 +65,19 @@ FILL_BUCKETS = 12
 """Stretches of the horizon no recorded window covers are checked in buckets of horizon/12."""
 SCAN_ROWS = 50_000
 """Harper is scanned in cursor ranges expected to hold at most this many records each."""
-SPOT_WINDOWS = 2
-SPOT_MAX_ROWS = 5_000
-SPOT_FIELDS = 20
+UPSERT_ROWS = 1_000
 LISTED = 50
 """At most this many windows are listed per kind in results..."""
 AUDIT_LISTED = 15
 """... and in audit entries (whose details are capped at 16 KiB)."""
+EXAMPLES = 10
+
+MISSING, FOREIGN, CHANGED, MOVED = "missing", "foreign", "changed", "moved"
 
 
-@dataclass(frozen=True)
+@dataclass
 class CellDiff:
-    """One (partition, window) whose Harper count differs from the source."""
+    """One (partition, window) whose records differ from the source, by kind, exactly."""
 
     partition: int
     lo: int
@@ -75,7 +85,15 @@ class CellDiff:
     source: int
     harper: int
     written: int | None
-    kind: str  # missing | extra | pending
+    kind: str  # drift | pending
+    missing: int = 0
+    foreign: int = 0
+    changed: int = 0
+    moved: int = 0
+
+    @property
+    def cell(self) -> Cell:
+        return Cell(self.partition, self.lo, self.hi)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,32 +104,35 @@ class CellDiff:
             "harper": self.harper,
             "written": self.written,
             "kind": self.kind,
+            "missing": self.missing,
+            "foreign": self.foreign,
+            "changed": self.changed,
+            "moved": self.moved,
         }
 
 
 @dataclass
-class SpotCheck:
-    cells: list[Cell] = field(default_factory=list)
+class Sample:
+    """The clean cells (equal digests) compared record by record anyway."""
+
     windows: list[dict[str, Any]] = field(default_factory=list)
-    source_ids: int = 0
-    harper_ids: int = 0
-    missing_in_harper: int = 0
-    extra_in_harper: int = 0
-    compared: int = 0
-    mismatched: int = 0
-    examples: list[dict[str, Any]] = field(default_factory=list)
+    rows: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "windows": self.windows,
-            "source_ids": self.source_ids,
-            "harper_ids": self.harper_ids,
-            "missing_in_harper": self.missing_in_harper,
-            "extra_in_harper": self.extra_in_harper,
-            "compared": self.compared,
-            "mismatched": self.mismatched,
-            "examples": self.examples[:10],
-        }
+        return {"windows": self.windows[:LISTED], "rows": self.rows}
+
+
+@dataclass
+class RepairPlan:
+    """What `--repair` writes: source records to upsert, foreign ids, cells to re-sync."""
+
+    upserts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cursors: dict[str, int] = field(default_factory=dict)
+    deletes: list[str] = field(default_factory=list)
+    resync: set[Cell] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.upserts or self.deletes or self.resync)
 
 
 @dataclass
@@ -125,18 +146,29 @@ class ValidationResult:
     progress: hl.Progress = field(default_factory=hl.Progress)
     horizon: tuple[int, int] | None = None
     windows_checked: int = 0
+    windows_compared: int = 0
     rows_source: int = 0
     rows_harper: int = 0
+    rows_compared: int = 0
+    missing_rows: int = 0
+    foreign_rows: int = 0
+    changed_rows: int = 0
+    moved_rows: int = 0
+    retained_rows: int = 0
     drift: list[CellDiff] = field(default_factory=list)
     pending: list[CellDiff] = field(default_factory=list)
-    retained_rows: int = 0
-    spot: SpotCheck = field(default_factory=SpotCheck)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    sample: Sample = field(default_factory=Sample)
     repaired: list[dict[str, Any]] = field(default_factory=list)
     repaired_rows: int = 0
+    repaired_upserts: int = 0
+    repaired_deletes: int = 0
+    bytes_billed: int = 0
     mirror: bool = False
     error: str | None = None
     after: ValidationResult | None = None
     """With repair: the same validation run again once the repair was done."""
+    plan: RepairPlan = field(default_factory=RepairPlan, repr=False)
 
     @property
     def final_health(self) -> str:
@@ -144,17 +176,14 @@ class ValidationResult:
         return self.after.health if self.after is not None else self.health
 
     @property
-    def missing_rows(self) -> int:
-        return sum(d.source - d.harper for d in self.drift if d.kind == "missing")
-
-    @property
     def extra_rows(self) -> int:
-        return sum(d.harper - d.source for d in self.drift if d.kind == "extra")
+        """Foreign records counted as drift (with `deletes: mirror`; else they are retained)."""
+        return self.foreign_rows if self.mirror else 0
 
     @property
     def drift_rows(self) -> int:
-        """Rows missing from Harper plus (with `deletes: mirror`) rows Harper should not have."""
-        return self.missing_rows + self.extra_rows
+        """Records missing, changed or moved, plus foreign ones with `deletes: mirror`."""
+        return self.missing_rows + self.changed_rows + self.moved_rows + self.extra_rows
 
     @property
     def pending_rows(self) -> int:
@@ -162,9 +191,7 @@ class ValidationResult:
 
     @property
     def has_drift(self) -> bool:
-        spot = self.spot
-        extra = self.mirror and spot.extra_in_harper
-        return bool(self.drift or spot.missing_in_harper or spot.mismatched or extra)
+        return self.drift_rows > 0
 
     @property
     def ok(self) -> bool:
@@ -183,24 +210,42 @@ class ValidationResult:
                 {"lo": iso(self.horizon[0]), "hi": iso(self.horizon[1])} if self.horizon else None
             ),
             "windows_checked": self.windows_checked,
+            "windows_compared": self.windows_compared,
             "rows_source": self.rows_source,
             "rows_harper": self.rows_harper,
+            "rows_compared": self.rows_compared,
             "drift_windows": len(self.drift),
             "drift_rows": self.drift_rows,
             "missing_rows": self.missing_rows,
+            "foreign_rows": self.foreign_rows,
             "extra_rows": self.extra_rows,
+            "changed_rows": self.changed_rows,
+            "moved_rows": self.moved_rows,
+            "retained_rows": self.retained_rows,
             "drift": [d.to_json() for d in self.drift[:listed]],
             "pending_windows": len(self.pending),
             "pending_rows": self.pending_rows,
             "pending": [d.to_json() for d in self.pending[:listed]],
-            "retained_rows": self.retained_rows,
-            "spot": self.spot.to_json(),
+            "examples": self.examples[:EXAMPLES],
+            "sample": self.sample.to_json(),
+            "bytes_billed": self.bytes_billed,
             "repaired_windows": len(self.repaired),
             "repaired_rows": self.repaired_rows,
+            "repaired_upserts": self.repaired_upserts,
+            "repaired_deletes": self.repaired_deletes,
             "repaired": self.repaired[:listed],
             "after": None if after is None else _summary(after),
             "error": self.error,
         }
+
+
+@dataclass
+class _Found:
+    """Stage 2's view of the compared cells: source rows and Harper records by id."""
+
+    source: dict[str, tuple[dict[str, Any], int, Cell]] = field(default_factory=dict)
+    """id -> (converted row with id, cursor µs, cell); for keys, the newest version only."""
+    harper: dict[str, tuple[TargetRecord, Cell]] = field(default_factory=dict)
 
 
 class Validator:
@@ -231,6 +276,8 @@ class Validator:
             RetryPolicy.from_config(cfg.retry, cfg.bigquery),
         )
         self._target: TargetTable | None = None
+        self._his: dict[int, int] = {}
+        """Each partition's checkpoint `hi` (µs) when the validation began."""
 
     @property
     def target(self) -> TargetTable:
@@ -244,6 +291,10 @@ class Validator:
                 self.table.partitions,
             )
         return self._target
+
+    @property
+    def keyed(self) -> bool:
+        return bool(self.table.primary_key)
 
     def run(self, *, repair: bool = False, since_s: float | None = None) -> ValidationResult:
         """Validate (and with repair, fix), record the result in `SyncAudit`, return it.
@@ -262,10 +313,11 @@ class Validator:
             log.warning("validation of %s failed: %s", self.table.id, exc)
             result.error = f"{type(exc).__name__}: {exc}"[:2000]
         result.duration_s = time.monotonic() - started
+        result.bytes_billed = self.source.bytes_billed
         self._audit(result)
         return result
 
-    # -- counts -----------------------------------------------------------------------------
+    # -- stage 1: digests of every cell ---------------------------------------------------------
 
     def _validate(self, result: ValidationResult, since_s: float | None) -> None:
         now = self.clock()
@@ -289,11 +341,12 @@ class Validator:
             if cutoff is None or c.lo >= cutoff  # older records are expired on purpose
         }
         cells: list[Cell] = []
+        self._his = {}
         for p in parts:
             cp = checkpoints.get(p)
             if cp is None or not cp.hi:
                 continue
-            hi = parse_iso(cp.hi)
+            hi = self._his[p] = parse_iso(cp.hi)
             lo = max(hi - horizon_us, cutoff) if cutoff is not None else hi - horizon_us
             if hi > lo:
                 fill = max(1, (hi - lo) // FILL_BUCKETS)
@@ -303,21 +356,34 @@ class Validator:
             return
         edges = edges_of(cells)
         result.horizon = (edges[0], edges[-1])
-        keyed = bool(self.table.primary_key)
-        buckets = self.source.count_buckets(edges, None, distinct_keys=keyed)
-        rows = cell_sums(cells, edges, {k: v[0] for k, v in buckets.items()})
-        keys = cell_sums(cells, edges, {k: v[1] for k, v in buckets.items()})
-        sample = self._sample(cells, rows)
-        harper_counts, sample_ids = self._scan_harper(edges, buckets, sample)
-        harper = cell_sums(cells, edges, harper_counts)
+        columns = digest_columns(self.source.columns)
+        buckets = self.source.digest_buckets(edges, columns, newest_by_key=self.keyed)
+        rows = cell_sums(cells, edges, {k: n for k, (n, _) in buckets.items()})
+        source = _cell_digests(cells, edges, {k: d for k, (_, d) in buckets.items()})
+        expected = [0] * len(edges)
+        for (_, b), (n, _) in buckets.items():
+            if 1 <= b < len(edges):
+                expected[b] += n
+        harper = _cell_digests(cells, edges, self._scan_harper(edges, expected, columns))
         result.windows_checked = len(cells)
-        result.rows_source = sum(keys.values())
-        result.rows_harper = sum(harper.values())
+        result.rows_source = sum(d.rows for d in source.values())
+        result.rows_harper = sum(d.rows for d in harper.values())
+        differing: list[Cell] = []
         for cell in cells:
-            self._classify(result, cell, keys[cell], rows[cell], harper[cell], recorded.get(cell))
-        pending = {Cell(d.partition, d.lo, d.hi) for d in result.pending}
-        checkable = [c for c in sample if c not in pending]  # late rows there: not a verdict
-        self._spot_check(result, checkable, sample_ids, keys)
+            if source[cell] == harper[cell]:
+                continue
+            written = recorded.get(cell)
+            if written is not None and written != rows[cell]:
+                # late rows (or source deletes) the reconciler has yet to re-sync: not a verdict
+                result.pending.append(_diff(cell, source[cell], harper[cell], written, "pending"))
+            else:
+                differing.append(cell)
+        sample = self._sample([c for c in cells if source[c] == harper[c]], rows)
+        result.sample.windows = [
+            {"partition": c.partition, **_window_json(c.window)} for c in sample
+        ]
+        result.sample.rows = sum(rows[c] for c in sample)
+        self._compare(result, differing, sample, rows, source, harper, recorded)
         result.health = hl.verdict(result.progress, result.has_drift)
 
     def _never_synced(self, result: ValidationResult, now: float) -> None:
@@ -341,135 +407,192 @@ class Validator:
             return None
         return int((now - self.table.retention_s) * MICROS)
 
-    def _classify(
-        self,
-        result: ValidationResult,
-        cell: Cell,
-        source: int,
-        source_rows: int,
-        harper: int,
-        written: int | None,
-    ) -> None:
-        if harper == source:
-            return
-        if written is not None and written != source_rows:
-            kind = "pending"  # late rows (or source deletes) the reconciler has yet to re-sync
-        elif harper < source:
-            kind = "missing"
-        elif result.mirror:
-            kind = "extra"
-        else:
-            result.retained_rows += harper - source  # source deletes kept: `deletes: none`
-            return
-        diff = CellDiff(cell.partition, cell.lo, cell.hi, source, harper, written, kind)
-        (result.pending if kind == "pending" else result.drift).append(diff)
-
     def _scan_harper(
-        self,
-        edges: Sequence[int],
-        buckets: dict[tuple[int, int], tuple[int, int]],
-        sample: Sequence[Cell],
-    ) -> tuple[dict[tuple[int, int], int], dict[Cell, set[str]]]:
-        """Harper's records per (partition, bucket), scanned in ranges of bounded size; ids
-        are kept only for the sampled cells."""
-        expected = [0] * len(edges)
-        for (_, b), (n, _) in buckets.items():
-            if 1 <= b < len(edges):
-                expected[b] += n
-        counts: dict[tuple[int, int], int] = {}
-        ids: dict[Cell, set[str]] = {cell: set() for cell in sample}
+        self, edges: Sequence[int], expected: Sequence[int], columns: Sequence[Column]
+    ) -> dict[tuple[int, int], dg.Digest]:
+        """Digests of Harper's records per (partition, bucket), scanned in cursor ranges
+        expected to hold at most SCAN_ROWS records each."""
+        names = [c.name for c in columns]
+        out: dict[tuple[int, int], dg.Digest] = {}
         start, held = 0, 0
         for b in range(1, len(edges)):
             held += expected[b]
             if held >= SCAN_ROWS or b == len(edges) - 1:
-                for record in self.target.records(edges[start], edges[b]):
-                    count_into(counts, edges, record.partition, record.cursor_us)
-                    for cell in sample:
-                        if cell.partition == record.partition and (
-                            cell.lo <= record.cursor_us < cell.hi
-                        ):
-                            ids[cell].add(record.id)
+                for record in self.target.records(edges[start], edges[b], names):
+                    bucket = bucket_of(edges, record.cursor_us)
+                    if bucket is not None:
+                        key = (record.partition, bucket)
+                        out[key] = out.get(key, dg.Digest()) + dg.of_row(record.values, columns)
                 start, held = b, 0
-        return counts, ids
+        return out
 
-    # -- spot checks --------------------------------------------------------------------------
+    def _sample(self, clean: Sequence[Cell], rows: dict[Cell, int]) -> list[Cell]:
+        """Random clean cells holding at most `validation.sampleRows` rows together."""
+        budget = self.cfg.validation.sample_rows
+        chosen: list[Cell] = []
+        for cell in self.rng.sample(list(clean), len(clean)):
+            if 0 < rows[cell] <= budget:
+                chosen.append(cell)
+                budget -= rows[cell]
+        return chosen
 
-    def _sample(self, cells: Sequence[Cell], rows: dict[Cell, int]) -> list[Cell]:
-        candidates = [c for c in cells if 0 < rows[c] <= SPOT_MAX_ROWS]
-        return self.rng.sample(candidates, min(SPOT_WINDOWS, len(candidates)))
+    # -- stage 2: record by record, in the differing and sampled cells ---------------------------
 
-    def _spot_check(
+    def _compare(
         self,
         result: ValidationResult,
+        differing: Sequence[Cell],
         sample: Sequence[Cell],
-        harper_ids: dict[Cell, set[str]],
-        counted: dict[Cell, int],
+        rows: dict[Cell, int],
+        source: dict[Cell, dg.Digest],
+        harper: dict[Cell, dg.Digest],
+        recorded: dict[Cell, int],
     ) -> None:
-        """Ids both ways and fields, for the sampled cells. A cell whose source changed since
-        the aggregate (rows arriving late right now) is skipped: that is the reconciler's job."""
-        spot = result.spot
-        for cell in sample:
-            records = {}
-            for page in self._read(cell.window, [cell.partition]):
-                for record, partition in zip(page[0], page[1], strict=True):
-                    if partition == cell.partition:
-                        records[record["id"]] = record
-            if len(records) != counted[cell]:
-                log.info("spot check of %s skipped a cell that changed meanwhile", self.table.id)
+        """Classify every id of the given cells; fill the counts, diffs and repair plan."""
+        plan = result.plan
+        cells = [*differing, *sample]
+        if not cells:
+            plan.resync |= {d.cell for d in result.pending}
+            return
+        found, changed_meanwhile = self._read_both(cells, rows)
+        for cell in changed_meanwhile:  # the source moved on since the aggregate
+            result.pending.append(
+                _diff(cell, source[cell], harper[cell], recorded.get(cell), "pending")
+            )
+        skip = set(changed_meanwhile)
+        result.windows_compared = len(cells) - len(skip)
+        result.rows_compared = sum(1 for _, _, cell in found.source.values() if cell not in skip)
+        diffs: dict[Cell, CellDiff] = {}
+
+        def note(cell: Cell, kind: str, record_id: str, **extra: Any) -> None:
+            if kind == FOREIGN and not result.mirror:
+                result.retained_rows += 1  # a source delete kept: `deletes: none`
+                return
+            diff = diffs.get(cell)
+            if diff is None:
+                diff = diffs[cell] = _diff(
+                    cell, source[cell], harper[cell], recorded.get(cell), "drift"
+                )
+            setattr(diff, kind, getattr(diff, kind) + 1)
+            attribute = f"{kind}_rows"
+            setattr(result, attribute, getattr(result, attribute) + 1)
+            if len(result.examples) < EXAMPLES:
+                result.examples.append({"id": record_id, "problem": kind, **extra})
+
+        names = [c.name for c in self.source.columns]
+        lookup: list[str] = []
+        for record_id, (row, _, cell) in found.source.items():
+            if cell in skip:
                 continue
-            source_ids, in_harper = set(records), harper_ids.get(cell, set())
-            spot.cells.append(cell)
-            spot.windows.append({"partition": cell.partition, **_window_json(cell.window)})
-            spot.source_ids += len(source_ids)
-            spot.harper_ids += len(in_harper)
-            missing, extra = sorted(source_ids - in_harper), sorted(in_harper - source_ids)
-            spot.missing_in_harper += len(missing)
-            spot.extra_in_harper += len(extra)
-            spot.examples += [{"id": i, "problem": "missing in Harper"} for i in missing[:3]]
-            spot.examples += [{"id": i, "problem": "not in the source"} for i in extra[:3]]
-            both = sorted(source_ids & in_harper)
-            chosen = self.rng.sample(both, min(SPOT_FIELDS, len(both)))
-            self._compare_fields(spot, [records[i] for i in chosen])
+            held = found.harper.get(record_id)
+            if held is None:
+                lookup.append(record_id)
+                continue
+            stored, where = held
+            if where != cell:
+                note(cell, MOVED, record_id, stored_at=iso(stored.cursor_us))
+                self._plan_upsert(plan, row, found)
+                continue
+            differ = [n for n in names if not _same(row.get(n), stored.values.get(n))]
+            if differ:
+                note(cell, CHANGED, record_id, columns=differ[:5])
+                self._plan_upsert(plan, row, found)
+        elsewhere = self.target.lookup(lookup)
+        overtaken: set[Cell] = set()
+        for record_id in lookup:
+            row, at, cell = found.source[record_id]
+            other = elsewhere.get(record_id)
+            if other is None:
+                note(cell, MISSING, record_id)
+            elif self.keyed and other.cursor_us > at:
+                if other.cursor_us >= self._his.get(other.partition, other.cursor_us):
+                    overtaken.add(cell)  # a newer version the running sync is writing
+                continue  # else superseded: the newer version is in a cell whose digest matched
+            else:
+                note(cell, MOVED, record_id, stored_at=iso(other.cursor_us))
+            self._plan_upsert(plan, row, found)
+        for record_id, (_, where) in found.harper.items():
+            if where not in skip and record_id not in found.source:
+                note(where, FOREIGN, record_id)
+                if result.mirror:
+                    plan.deletes.append(record_id)
+        pending = {d.cell for d in result.pending}
+        for cell in sorted(overtaken - pending):
+            result.pending.append(
+                _diff(cell, source[cell], harper[cell], recorded.get(cell), "pending")
+            )
+        plan.resync |= {d.cell for d in result.pending}
+        result.drift = sorted(diffs.values(), key=lambda d: (d.lo, d.partition))
+
+    def _plan_upsert(self, plan: RepairPlan, row: dict[str, Any], found: _Found) -> None:
+        record_id = str(row["id"])
+        plan.upserts[record_id] = row
+        plan.cursors[record_id] = found.source[record_id][1]
+
+    def _read_both(self, cells: Sequence[Cell], rows: dict[Cell, int]) -> tuple[_Found, list[Cell]]:
+        """The source rows (converted as the sync converts them, ids as the sync makes them)
+        and Harper's records of the cells, one read per window on each side; plus the cells
+        whose source row count is no longer the aggregate's."""
+        found = _Found()
+        wanted = set(cells)
+        read: dict[Cell, int] = dict.fromkeys(cells, 0)
+        names = [c.name for c in self.source.columns]
+        for window, parts in by_window(cells).items():
+            for page_records, page_parts in self._read(window, parts):
+                for row, partition in zip(page_records, page_parts, strict=True):
+                    cell = Cell(partition, window.lo, window.hi)
+                    if cell not in wanted:
+                        continue
+                    read[cell] += 1
+                    self._keep_newest(found, row, cell)
+            for record in self.target.records(window.lo, window.hi, names):
+                cell = Cell(record.partition, window.lo, window.hi)
+                if cell in wanted:
+                    found.harper[record.id] = (record, cell)
+        return found, [c for c in cells if read[c] != rows[c]]
+
+    def _keep_newest(self, found: _Found, row: dict[str, Any], cell: Cell) -> None:
+        """Keep a row; of one key's versions, the newest cursor wins (ties: the larger
+        fingerprint, as the digest query breaks them)."""
+        record_id = str(row["id"])
+        at = self.target.micros(row.get(self.source.cursor.name))
+        if at is None:
+            return
+        held = found.source.get(record_id)
+        if held is not None:
+            columns = digest_columns(self.source.columns)
+            mine = (at, dg.row_fingerprint(row, columns))
+            theirs = (held[1], dg.row_fingerprint(held[0], columns))
+            if mine <= theirs:
+                return
+        found.source[record_id] = (row, at, cell)
 
     def _read(
         self, window: Window, parts: Sequence[int]
     ) -> Iterator[tuple[list[dict[str, Any]], list[int]]]:
         ids = WindowIds(self.table.primary_key)
-        for page in self.source.read(window, parts, 10_000):
+        read_parts = None if len(parts) == self.table.partitions else parts
+        for page in self.source.read(window, read_parts, 10_000):
             for record in page.records:
                 record["id"] = ids.id_for(record)
             yield page.records, page.partitions
 
-    def _compare_fields(self, spot: SpotCheck, records: Sequence[dict[str, Any]]) -> None:
-        if not records:
-            return
-        columns = [c.name for c in self.source.columns]
-        stored = self.harper.search_by_id(
-            self.cfg.harper.database,
-            self.table.target_table,
-            [str(r["id"]) for r in records],
-            attributes=["id", *columns],
-        )
-        by_id = {str(row.get("id")): row for row in stored}
-        for record in records:
-            spot.compared += 1
-            row = by_id.get(str(record["id"]), {})
-            differing = [c for c in columns if row.get(c) != record.get(c)]
-            if differing:
-                spot.mismatched += 1
-                spot.examples.append(
-                    {"id": record["id"], "problem": "fields differ", "columns": differing[:5]}
-                )
-
     # -- repair -------------------------------------------------------------------------------
 
     def _repair(self, result: ValidationResult) -> bool:
-        """Re-sync every drifted or pending cell; True if there was anything to repair."""
-        bad = {Cell(d.partition, d.lo, d.hi) for d in [*result.drift, *result.pending]}
-        if result.spot.missing_in_harper or result.spot.mismatched:
-            bad |= set(result.spot.cells)
+        """Upsert the missing, changed and moved records, delete foreign ones (mirror),
+        re-sync pending cells; True if there was anything to repair."""
+        plan = result.plan
+        if not plan:
+            return False
+        upserts = self._not_overtaken(plan)
+        for start in range(0, len(upserts), UPSERT_ROWS):
+            self._upsert(upserts[start : start + UPSERT_ROWS])
+        result.repaired_upserts = len(upserts)
+        if plan.deletes:
+            result.repaired_deletes = self.target.delete(plan.deletes)
         mirror = self.target if result.mirror else None
-        for window, parts in by_window(bad).items():
+        for window, parts in by_window(plan.resync).items():
             done = resync(
                 self.source,
                 self._upsert,
@@ -482,14 +605,33 @@ class Validator:
             )
             result.repaired.append(done.to_json())
             result.repaired_rows += done.rows_read
-        if bad:
-            log.info(
-                "repaired %s: %d windows, %d rows re-synced",
-                self.table.id,
-                len(result.repaired),
-                result.repaired_rows,
-            )
-        return bool(bad)
+        result.repaired_rows += result.repaired_upserts + result.repaired_deletes
+        log.info(
+            "repaired %s: %d records upserted, %d deleted, %d windows re-synced",
+            self.table.id,
+            result.repaired_upserts,
+            result.repaired_deletes,
+            len(result.repaired),
+        )
+        return True
+
+    def _not_overtaken(self, plan: RepairPlan) -> list[dict[str, Any]]:
+        """The planned upserts, less keys the running sync has meanwhile written a newer
+        version of (beyond the checkpoint the validation saw): an older one never wins."""
+        if not self.keyed:
+            return list(plan.upserts.values())
+        now = self.target.lookup(list(plan.upserts))
+        out = []
+        for record_id, row in plan.upserts.items():
+            stored = now.get(record_id)
+            if (
+                stored is not None
+                and stored.cursor_us > plan.cursors[record_id]
+                and stored.cursor_us >= self._his.get(stored.partition, stored.cursor_us)
+            ):
+                continue
+            out.append(row)
+        return out
 
     def _upsert(self, records: list[dict[str, Any]]) -> None:
         self.harper.upsert(self.cfg.harper.database, self.table.target_table, records)
@@ -497,9 +639,16 @@ class Validator:
     def _audit(self, result: ValidationResult) -> None:
         message = (
             f"{result.health}: {result.windows_checked} windows checked, "
-            f"{result.drift_rows} rows drift in {len(result.drift)} windows, "
+            f"{result.drift_rows} rows drift in {len(result.drift)} windows "
+            f"({result.missing_rows} missing, {result.foreign_rows} foreign, "
+            f"{result.changed_rows} changed, {result.moved_rows} moved), "
             f"{result.pending_rows} rows pending"
-            + (f", {result.repaired_rows} rows re-synced" if result.repaired else "")
+            + (
+                f", repaired: {result.repaired_upserts} upserted, "
+                f"{result.repaired_deletes} deleted, {len(result.repaired)} windows re-synced"
+                if result.after is not None
+                else ""
+            )
             + (f", then {result.after.health}" if result.after is not None else "")
             + (f"; error: {result.error}" if result.error else "")
         )
@@ -517,15 +666,38 @@ class Validator:
             log.warning("could not record the validation of %s: %s", self.table.id, exc)
 
 
+def _cell_digests(
+    cells: Sequence[Cell], edges: Sequence[int], buckets: dict[tuple[int, int], dg.Digest]
+) -> dict[Cell, dg.Digest]:
+    """Each cell's digest: the exact sum of its buckets' (rows, high, low), as `cell_sums`."""
+    rows = cell_sums(cells, edges, {k: d.rows for k, d in buckets.items()})
+    high = cell_sums(cells, edges, {k: d.high for k, d in buckets.items()})
+    low = cell_sums(cells, edges, {k: d.low for k, d in buckets.items()})
+    return {c: dg.Digest(rows[c], high[c], low[c]) for c in cells}
+
+
+def _diff(
+    cell: Cell, source: dg.Digest, harper: dg.Digest, written: int | None, kind: str
+) -> CellDiff:
+    return CellDiff(cell.partition, cell.lo, cell.hi, source.rows, harper.rows, written, kind)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Values equal as Harper gives them back (JSON: 1.0 may come back as 1)."""
+    return bool(a == b)
+
+
 def _summary(result: ValidationResult) -> dict[str, Any]:
     return {
         "health": result.health,
         "windows_checked": result.windows_checked,
         "drift_windows": len(result.drift),
         "drift_rows": result.drift_rows,
+        "missing_rows": result.missing_rows,
+        "foreign_rows": result.foreign_rows,
+        "changed_rows": result.changed_rows,
+        "moved_rows": result.moved_rows,
         "pending_rows": result.pending_rows,
-        "spot_missing": result.spot.missing_in_harper,
-        "spot_mismatched": result.spot.mismatched,
     }
 
 
