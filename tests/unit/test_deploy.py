@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harperbq.metrics import METRIC_NAMES, SERIES_NAMES
+from harperbq.metrics import METRIC_NAMES, METRICS, SERIES_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -149,6 +149,15 @@ def test_metric_catalogue_follows_prometheus_conventions() -> None:
         assert not name.endswith("_ms") and "milliseconds" not in name, name
     counters = {n for n in METRIC_NAMES if n.endswith("_total")}
     assert "harperbq_rows_synced_total" in counters and "harperbq_errors_total" in counters
+
+
+def test_operations_metric_table_matches_the_catalogue() -> None:
+    """docs/operations.md "Metrics" lists every metric with its type and labels, and no other."""
+    section = OPERATIONS.read_text().split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(harperbq_[a-z0-9_]+)` \| (\w+) \|([^|]*)\|", section, re.M)
+    documented = {name: (kind, labels.strip()) for name, kind, labels in rows}
+    expected = {m.name: (m.kind, ", ".join(m.labels)) for m in METRICS}
+    assert documented == expected
 
 
 def test_systemd_unit_runs_the_sync() -> None:
