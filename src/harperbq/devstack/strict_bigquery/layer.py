@@ -110,6 +110,21 @@ def _streaming_guard(statement: Any, project_id: str) -> None:
         raise InvalidQueryError(rules.streaming_dml_message(".".join(target), kind))
 
 
+def _max_bytes(raw: Any) -> int | None:
+    """`maximumBytesBilled` is an int64 (as a JSON string): anything else is a bad request."""
+    from bqemulator.domain.errors import ValidationError
+
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ValidationError(
+            "Invalid value at 'job.configuration.query.maximum_bytes_billed' "
+            f'(TYPE_INT64), "{raw}"'
+        ) from None
+
+
 def _wrap_jobs() -> None:
     from bqemulator.api.routes import jobs as routes
 
@@ -144,9 +159,9 @@ def _wrap_jobs() -> None:
     async def execute_or_failed(**kwargs: Any) -> Any:
         project_id = kwargs["project_id"]
         _, est = estimate(project_id, kwargs["bq_sql"], kwargs["query_params"], kwargs["ctx"])
-        limit = kwargs["query_config"].get("maximumBytesBilled")
+        limit = _max_bytes(kwargs["query_config"].get("maximumBytesBilled"))
         billed = est.billed()
-        if limit is not None and billed > int(limit):
+        if limit is not None and billed > limit:
             # https://cloud.google.com/bigquery/docs/best-practices-costs#limit_query_costs_by_restricting_the_number_of_bytes_billed
             meta = routes._failed_job_meta(
                 project_id=project_id,
