@@ -102,6 +102,9 @@ def make_client(cfg: BigQueryConfig, *, http: requests.Session | None = None) ->
             "no BigQuery project: set bigquery.projectId (or HARPERBQ_BIGQUERY_PROJECT)"
         )
     labels = job_labels(cfg)
+    query_config = bigquery.QueryJobConfig(labels=labels)
+    if cfg.maximum_bytes_billed is not None:  # unset, the library would send the text "None"
+        query_config.maximum_bytes_billed = cfg.maximum_bytes_billed
     options: dict[str, Any] = {}
     if cfg.endpoint is not None:
         options["client_options"] = ClientOptions(api_endpoint=cfg.endpoint)
@@ -111,9 +114,7 @@ def make_client(cfg: BigQueryConfig, *, http: requests.Session | None = None) ->
         location=cfg.location,
         _http=http,
         client_info=_client_info(),
-        default_query_job_config=bigquery.QueryJobConfig(
-            labels=labels, maximum_bytes_billed=cfg.maximum_bytes_billed
-        ),
+        default_query_job_config=query_config,
         default_load_job_config=bigquery.LoadJobConfig(labels=labels),
         **options,
     )

@@ -443,30 +443,18 @@ def cursor_range_query(
     return Query(sql, tuple(params))
 
 
-def window_restriction(
-    cursor: Column,
-    lo: int,
-    hi: int,
-    *,
-    partition_key: Sequence[Column],
-    partitions: int,
-    parts: Sequence[int] | None = None,
-) -> str:
-    """The same window as window_query, as a Storage Read API row restriction.
+def window_restriction(cursor: Column, lo: int, hi: int) -> str:
+    """The cursor range of window_query, as a Storage Read API row restriction.
 
-    That API takes no parameters, so values are rendered as literals, but only from integers
-    (never from text), which keeps them safe.
+    The cursor range only: BigQuery refuses functions such as FARM_FINGERPRINT or MOD in a row
+    restriction ("too complex to be processed in filtering"), so readers keep their partitions
+    in Python (`sync.partitions.keep_partitions`). That API takes no parameters, so values are
+    rendered as literals, but only from integers (never from text), which keeps them safe.
     """
     if hi < lo:
         raise SqlError(f"empty window: hi {hi} < lo {lo}")
     c = quote(cursor.name)
-    text = f"{c} >= {_cursor_literal(cursor, lo)} AND {c} < {_cursor_literal(cursor, hi)}"
-    if parts is not None:
-        chosen = _check_parts(parts, partitions)
-        if len(chosen) < partitions:
-            listed = ", ".join(str(p) for p in chosen) or "NULL"
-            text += f" AND {partition_sql(partition_key, str(int(partitions)))} IN ({listed})"
-    return text
+    return f"{c} >= {_cursor_literal(cursor, lo)} AND {c} < {_cursor_literal(cursor, hi)}"
 
 
 def bucket_counts_query(

@@ -3,7 +3,7 @@
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -12,6 +12,20 @@ from harperbq.devstack import DevStackError, processes
 from harperbq.devstack.ports import free_port, port_in_use
 
 DEFAULT_PROJECT = "harperbq-local"
+STRICT_ENV = "HARPERBQ_BQ_STRICT"
+"""`1` (the default) runs the strict local BigQuery (docs/strict-bigquery.md); `0` the plain
+emulator, which bills nothing and accepts what real BigQuery refuses."""
+
+
+def strict_default() -> bool:
+    raw = os.environ.get(STRICT_ENV, "1").strip().lower()
+    if raw in ("1", "true", "yes", "on", ""):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise DevStackError(
+        f"{STRICT_ENV}={raw!r} is neither 1 nor 0: set it to 1 (strict) or 0 (plain)"
+    )
 
 
 @dataclass
@@ -22,6 +36,7 @@ class Emulator:
     base: Path
     project: str = DEFAULT_PROJECT
     pid: int | None = None
+    strict: bool = field(default_factory=strict_default)
 
     @property
     def endpoint(self) -> str:
@@ -98,7 +113,7 @@ def start(emulator: Emulator, timeout_s: float = 60.0, persistent: bool = False)
     argv = [
         sys.executable,
         "-m",
-        "bqemulator",
+        "harperbq.devstack.strict_bigquery" if emulator.strict else "bqemulator",
         "start",
         "--rest-host",
         emulator.host,

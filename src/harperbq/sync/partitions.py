@@ -12,11 +12,12 @@ Values may be native (int, datetime, date, time, bytes) or their Harper JSON for
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any
 
 import farmhash
+import pyarrow as pa
 
 from harperbq.bigquery.sql import KEY_SEPARATOR, NULL_KEY_TEXT, PARTITION_KEY_TYPES, normalize_type
 from harperbq.sync.windows import to_micros
@@ -103,3 +104,21 @@ def partition_of_key(key: str, partitions: int) -> int:
 def partition_of(values: Sequence[Any], partitions: int, types: Sequence[str] | None = None) -> int:
     """Partition in [0, partitions) of a row's partition-key values."""
     return partition_of_key(partition_key_string(values, types), partitions)
+
+
+def keep_partitions(
+    batch: pa.RecordBatch,
+    key: Sequence[str],
+    types: Sequence[str],
+    partitions: int,
+    wanted: Collection[int],
+) -> pa.RecordBatch:
+    """The rows of `batch` whose partition is in `wanted`: the Storage Read API cannot filter
+    on FARM_FINGERPRINT (BigQuery refuses it as "too complex"), so readers filter here."""
+    chosen = frozenset(int(p) for p in wanted)
+    columns = [batch.column(name).to_pylist() for name in key]
+    mask = [
+        partition_of(list(values), partitions, types) in chosen
+        for values in zip(*columns, strict=True)
+    ]
+    return batch.filter(pa.array(mask, pa.bool_()))

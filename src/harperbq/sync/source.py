@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
 from harperbq.bigquery import sql
@@ -18,7 +19,7 @@ from harperbq.config import BigQueryConfig, TableConfig
 from harperbq.harper.schema import ColumnSpec
 from harperbq.sync.digest import Digest
 from harperbq.sync.engine import Page, RowProblem
-from harperbq.sync.partitions import partition_of
+from harperbq.sync.partitions import keep_partitions, partition_of
 from harperbq.sync.target import cursor_micros
 from harperbq.sync.versions import NewestVersions
 from harperbq.sync.windows import Window
@@ -56,6 +57,7 @@ class BigQuerySource:
         self._columns: list[sql.Column] | None = None
         self._storage: StorageReader | None = None
         self._last_rows = 0
+        self._storage_refused = False
 
     # -- schema -----------------------------------------------------------------------------------
 
@@ -168,7 +170,7 @@ class BigQuerySource:
         """The window's rows as pages; with a primary key, only each key's newest version
         (`sync.versions`: neither read path orders rows)."""
         batches = (
-            self._storage_batches(window, parts)
+            self._storage_or_query(window, parts, page_rows)
             if self._use_storage()
             else self._query_batches(window, parts, page_rows)
         )
@@ -193,6 +195,8 @@ class BigQuerySource:
         return cursor_micros(self.cursor.type, value)
 
     def _use_storage(self) -> bool:
+        if self._storage_refused:
+            return False
         if self.cfg.read_api == "storage":
             return True
         return self.cfg.read_api == "auto" and self._last_rows >= self.cfg.storage_min_rows
@@ -220,15 +224,38 @@ class BigQuerySource:
                 policy=self.policy,
                 max_streams=self.cfg.read_streams,
             )
-        restriction = sql.window_restriction(
-            self.cursor,
-            window.lo,
-            window.hi,
-            partition_key=self.partition_key,
-            partitions=self.table.partitions,
-            parts=parts,
-        )
-        yield from self._storage.read(self.ref, [c.name for c in self.columns], restriction)
+        # The cursor range only: real BigQuery refuses FARM_FINGERPRINT/MOD in a row restriction
+        # as "too complex", so this worker's partitions are kept here (docs/strict-bigquery.md).
+        restriction = sql.window_restriction(self.cursor, window.lo, window.hi)
+        wanted = None if parts is None or len(set(parts)) >= self.table.partitions else parts
+        types = [c.type for c in self.partition_key]
+        for batch in self._storage.read(self.ref, [c.name for c in self.columns], restriction):
+            if wanted is None:
+                yield batch
+            else:
+                yield keep_partitions(
+                    batch, self.table.partition_key, types, self.table.partitions, wanted
+                )
+
+    def _storage_or_query(
+        self, window: Window, parts: Sequence[int] | None, page_rows: int
+    ) -> Iterator[Any]:
+        """The Storage Read API, or a query when BigQuery refuses the session (then for good),
+        which happens before any row was read, so nothing is read twice."""
+        batches = self._storage_batches(window, parts)
+        try:
+            first = next(batches, None)
+        except (api_exceptions.InvalidArgument, api_exceptions.BadRequest) as exc:
+            self._storage_refused = True
+            log.warning(
+                "bigquery.storage_refused",
+                extra={"table": str(self.ref), "error": str(exc), "fallback": "query"},
+            )
+            yield from self._query_batches(window, parts, page_rows)
+            return
+        if first is not None:
+            yield first
+            yield from batches
 
     def _page(self, batch: Any) -> Page:
         coerced_before = self.stats.nonfinite_floats

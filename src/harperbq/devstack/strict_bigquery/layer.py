@@ -1,0 +1,319 @@
+"""Hook the strict rules into a bqemulator process, through the emulator's own seams:
+
+- the query-job helpers of its jobs routes (`execute_query_job`, `_execute_query_or_failed_meta`,
+  `_build_dry_run_query_response`): statistics, `maximumBytesBilled`, streaming-buffer DML;
+- its gRPC read handler class (a subclass): row-restriction complexity, estimated bytes;
+- its FastAPI app (an ASGI middleware): which tables received streamed rows, and when.
+
+`install()` must run before the server starts (the gRPC server and the app are built then).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from sqlglot import exp
+
+from harperbq.devstack.strict_bigquery import billing, rules
+
+log = logging.getLogger("harperbq.strict_bigquery")
+
+BLOCK_BYTES_ENV = "HARPERBQ_STRICT_BQ_BLOCK_BYTES"
+
+STREAMING = rules.StreamingLog()
+_ESTIMATE: contextvars.ContextVar[billing.Estimate | None] = contextvars.ContextVar(
+    "strict_estimate", default=None
+)
+_installed = False
+
+
+def block_bytes() -> int:
+    raw = os.environ.get(BLOCK_BYTES_ENV, "")
+    return int(raw) if raw.strip() else billing.DEFAULT_BLOCK_BYTES
+
+
+def _layout(ctx: Any, key: tuple[str, str, str]) -> billing.Layout | None:
+    from bqemulator.storage.sql_identifiers import quoted_schema
+
+    try:
+        meta = ctx.catalog.get_table(*key)
+    except Exception:  # an unknown dataset raises in some repositories
+        return None
+    if meta is None or meta.table_type != "TABLE":
+        return None
+
+    def conv(f: Any) -> billing.Field:
+        return billing.Field(f.name, f.type.upper(), f.mode, tuple(conv(c) for c in f.fields))
+
+    tp = meta.time_partitioning
+    return billing.Layout(
+        relation=f'{quoted_schema(key[0], key[1])}."{key[2]}"',
+        fields=tuple(conv(f) for f in meta.schema_.fields),
+        partition_field=tp.field if tp is not None else None,
+        partition_type=tp.type if tp is not None else "DAY",
+        clustering=tuple(meta.clustering.fields) if meta.clustering is not None else (),
+    )
+
+
+def estimate(
+    project_id: str, bq_sql: str, query_params: Any, ctx: Any
+) -> tuple[Any, billing.Estimate]:
+    """(parsed statement or None, its bytes); unparseable SQL bills nothing here."""
+    try:
+        statement = billing.parse(bq_sql)
+    except billing.BillingError:
+        return None, billing.Estimate()
+    layouts: dict[tuple[str, str, str], billing.Layout] = {}
+    for scan in billing.scans(statement, project_id):
+        found = _layout(ctx, scan.name)
+        if found is not None:
+            layouts[scan.name] = found
+    con = ctx.engine.connection.cursor()
+    try:
+        result = billing.estimate(
+            con,
+            statement,
+            layouts,
+            billing.rest_params(query_params),
+            project_id,
+            block_bytes=block_bytes(),
+        )
+    except Exception as exc:  # never fail a job because the cost model cannot cost it
+        log.warning("strict billing could not cost a statement: %s", exc)
+        result = billing.Estimate()
+    finally:
+        con.close()
+    return statement, result
+
+
+def _attach(statistics: MutableMapping[str, Any], est: billing.Estimate, *, dry: bool) -> None:
+    processed = est.upper_bound if dry else est.processed
+    query = statistics.setdefault("query", {})
+    query["totalBytesProcessed"] = str(processed)
+    query["totalBytesBilled"] = "0" if dry else str(est.billed())
+    query["billingTier"] = 1
+    query["estimatedBytesProcessed"] = str(est.upper_bound)
+    statistics["totalBytesProcessed"] = str(processed)
+
+
+def _streaming_guard(statement: Any, project_id: str) -> None:
+    from bqemulator.domain.errors import InvalidQueryError
+
+    target = billing.dml_target(statement, project_id) if statement is not None else None
+    if target is not None and STREAMING.recent(target):
+        kind = type(statement).__name__.upper()
+        raise InvalidQueryError(rules.streaming_dml_message(".".join(target), kind))
+
+
+def _max_bytes(raw: Any) -> int | None:
+    """`maximumBytesBilled` is an int64 (as a JSON string): anything else is a bad request."""
+    from bqemulator.domain.errors import ValidationError
+
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ValidationError(
+            "Invalid value at 'job.configuration.query.maximum_bytes_billed' "
+            f'(TYPE_INT64), "{raw}"'
+        ) from None
+
+
+def _wrap_jobs() -> None:
+    from bqemulator.api.routes import jobs as routes
+
+    original_execute = getattr(routes, "execute_query_job")  # noqa: B009
+    original_or_failed = routes._execute_query_or_failed_meta
+    original_dry = routes._build_dry_run_query_response
+
+    async def execute_query_job(
+        project_id: str,
+        job_id: str,
+        bq_sql: str,
+        query_params: Any,
+        ctx: Any,
+        **kwargs: Any,
+    ) -> Any:
+        est = _ESTIMATE.get()
+        statement = None
+        if est is None:
+            statement, est = estimate(project_id, bq_sql, query_params, ctx)
+        else:
+            try:
+                statement = billing.parse(bq_sql)
+            except billing.BillingError:
+                statement = None
+        _streaming_guard(statement, project_id)
+        meta = await original_execute(project_id, job_id, bq_sql, query_params, ctx, **kwargs)
+        _attach(meta.statistics, est, dry=False)
+        if isinstance(statement, exp.Drop | exp.Create) and isinstance(statement.this, exp.Table):
+            STREAMING.forget(billing.table_key(statement.this, project_id))  # a new table
+        return meta
+
+    async def execute_or_failed(**kwargs: Any) -> Any:
+        project_id = kwargs["project_id"]
+        _, est = estimate(project_id, kwargs["bq_sql"], kwargs["query_params"], kwargs["ctx"])
+        limit = _max_bytes(kwargs["query_config"].get("maximumBytesBilled"))
+        billed = est.billed()
+        if limit is not None and billed > limit:
+            # https://cloud.google.com/bigquery/docs/best-practices-costs#limit_query_costs_by_restricting_the_number_of_bytes_billed
+            meta = routes._failed_job_meta(
+                project_id=project_id,
+                job_id=kwargs["job_id"],
+                job_type="QUERY",
+                config=kwargs["config"],
+                error_result={
+                    "reason": "bytesBilledLimitExceeded",
+                    "message": (
+                        f"Query exceeded limit for bytes billed: {int(limit)}. "
+                        f"{billed} or higher required."
+                    ),
+                },
+                now=kwargs["ctx"].clock.now(),
+            )
+            _attach(meta.statistics, billing.Estimate(), dry=False)
+            return meta
+        token = _ESTIMATE.set(est)
+        try:
+            return await original_or_failed(**kwargs)
+        finally:
+            _ESTIMATE.reset(token)
+
+    async def dry_run(**kwargs: Any) -> Any:
+        _, est = estimate(
+            kwargs["project_id"], kwargs["bq_sql"], kwargs["query_params"], kwargs["ctx"]
+        )
+        response = await original_dry(**kwargs)
+        _attach(response.setdefault("statistics", {}), est, dry=True)
+        return response
+
+    setattr(routes, "execute_query_job", execute_query_job)  # noqa: B010
+    setattr(routes, "_execute_query_or_failed_meta", execute_or_failed)  # noqa: B010
+    setattr(routes, "_build_dry_run_query_response", dry_run)  # noqa: B010
+
+
+def _wrap_reads() -> None:
+    import grpc
+    from bqemulator.grpc_api import read_servicer
+    from google.cloud.bigquery_storage_v1 import types
+
+    base = read_servicer.BigQueryReadHandler
+
+    class StrictReadHandler(base):  # type: ignore[misc, valid-type]
+        """Refuses complex row restrictions; reports bytes scanned after partition pruning."""
+
+        def _handle_create_read_session(self, request_bytes: bytes, context: Any) -> bytes:
+            request = types.CreateReadSessionRequest.deserialize(request_bytes)
+            options = request.read_session.read_options
+            restriction = options.row_restriction if options else ""
+            try:
+                rules.check_row_restriction(restriction)
+            except rules.TooComplexError as exc:
+                context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+                context.set_details(str(exc))
+                return b""
+            out: bytes = super()._handle_create_read_session(request_bytes, context)
+            if not out:
+                return out
+            session = types.ReadSession.deserialize(out)
+            session.estimated_total_bytes_scanned = self._scanned(request.read_session)
+            return bytes(types.ReadSession.serialize(session))
+
+        def _scanned(self, read_session: Any) -> int:
+            # Storage Read bills the selected columns of the partitions left after pruning;
+            # rows dropped by the restriction are still billed.
+            # https://cloud.google.com/bigquery/pricing#data_extraction_pricing
+            match = re.fullmatch(
+                r"projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)", read_session.table
+            )
+            if match is None:
+                return 0
+            key = (match.group(1), match.group(2), match.group(3))
+            layout = _layout(self._ctx, key)
+            if layout is None:
+                return 0
+            options = read_session.read_options
+            fields = list(options.selected_fields) if options else []
+            restriction = options.row_restriction if options else ""
+            where = billing.parse(restriction) if restriction.strip() else None
+            columns = {f.lower() for f in fields} if fields else None
+            if columns is not None and where is not None:
+                columns |= {c.name.lower() for c in where.find_all(exp.Column)}
+            con = self._ctx.engine.connection.cursor()
+            try:
+                upper, _ = billing.scan_bytes(
+                    con, layout, columns, where, key[2], {}, block_bytes=block_bytes()
+                )
+            finally:
+                con.close()
+            return upper
+
+    setattr(read_servicer, "BigQueryReadHandler", StrictReadHandler)  # noqa: B010
+
+
+_TABLE_PATH = re.compile(
+    r"/bigquery/v2/projects/(?P<p>[^/]+)/datasets/(?P<d>[^/]+)/tables/(?P<t>[^/]+)(?P<rest>/insertAll)?/?$"
+)
+
+ASGIApp = Callable[..., Awaitable[None]]
+
+
+class StreamingTracker:
+    """ASGI middleware: records successful insertAll calls; a dropped table forgets them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        match = _TABLE_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
+        method = scope.get("method", "")
+        if match is None or not (
+            (method == "POST" and match.group("rest"))
+            or (method == "DELETE" and not match.group("rest"))
+        ):
+            await self.app(scope, receive, send)
+            return
+        status: list[int] = []
+
+        async def capture(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, capture)
+        key = (match.group("p"), match.group("d"), match.group("t"))
+        if status and status[0] < 300:
+            if method == "POST":
+                STREAMING.streamed(key)
+            else:
+                STREAMING.forget(key)
+
+
+def _wrap_app() -> None:
+    from bqemulator import server
+
+    original = getattr(server, "create_app")  # noqa: B009
+
+    def create_app(context: Any) -> Any:
+        app = original(context)
+        app.add_middleware(StreamingTracker)
+        return app
+
+    setattr(server, "create_app", create_app)  # noqa: B010
+
+
+def install() -> None:
+    """Layer the strict rules on the emulator (idempotent); call before it starts."""
+    global _installed
+    if _installed:
+        return
+    _wrap_jobs()
+    _wrap_reads()
+    _wrap_app()
+    _installed = True
