@@ -252,6 +252,16 @@ def test_streaming_inserts_when_configured(
     summary = json.loads(result.stdout)
     assert summary["load_jobs"] == 0 and summary["live_rows"]["positions"] > 0
     assert count(bq, f"{ds}.vessel_positions") >= summary["live_rows"]["positions"]
+    # Right after streaming, BigQuery (and the strict emulator) refuses DML over the streamed
+    # rows for 30 minutes: clear drops and recreates the tables instead.
+    before = bq.get_table(f"{bq.project}.{ds}.vessel_positions")
+    cleared = json.loads(invoke("clear", "-c", cfg, "--json").stdout)["deleted"]
+    assert cleared["positions"] >= summary["live_rows"]["positions"]
+    assert count(bq, f"{ds}.vessel_positions") == 0
+    after = bq.get_table(f"{bq.project}.{ds}.vessel_positions")
+    assert after.clustering_fields == before.clustering_fields == ["mmsi"]
+    assert after.time_partitioning == before.time_partitioning and after.labels == before.labels
+    assert [f.name for f in after.schema] == [f.name for f in before.schema]
 
 
 def test_backfill_command_and_cleanup_of_expired_rows(

@@ -298,7 +298,7 @@ def stats(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
 
 @app.command()
 def clear(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
-    """Delete all rows, keep the tables."""
+    """Empty the three tables: dropped and recreated with the same definition (no DML)."""
     params, client = load(config)
     deleted = Synthesizer(client, params).clear()
     out.print_json(json.dumps({"deleted": deleted})) if as_json else out.print(

@@ -30,6 +30,7 @@ from harperbq.synth.write import (
     ensure_tables,
     existing_tables,
     load_arrow,
+    recreate_empty,
     stream_arrow,
     table_ids,
 )
@@ -315,13 +316,12 @@ class Synthesizer:
         return out
 
     def clear(self) -> dict[str, int]:
-        """Delete every row, keep the tables (and their schema, partitioning, labels)."""
-        deleted: dict[str, int] = {}
-        for kind in existing_tables(self.client, self.params):
-            job = self.client.query(f"DELETE FROM {_ref(self.ids[kind])} WHERE TRUE")  # noqa: S608
-            job.result()
-            deleted[kind] = int(job.num_dml_affected_rows or 0)
-        return deleted
+        """Empty the tables, keeping their schema, partitioning, clustering and labels: dropped
+        and created again (`write.recreate_empty`), never by DML."""
+        return {
+            kind: recreate_empty(self.client, table)
+            for kind, table in existing_tables(self.client, self.params).items()
+        }
 
     def clean(self) -> list[str]:
         """Drop the three tables (the dataset stays)."""

@@ -110,6 +110,29 @@ def existing_tables(client: bigquery.Client, params: SynthParams) -> dict[str, b
     return out
 
 
+def recreate_empty(client: bigquery.Client, table: bigquery.Table) -> int:
+    """Drop `table` and create it again with the same definition; the rows it held.
+
+    Why not `DELETE ... WHERE TRUE`: BigQuery refuses DML over rows streamed in the last 30
+    minutes, and a DELETE bills the whole table. Dropping is free and always allowed. Caveat on
+    real BigQuery: streaming inserts into a just-recreated table can be dropped for a few
+    minutes (https://cloud.google.com/bigquery/docs/streaming-data-into-bigquery#metadata),
+    which is why the synthesizer writes with load jobs unless told otherwise.
+    """
+    buffered = table.streaming_buffer.estimated_rows if table.streaming_buffer else 0
+    rows = int(table.num_rows or 0) + int(buffered or 0)
+    fresh = bigquery.Table(table.reference, schema=table.schema)
+    fresh.time_partitioning = table.time_partitioning
+    fresh.range_partitioning = table.range_partitioning
+    fresh.clustering_fields = table.clustering_fields
+    fresh.require_partition_filter = table.require_partition_filter
+    fresh.labels = dict(table.labels or {})
+    fresh.description = table.description
+    client.delete_table(table.reference, not_found_ok=True)
+    client.create_table(fresh)
+    return rows
+
+
 def _load_file(client: bigquery.Client, table_id: str, stream: Any) -> None:
     config = bigquery.LoadJobConfig(
         source_format=bigquery.SourceFormat.PARQUET,
