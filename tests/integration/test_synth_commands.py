@@ -23,7 +23,7 @@ from harperbq.cli.main import app
 from harperbq.devstack.emulator import Emulator
 from harperbq.synth.params import SynthParams
 from harperbq.synth.tables import Generator
-from harperbq.synth.window import HOUR, Synthesizer, floor_to, retention_cutoff
+from harperbq.synth.window import HOUR, Synthesizer, coverage, floor_to, retention_cutoff
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -302,6 +302,36 @@ def test_backfill_command_and_cleanup_of_expired_rows(
     cutoff = retention_cutoff(time.time(), 1)
     oldest = next(iter(bq.query(f"SELECT MIN(timestamp) AS a FROM `{table}`").result()))["a"]
     assert oldest is None or oldest.timestamp() >= cutoff
+
+
+def test_gap_detection_bills_only_the_partitions_of_its_range(
+    tmp_path: Path, bq: bigquery.Client, bq_emulator: Emulator
+) -> None:
+    if not bq_emulator.strict:
+        pytest.skip("only the strict local BigQuery bills bytes (HARPERBQ_BQ_STRICT=0 here)")
+    ds = dataset_name()
+    cfg = str(write_config(tmp_path, bq_emulator, ds, totalVessels=4, retentionDays=4))
+    invoke("backfill", "--from", "-72h", "--to", "-1h", "-c", cfg)
+    table_id = f"{bq.project}.{ds}.vessel_positions"
+    params = SynthParams(dataset=ds, total_vessels=4, retention_days=4)
+    lo = floor_to(time.time() - 30 * HOUR, HOUR)
+    found = coverage(
+        bq, table_id, lo, lo + HOUR, time_column="timestamp", late_horizon_s=params.late_horizon_s
+    )
+    assert found and all(lo <= c.hour < lo + HOUR for c in found)
+    job = next(
+        j
+        for j in bq.list_jobs(max_results=20)
+        if isinstance(j, bigquery.QueryJob)
+        and "TIMESTAMP_TRUNC(ingested_at" in (j.query or "")
+        and f"`{ds}`" in (j.query or "")
+    )
+    # The day partitions of [lo - late horizon, lo + 1 h): two columns of 8 bytes per row there.
+    first = time.strftime("%Y-%m-%d", time.gmtime(lo - params.late_horizon_s))
+    last = time.strftime("%Y-%m-%d", time.gmtime(lo + HOUR - 1))
+    where = f"DATE(timestamp) BETWEEN '{first}' AND '{last}'"
+    in_range, total = count(bq, table_id, where), count(bq, table_id)
+    assert job.total_bytes_processed == 16 * in_range < 16 * total
 
 
 def test_refuses_to_mix_two_fleets(

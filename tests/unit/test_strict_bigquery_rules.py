@@ -58,6 +58,12 @@ def test_referenced_columns_at_bigquery_type_sizes(con: Any) -> None:
     assert e.processed == ROWS * (8 + 8 + 8) + (ROWS // 2) * 8
 
 
+def test_count_star_references_only_the_filter_columns(con: Any) -> None:
+    assert est(con, "SELECT COUNT(*) AS n FROM `p.d.t`").processed == 0
+    e = est(con, "SELECT COUNT(*) AS n FROM `p.d.t` WHERE mmsi IS NOT NULL")
+    assert e.processed == ROWS * 8
+
+
 def test_constant_and_parameter_filters_on_the_partitioning_column_prune(con: Any) -> None:
     day = 1440 * (8 + 2 + 6)
     lo, hi = DAY0 + timedelta(days=1), DAY0 + timedelta(days=1, hours=2)

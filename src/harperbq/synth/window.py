@@ -117,22 +117,36 @@ def _ref(table_id: str) -> str:
     return TableRef(project, dataset, table).sql
 
 
-def coverage(client: bigquery.Client, table_id: str, lo: float, hi: float) -> list[HourCoverage]:
-    """Per hour of ingested_at within [lo, hi): row count, first and last ingested_at."""
+def coverage(
+    client: bigquery.Client,
+    table_id: str,
+    lo: float,
+    hi: float,
+    *,
+    time_column: str,
+    late_horizon_s: float,
+) -> list[HourCoverage]:
+    """Per hour of ingested_at within [lo, hi): row count, first and last ingested_at.
+
+    The tables are partitioned on their event-time column, not on ingested_at, so the query
+    also bounds that column: a row's time lies in [ingested_at - late_horizon_s, ingested_at]
+    (`synth.tables`), and only the partitions of [lo - late_horizon_s, hi) are billed, not the
+    whole retention (https://cloud.google.com/bigquery/docs/querying-partitioned-tables)."""
+    t = quote(time_column)
     sql = (
         "SELECT TIMESTAMP_TRUNC(ingested_at, HOUR) AS h, COUNT(*) AS n, "  # noqa: S608
         f"MIN(ingested_at) AS a, MAX(ingested_at) AS b FROM {_ref(table_id)} "
-        "WHERE ingested_at >= @lo AND ingested_at < @hi GROUP BY h ORDER BY h"
+        f"WHERE {t} >= @tlo AND {t} < @hi AND ingested_at >= @lo AND ingested_at < @hi "
+        "GROUP BY h ORDER BY h"
     )
-    job = client.query(
-        sql,
-        job_config=bigquery.QueryJobConfig(
-            query_parameters=[
-                bigquery.ScalarQueryParameter("lo", "TIMESTAMP", datetime.fromtimestamp(lo, UTC)),
-                bigquery.ScalarQueryParameter("hi", "TIMESTAMP", datetime.fromtimestamp(hi, UTC)),
-            ]
-        ),
-    )
+
+    def at(name: str, seconds: float) -> bigquery.ScalarQueryParameter:
+        return bigquery.ScalarQueryParameter(
+            name, "TIMESTAMP", datetime.fromtimestamp(seconds, UTC)
+        )
+
+    params = [at("lo", lo), at("hi", hi), at("tlo", lo - late_horizon_s)]
+    job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
     return [
         HourCoverage(
             row["h"].timestamp(), int(row["n"]), row["a"].timestamp(), row["b"].timestamp()
@@ -178,7 +192,18 @@ class Synthesizer:
     def gaps(self, lo: float, hi: float) -> dict[str, list[Range]]:
         """Missing ingested_at ranges of [lo, hi) per table kind."""
         return {
-            spec.kind: missing_ranges(coverage(self.client, self.ids[spec.kind], lo, hi), lo, hi)
+            spec.kind: missing_ranges(
+                coverage(
+                    self.client,
+                    self.ids[spec.kind],
+                    lo,
+                    hi,
+                    time_column=spec.time_column,
+                    late_horizon_s=self.params.late_horizon_s,
+                ),
+                lo,
+                hi,
+            )
             for spec in SPECS
         }
 

@@ -202,7 +202,8 @@ def scans(statement: exp.Expr, default_project: str) -> list[_Scan]:
 def _columns_of(scope: exp.Expr, statement: exp.Expr) -> set[str] | None:
     """Column names referenced in `scope` (None for `SELECT *`). Over-approximate by design:
     a name that exists in the table is billed once wherever it appears in the statement."""
-    if any(isinstance(s, exp.Star) for s in scope.find_all(exp.Star)):
+    # `COUNT(*)` references no column (a `SELECT COUNT(*)` with no filter bills 0 bytes).
+    if any(not isinstance(s.parent, exp.Count) for s in scope.find_all(exp.Star)):
         return None
     return {c.name.lower() for c in statement.find_all(exp.Column) if c.name}
 
