@@ -162,6 +162,9 @@ class StorageReader:
     max_batch_rows: int = 10_000
     """Larger server batches are sliced (zero-copy) so consumers see bounded pages."""
     last: SessionStats = field(default_factory=SessionStats)
+    bytes_scanned: int = 0
+    """Sum of the sessions' `estimated_total_bytes_scanned`: what the Storage Read API bills
+    (after partition pruning; rows a restriction drops are still billed)."""
 
     def read(
         self,
@@ -180,6 +183,7 @@ class StorageReader:
         self.last = SessionStats(
             streams=len(session.streams), estimated_bytes=int(session.estimated_total_bytes_scanned)
         )
+        self.bytes_scanned += self.last.estimated_bytes
         try:
             for batch in self._read_streams(session):
                 self.last.rows += batch.num_rows

@@ -10,7 +10,7 @@ from typing import Any
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
-from harperbq.bigquery import sql
+from harperbq.bigquery import cost, sql
 from harperbq.bigquery.client import make_read_client
 from harperbq.bigquery.read import StorageReader, run_query
 from harperbq.bigquery.retry import RetryPolicy, call_with_retry
@@ -91,6 +91,15 @@ class BigQuerySource:
         return [self._column(name) for name in self.table.partition_key]
 
     # -- reads ------------------------------------------------------------------------------------
+
+    @property
+    def storage_bytes_scanned(self) -> int:
+        """Bytes the Storage Read sessions of this source were billed for."""
+        return self._storage.bytes_scanned if self._storage is not None else 0
+
+    def spent(self) -> dict[str, float | int]:
+        """Bytes billed, Storage Read bytes and their estimated cost (`bigquery.cost`)."""
+        return cost.spent(self.bytes_billed, self.storage_bytes_scanned, self.cfg.prices)
 
     def _run(self, query: sql.Query, operation: str, page_size: int = 10_000) -> Any:
         result = run_query(
