@@ -209,6 +209,12 @@ class StorageReader:
                 },
             )
 
+    def estimate(self, table: TableRef, columns: Sequence[str], row_restriction: str = "") -> int:
+        """Open a session without reading it: the bytes a read would be billed for (after
+        partition pruning). Raises what session creation raises (permission, restriction)."""
+        session = self._session(table, columns, row_restriction)
+        return int(session.estimated_total_bytes_scanned)
+
     def _session(
         self, table: TableRef, columns: Sequence[str], row_restriction: str
     ) -> storage_types.ReadSession:
