@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 import warnings
@@ -93,6 +94,7 @@ def run_query(
     retry = PolicyRetry(policy, operation)
     started = time.monotonic()
     config = query.job_config(dry_run=dry_run, use_query_cache=not dry_run)
+    config.labels = operation_labels(client, operation)
     # job_retry=None here: with one set, the library wraps the insert in its own 10-minute
     # default retry. Insert requests follow `retry`; failed jobs are re-run by `result()`.
     job = client.query(query.sql, job_config=config, retry=retry, job_retry=None)
@@ -112,6 +114,20 @@ def run_query(
         extra["params"] = query_params(query)
     log.info("bigquery.query", extra=extra)
     return QueryResult(job, rows, stats)
+
+
+OPERATION_LABEL = "harperbq-operation"
+"""Every query job carries what it was for (`read_window`, `count_buckets`, ...), so BigQuery's
+billing export and INFORMATION_SCHEMA.JOBS attribute the cost (`labels` in JOBS_BY_PROJECT)."""
+
+
+def operation_labels(client: bigquery.Client, operation: str) -> dict[str, str]:
+    """The client's default job labels plus the operation (a job's labels replace the default
+    ones, they are not merged by the library)."""
+    default = client.default_query_job_config
+    labels = dict(default.labels or {}) if default is not None else {}
+    value = re.sub(r"[^a-z0-9_-]", "-", operation.lower())[:63]
+    return {**labels, OPERATION_LABEL: value}
 
 
 def query_params(query: Query) -> dict[str, Any]:
