@@ -35,7 +35,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import yaml
 from google.cloud import bigquery
 
 from harperbq.bigquery.client import make_client
@@ -47,6 +46,7 @@ from harperbq.harper.client import HarperClient
 from harperbq.sync.service import SyncService
 from harperbq.synth.params import SynthParams
 from harperbq.synth.window import Synthesizer
+from sync_throughput import write_config
 
 DATASET = "cost"
 DEFAULT_VESSELS = 100_000
@@ -97,41 +97,24 @@ class BillLog(logging.Handler):
 def config_file(
     path: Path, node: harper.HarperNode, emu: emulator.Emulator, name: str, workers: int
 ) -> Path:
-    data = {
-        "harper": {
-            "url": node.url,
-            "username": node.username,
-            "password": "${BENCH_HARPER_PASSWORD}",
-            "database": name,
-            "stateDatabase": f"{name}_state",
-        },
-        "bigquery": {
-            "projectId": emu.project,
-            "endpoint": emu.endpoint,
-            "storageEndpoint": emu.grpc_endpoint,
-            "tables": [
-                {
-                    "id": "positions",
-                    "dataset": DATASET,
-                    "table": "vessel_positions",
-                    "timestampColumn": "timestamp",
-                    "columns": "*",
-                    "targetTable": "Positions",
-                    "primaryKey": ["mmsi", "timestamp"],
-                }
-            ],
-        },
-        "sync": {
-            "workers": workers,
-            "partitions": 60,
-            "settle": "5s",
-            "pollInterval": int(POLL_S * 1000),
-            "reconcileInterval": f"{RECONCILE_S:g}s",
-        },
-        "validation": {"enabled": False},
+    sync = {
+        "workers": workers,
+        "partitions": 60,
+        "settle": "5s",
+        "pollInterval": int(POLL_S * 1000),
+        "reconcileInterval": f"{RECONCILE_S:g}s",
     }
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_config(
+        path,
+        node,
+        emu,
+        name,
+        sync,
+        validation={"enabled": False},
+        dataset=DATASET,
+        table="vessel_positions",
+        columns="*",
+    )
 
 
 def billed_bytes(processed: float) -> int:

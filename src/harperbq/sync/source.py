@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from google.api_core import exceptions as api_exceptions
@@ -17,6 +18,7 @@ from harperbq.bigquery.retry import RetryPolicy, call_with_retry
 from harperbq.bigquery.types import ConversionStats, ConvertOptions, records_from_batch
 from harperbq.config import BigQueryConfig, TableConfig
 from harperbq.harper.schema import ColumnSpec
+from harperbq.sync import digest
 from harperbq.sync.digest import Digest
 from harperbq.sync.engine import Page, RowProblem
 from harperbq.sync.partitions import keep_partitions, partition_of
@@ -184,7 +186,12 @@ class BigQuerySource:
             else self._query_batches(window, parts, page_rows)
         )
         versions = (
-            NewestVersions(self.table.primary_key, self.cursor.name, self.cursor_micros)
+            NewestVersions(
+                self.table.primary_key,
+                self.cursor.name,
+                self.cursor_micros,
+                partial(digest.row_fingerprint, columns=sql.digest_columns(self.columns)),
+            )
             if self.table.primary_key
             else None
         )
