@@ -1,13 +1,19 @@
 """Helpers shared by end-to-end tests: source tables, one-shot syncs, content comparison."""
 
+import json
+import socket
 import threading
+import time
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 from google.cloud import bigquery
 
 from harperbq.bigquery.client import make_client
 from harperbq.config import Config
+from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
 from harperbq.harper.models import Condition
 from harperbq.sync.service import SyncService
@@ -69,3 +75,75 @@ def keyed_table(bq: bigquery.Client, dataset: str, rows: int, **spec: Any) -> di
         "primaryKey": ["k"],
         **spec,
     }
+
+
+class FaultProxy:
+    """Forwards Operations API requests to Harper, except for the faults queued in `plan`:
+    "503" (answer 503 without forwarding), "drop" (close without answering, not forwarded),
+    "forward-drop" (forward to Harper, then close without answering), "lose-confirmation"
+    (forward, then strip the last id from Harper's `upserted_hashes`), "slow:<s>" (hold the
+    request for s seconds, a slow link, then forward it)."""
+
+    def __init__(self, target: HarperNode) -> None:
+        self.plan: list[str] = []
+        self.seen: list[str] = []
+        self._lock = threading.Lock()
+        self._http = httpx.Client(timeout=60)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                with proxy._lock:
+                    action = proxy.plan.pop(0) if proxy.plan else "pass"
+                    proxy.seen.append(action)
+                if action == "503":
+                    self._answer(
+                        503, b'{"error":"Outstanding write transactions have too long of queue"}'
+                    )
+                    return
+                if action == "drop":
+                    self._drop()
+                    return
+                if action.startswith("slow:"):
+                    time.sleep(float(action.removeprefix("slow:")))
+                answer = proxy._http.post(
+                    target.url,
+                    content=body,
+                    headers={
+                        "authorization": self.headers["authorization"],
+                        "content-type": "application/json",
+                    },
+                )
+                if action == "forward-drop":
+                    self._drop()
+                    return
+                content = answer.content
+                if action == "lose-confirmation":
+                    reply = answer.json()
+                    reply["upserted_hashes"] = reply["upserted_hashes"][:-1]
+                    content = json.dumps(reply).encode()
+                self._answer(answer.status_code, content)
+
+            def _answer(self, status: int, content: bytes) -> None:
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def _drop(self) -> None:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._http.close()

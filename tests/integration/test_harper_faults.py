@@ -4,18 +4,15 @@ Destructive tests run on a node of their own (module scope), never on the shared
 Transport faults are injected by a small proxy in front of the real Harper (no mock of Harper).
 """
 
-import json
 import logging
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from tests.support import FaultProxy
 
 from harperbq.devstack import harper
 from harperbq.devstack.harper import HarperNode
@@ -72,75 +69,6 @@ def test_password_never_logged_during_retries(caplog: pytest.LogCaptureFixture) 
     assert "gave up after 4 attempts" in info.value.__notes__[0]
     assert url in str(info.value) and "retrying" in caplog.text
     assert secret not in everything_said(info.value, caplog)
-
-
-class FaultProxy:
-    """Forwards Operations API requests to Harper, except for the faults queued in `plan`:
-    "503" (answer 503 without forwarding), "drop" (close without answering, not forwarded),
-    "forward-drop" (forward to Harper, then close without answering), "lose-confirmation"
-    (forward, then strip the last id from Harper's `upserted_hashes`)."""
-
-    def __init__(self, target: HarperNode) -> None:
-        self.plan: list[str] = []
-        self.seen: list[str] = []
-        self._lock = threading.Lock()
-        self._http = httpx.Client(timeout=60)
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                with proxy._lock:
-                    action = proxy.plan.pop(0) if proxy.plan else "pass"
-                    proxy.seen.append(action)
-                if action == "503":
-                    self._answer(
-                        503, b'{"error":"Outstanding write transactions have too long of queue"}'
-                    )
-                    return
-                if action == "drop":
-                    self._drop()
-                    return
-                answer = proxy._http.post(
-                    target.url,
-                    content=body,
-                    headers={
-                        "authorization": self.headers["authorization"],
-                        "content-type": "application/json",
-                    },
-                )
-                if action == "forward-drop":
-                    self._drop()
-                    return
-                content = answer.content
-                if action == "lose-confirmation":
-                    reply = answer.json()
-                    reply["upserted_hashes"] = reply["upserted_hashes"][:-1]
-                    content = json.dumps(reply).encode()
-                self._answer(answer.status_code, content)
-
-            def _answer(self, status: int, content: bytes) -> None:
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-            def _drop(self) -> None:
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._http.close()
 
 
 @pytest.fixture

@@ -121,7 +121,7 @@ def run(
         readiness.close()
         harper.close()
     if once:
-        _print_reconciled(service)
+        _log_reconciled(service)
     if once and not ok:
         failed = [r.table_id for r in service.runners() if str(r.state) != "done"]
         console.print(f"[red]not caught up:[/red] {', '.join(failed)}")
@@ -169,17 +169,31 @@ def _start(cfg: Config, service: SyncService, stop: threading.Event) -> bool:
     return False
 
 
-def _print_reconciled(service: SyncService) -> None:
-    """`--once`: what the closing reconciliation found, per table and worker."""
+def _log_reconciled(service: SyncService) -> None:
+    """`--once`: what the closing reconciliation found, per table and worker (a log event, so
+    `--log-format json` output stays one JSON object per line)."""
+    log = logging.getLogger("harperbq.sync.reconcile")
     for handle in service.handles:
         report = handle.maintenance.last_reconcile if handle.maintenance else None
+        where = {"table": handle.table.id, "worker": handle.worker_id}
         if report is None:
-            console.print(f"table {handle.table.id} ({handle.worker_id}): not reconciled")
+            log.warning("table %s (%s): not reconciled", *where.values(), extra=where)
             continue
-        console.print(
-            f"table {handle.table.id} ({handle.worker_id}): reconciled "
-            f"{report.windows_checked} windows, {len(report.changed)} changed, "
-            f"{report.rows_reread} rows re-read, {report.rows_deleted} deleted"
+        log.info(
+            "table %s (%s): reconciled %d windows, %d changed, %d rows re-read, %d deleted",
+            handle.table.id,
+            handle.worker_id,
+            report.windows_checked,
+            len(report.changed),
+            report.rows_reread,
+            report.rows_deleted,
+            extra={
+                **where,
+                "windows": report.windows_checked,
+                "changed": len(report.changed),
+                "rows_reread": report.rows_reread,
+                "rows_deleted": report.rows_deleted,
+            },
         )
 
 
