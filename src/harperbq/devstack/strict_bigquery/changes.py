@@ -1,0 +1,440 @@
+"""Change history (`APPENDS`, `CHANGES`) for the strict local BigQuery.
+
+The emulator has no change history, so the layer keeps one per table in the emulator's DuckDB:
+after every commit (the emulator's `record_change` seam: load, insertAll, Storage Write, DML,
+copy) the table is diffed against its last recorded state by DuckDB `rowid` (stable across
+UPDATE) and the difference is appended to a hidden log with the commit time. `APPENDS(TABLE t,
+a, b)` and `CHANGES(...)` are rewritten to a subquery over that log before the emulator runs the
+statement. An UPDATE is logged as a DELETE of the old image and an UPDATE of the new one.
+
+Rules (each cites its page):
+- `start` NULL means the table's creation; a `start` before the time-travel window (7 days by
+  default), or a NULL `start` on a table created before it, is an error; `end` is exclusive,
+  NULL means now, in the future is an error.
+  https://cloud.google.com/bigquery/docs/reference/standard-sql/time-series-functions#appends
+- `CHANGES` needs the table option `enable_change_history = TRUE` and a range of at most one
+  day.
+  https://cloud.google.com/bigquery/docs/reference/standard-sql/time-series-functions#changes
+- Both bill the data written in the range (all writes, appends and mutations), not the table.
+  https://cloud.google.com/bigquery/docs/change-history#pricing_and_costs
+"""
+
+# ruff: noqa: S608 - the SQL built here names catalog identifiers and our own tables only
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import sqlglot
+from sqlglot import TokenType, exp
+from sqlglot.dialects.bigquery import BigQuery
+
+KINDS = ("APPENDS", "CHANGES")
+DEFAULT_TIME_TRAVEL_HOURS = 7 * 24
+MAX_CHANGES_RANGE = timedelta(days=1)
+LOG_SCHEMA = "_bqemulator_snapshots"
+"""The emulator passes tables of this (its own snapshot) schema through unqualified."""
+RID, TYPE, TS, SEQ = "_hbq_rid", "_hbq_change_type", "_hbq_change_ts", "_hbq_seq"
+HIDDEN = (RID, TYPE, TS, SEQ)
+
+
+class ChangeHistoryError(ValueError):
+    """A change-history call BigQuery refuses (the layer reports it as an invalid query)."""
+
+
+Key = tuple[str, str, str]
+
+
+def norm(key: Key) -> Key:
+    return (key[0], key[1].lower(), key[2].lower())
+
+
+# -- SQL: find and rewrite the calls ------------------------------------------------------------
+
+
+def prepare_sql(sql: str) -> str:
+    """Drop the `TABLE` keyword of `APPENDS(TABLE t, ...)` so sqlglot can parse the call."""
+    if not any(k in sql.upper() for k in KINDS):
+        return sql
+    try:
+        tokens = BigQuery().tokenize(sql)
+    except Exception:  # leave unparseable SQL to the emulator's own error
+        return sql
+    cuts: list[tuple[int, int]] = []
+    for i in range(len(tokens) - 2):
+        name, paren, table = tokens[i], tokens[i + 1], tokens[i + 2]
+        if (
+            name.text.upper() in KINDS
+            and paren.token_type == TokenType.L_PAREN
+            and table.token_type == TokenType.TABLE
+        ):
+            cuts.append((table.start, table.end + 1))
+    for start, end in reversed(cuts):
+        sql = sql[:start] + sql[end:]
+    return sql
+
+
+@dataclass
+class Call:
+    """One `APPENDS`/`CHANGES` call of a statement."""
+
+    node: exp.Table
+    kind: str
+    key: Key
+    start: exp.Expr
+    end: exp.Expr
+
+
+def calls(statement: exp.Expr, default_project: str) -> list[Call]:
+    out: list[Call] = []
+    for table in statement.find_all(exp.Table):
+        fn = table.this
+        if not isinstance(fn, exp.Anonymous) or str(fn.this).upper() not in KINDS:
+            continue
+        args = list(fn.expressions)
+        kind = str(fn.this).upper()
+        if not args or not isinstance(args[0], exp.Column | exp.Dot | exp.Table):
+            raise ChangeHistoryError(
+                f"The first argument of {kind} must be a table, preceded by the word TABLE"
+            )
+        parts = [p.name for p in args[0].parts] if hasattr(args[0], "parts") else []
+        if len(parts) == 2:
+            parts.insert(0, default_project)
+        if len(parts) != 3:
+            raise ChangeHistoryError(f"{kind} needs a dataset-qualified table name")
+        if len(args) > 3:
+            raise ChangeHistoryError(f"Too many arguments to {kind}")
+        rest = args[1:] + [exp.Null()] * (3 - len(args))
+        out.append(Call(table, kind, (parts[0], parts[1], parts[2]), rest[0], rest[1]))
+    return out
+
+
+def _ts_literal(at: datetime) -> exp.Expr:
+    return exp.cast(
+        exp.Literal.string(at.astimezone(UTC).isoformat()), exp.DataType.Type.TIMESTAMPTZ
+    )
+
+
+def log_subquery(
+    call: Call, relation: tuple[str, str], columns: list[str], lo: datetime, hi: datetime
+) -> exp.Expr:
+    """The log rows of the call's range as a subquery with BigQuery's output columns."""
+    schema, table = relation
+    lo_us, hi_us = _micros(lo), _micros(hi)
+    where = f"UNIX_MICROS({TS}) >= {lo_us} AND UNIX_MICROS({TS}) < {hi_us}"
+    if call.kind == "APPENDS":
+        where += f" AND {TYPE} = 'INSERT'"
+    cols = ", ".join(f"`{c}`" for c in columns)
+    sql = (
+        f"SELECT {cols}{', ' if cols else ''}{TYPE} AS _CHANGE_TYPE, {TS} AS _CHANGE_TIMESTAMP "
+        f"FROM `{schema}`.`{table}` WHERE {where} ORDER BY {SEQ}"
+    )
+    select = sqlglot.parse_one(sql, read="bigquery")
+    alias = call.node.args.get("alias")
+    name = alias.name if alias is not None else call.key[2]
+    return exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier(name)))
+
+
+def range_relation(schema: str, table: str, lo: datetime, hi: datetime) -> str:
+    """DuckDB SQL for every write of [lo, hi): APPENDS too "require processing all data
+    written to the table within the specified time range" (change-history, pricing)."""
+    return (
+        f'(SELECT * FROM "{schema}"."{table}" WHERE epoch_us({TS}) >= {_micros(lo)} '
+        f"AND epoch_us({TS}) < {_micros(hi)})"
+    )
+
+
+def _micros(at: datetime) -> int:
+    delta = at.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+# -- the range rules --------------------------------------------------------------------------
+
+
+_EVAL_LOCK = threading.Lock()
+_EVAL: duckdb.DuckDBPyConnection | None = None
+
+
+def evaluate(
+    node: exp.Expr, params: Mapping[str, tuple[str, Any]], now: datetime
+) -> datetime | None:
+    """A constant TIMESTAMP argument's value (None for NULL); anything else is an error."""
+    global _EVAL
+    if isinstance(node, exp.Null):
+        return None
+    node = node.copy()
+    for p in list(node.find_all(exp.Parameter, exp.Placeholder)):
+        found = {k.lower(): v for k, v in params.items()}.get(str(p.name).lower())
+        if found is None:
+            raise ChangeHistoryError(f"Query parameter '{p.name}' not found")
+        value = found[1]
+        p.replace(exp.Null() if value is None else exp.Literal.string(str(value)))
+    for fn in list(node.find_all(exp.CurrentTimestamp)):
+        fn.replace(_ts_literal(now))
+    if node.find(exp.Column, exp.Select) is not None:
+        raise ChangeHistoryError("The time range arguments must be constant TIMESTAMP values")
+    sql = f"SELECT epoch_us(CAST(({node.sql(dialect='duckdb')}) AS TIMESTAMPTZ))"
+    with _EVAL_LOCK:
+        if _EVAL is None:
+            _EVAL = duckdb.connect()
+            _EVAL.execute("SET TimeZone = 'UTC'")
+        try:
+            row = _EVAL.execute(sql).fetchone()
+        except duckdb.Error as exc:
+            raise ChangeHistoryError(f"Invalid TIMESTAMP argument: {exc}") from None
+    if row is None or row[0] is None:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(row[0]))
+
+
+@dataclass(frozen=True)
+class TableHistory:
+    """What the rules need to know about one table."""
+
+    created: datetime
+    enable_change_history: bool = False
+    time_travel_hours: int = DEFAULT_TIME_TRAVEL_HOURS
+
+
+def check_range(
+    kind: str,
+    table: str,
+    history: TableHistory,
+    start: datetime | None,
+    end: datetime | None,
+    now: datetime,
+) -> tuple[datetime, datetime]:
+    """The effective [start, end) of a call, or ChangeHistoryError with BigQuery's rule."""
+    window_start = now - timedelta(hours=history.time_travel_hours)
+    if kind == "CHANGES" and not history.enable_change_history:
+        # https://cloud.google.com/bigquery/docs/reference/standard-sql/time-series-functions#changes
+        raise ChangeHistoryError(
+            f"CHANGES cannot be used on table {table}: the table option "
+            "enable_change_history must be set to TRUE"
+        )
+    if end is not None and end > now:
+        # https://cloud.google.com/bigquery/docs/reference/standard-sql/time-series-functions#appends
+        raise ChangeHistoryError(
+            f"Invalid end_timestamp {end.isoformat()} for {kind}: it is in the future "
+            f"(current time {now.isoformat()})"
+        )
+    if start is not None and start < window_start:
+        # https://cloud.google.com/bigquery/docs/reference/standard-sql/time-series-functions#appends
+        raise ChangeHistoryError(
+            f"Invalid start_timestamp {start.isoformat()} for {kind}: it is earlier than "
+            f"allowed by time travel ({history.time_travel_hours} hours, from "
+            f"{window_start.isoformat()})"
+        )
+    if start is None and history.created < window_start:
+        raise ChangeHistoryError(
+            f"start_timestamp of {kind} is NULL but table {table} was created at "
+            f"{history.created.isoformat()}, earlier than allowed by time travel "
+            f"({history.time_travel_hours} hours)"
+        )
+    lo = max(start, history.created) if start is not None else history.created
+    hi = end if end is not None else now
+    # The span is measured from the start given (the creation time when NULL): strict on
+    # purpose, so a query that passes here passes in BigQuery whatever it clamps.
+    span = hi - (start if start is not None else history.created)
+    if kind == "CHANGES" and span > MAX_CHANGES_RANGE:
+        # https://cloud.google.com/bigquery/docs/reference/standard-sql/time-series-functions#changes
+        raise ChangeHistoryError(
+            f"The time range of CHANGES on table {table} is {span}, more than the maximum "
+            "of one day: reduce the range between start_timestamp and end_timestamp"
+        )
+    return lo, hi
+
+
+# -- table options from DDL -------------------------------------------------------------------
+
+
+def ddl_options(statement: exp.Expr, default_project: str) -> tuple[Key, dict[str, Any]] | None:
+    """`enable_change_history` / `max_time_travel_hours` set by CREATE TABLE or ALTER TABLE."""
+    target: exp.Expr | None = None
+    props: list[exp.Expr] = []
+    if isinstance(statement, exp.Create) and str(statement.args.get("kind", "")).upper() == "TABLE":
+        target = statement.this.this if isinstance(statement.this, exp.Schema) else statement.this
+        properties = statement.args.get("properties")
+        props = list(properties.expressions) if properties is not None else []
+    elif isinstance(statement, exp.Alter):
+        target = statement.this
+        for action in statement.args.get("actions") or []:
+            if isinstance(action, exp.AlterSet):
+                for e in action.expressions:
+                    props.extend(e.expressions if isinstance(e, exp.Properties) else [e])
+    if not isinstance(target, exp.Table):
+        return None
+    found: dict[str, Any] = {}
+    for prop in props:
+        if not isinstance(prop, exp.Property):
+            continue
+        name = prop.name.lower()
+        value = prop.args.get("value")
+        if name == "enable_change_history" and value is not None:
+            found[name] = value.sql().upper() == "TRUE"
+        elif name == "max_time_travel_hours" and isinstance(value, exp.Literal):
+            found[name] = int(value.this)
+    key = (target.catalog or default_project, target.db, target.name)
+    return key, found
+
+
+# -- the log ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _TableLog:
+    created: datetime
+    log: str
+    state: str
+    last: datetime | None = None
+    columns: list[str] = field(default_factory=list)
+
+
+def log_names(key: Key, created: datetime) -> tuple[str, str]:
+    digest = hashlib.sha1(  # noqa: S324 - a name, not a secret
+        f"{key[0]}.{key[1]}.{key[2]}@{created.isoformat()}".encode()
+    ).hexdigest()[:16]
+    return f"hbq_changes_{digest}", f"hbq_state_{digest}"
+
+
+class ChangeLog:
+    """Per-table change logs in the emulator's DuckDB (thread safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tables: dict[Key, _TableLog] = {}
+        self.options: dict[Key, dict[str, Any]] = {}
+
+    def set_options(self, key: Key, found: Mapping[str, Any], *, reset: bool) -> None:
+        with self._lock:
+            current = {} if reset else dict(self.options.get(norm(key), {}))
+            current.update(found)
+            self.options[norm(key)] = current
+
+    def forget(self, key: Key) -> None:
+        with self._lock:
+            self.options.pop(norm(key), None)
+
+    def history(self, key: Key, created: datetime) -> TableHistory:
+        opts = self.options.get(norm(key), {})
+        return TableHistory(
+            created=created,
+            enable_change_history=bool(opts.get("enable_change_history", False)),
+            time_travel_hours=int(opts.get("max_time_travel_hours", DEFAULT_TIME_TRAVEL_HOURS)),
+        )
+
+    def has(self, key: Key, created: datetime) -> bool:
+        with self._lock:
+            entry = self._tables.get(norm(key))
+        return entry is not None and entry.created == created
+
+    def relation(self, key: Key, created: datetime) -> tuple[str, str]:
+        return LOG_SCHEMA, log_names(key, created)[0]
+
+    def record(
+        self,
+        con: Any,
+        key: Key,
+        source: str,
+        created: datetime,
+        now: Callable[[], datetime],
+    ) -> datetime:
+        """Append the difference between `source` and its last recorded state to the log;
+        returns the commit time given to it (strictly increasing per table)."""
+        with self._lock:
+            entry = self._tables.get(norm(key))
+            if entry is None or entry.created != created:
+                if entry is not None:  # the table was dropped and created again
+                    _drop(con, entry)
+                log_name, state_name = log_names(key, created)
+                entry = _TableLog(created, log_name, state_name)
+                self._create(con, entry, source)
+                self._tables[norm(key)] = entry
+            at = now()
+            if entry.last is not None and at <= entry.last:
+                at = entry.last + timedelta(microseconds=1)
+            entry.last = at
+            self._diff(con, entry, source, at)
+            return at
+
+    def _create(self, con: Any, entry: _TableLog, source: str) -> None:
+        log_ref = f'"{LOG_SCHEMA}"."{entry.log}"'
+        state_ref = f'"{LOG_SCHEMA}"."{entry.state}"'
+        con.execute(
+            f"CREATE OR REPLACE TABLE {log_ref} AS SELECT CAST(0 AS BIGINT) AS {RID}, "
+            f"CAST(NULL AS VARCHAR) AS {TYPE}, CAST(NULL AS TIMESTAMPTZ) AS {TS}, "
+            f"CAST(0 AS BIGINT) AS {SEQ}, * FROM {source} WHERE FALSE"
+        )
+        con.execute(
+            f"CREATE OR REPLACE TABLE {state_ref} AS SELECT CAST(0 AS BIGINT) AS {RID}, * "
+            f"FROM {source} WHERE FALSE"
+        )
+
+    def _columns(self, con: Any, schema: str, table: str) -> dict[str, str]:
+        rows = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [schema, table],
+        ).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    def _diff(self, con: Any, entry: _TableLog, source: str, at: datetime) -> None:
+        log_ref = f'"{LOG_SCHEMA}"."{entry.log}"'
+        state_ref = f'"{LOG_SCHEMA}"."{entry.state}"'
+        src_cols = _source_columns(con, source)
+        for name, ref in ((entry.log, log_ref), (entry.state, state_ref)):
+            have = self._columns(con, LOG_SCHEMA, name)
+            for col, kind in src_cols.items():
+                if col not in have:
+                    con.execute(f'ALTER TABLE {ref} ADD COLUMN "{col}" {kind}')
+        cols = list(src_cols)
+        entry.columns = cols
+        quoted = ", ".join(f'"{c}"' for c in cols)
+        s_cols = ", ".join(f's."{c}"' for c in cols)
+        o_cols = ", ".join(f'o."{c}"' for c in cols)
+        changed = " OR ".join(f's."{c}" IS DISTINCT FROM o."{c}"' for c in cols) or "FALSE"
+        seq = con.execute(f"SELECT COALESCE(MAX({SEQ}), 0) FROM {log_ref}").fetchone()[0]
+        head = f"INSERT INTO {log_ref} ({RID}, {TYPE}, {TS}, {SEQ}{', ' if cols else ''}{quoted})"
+        sep = ", " if cols else ""
+        con.execute(
+            f"""{head}
+            WITH s AS (SELECT rowid AS {RID}{sep}{quoted} FROM {source}),
+            d AS (
+                SELECT o.{RID}, 'DELETE' AS t, 0 AS _ord{sep}{o_cols} FROM {state_ref} o
+                WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.{RID} = o.{RID})
+                UNION ALL
+                SELECT o.{RID}, 'DELETE', 1{sep}{o_cols} FROM {state_ref} o JOIN s
+                    ON s.{RID} = o.{RID} WHERE {changed}
+                UNION ALL
+                SELECT s.{RID}, 'UPDATE', 2{sep}{s_cols} FROM s JOIN {state_ref} o
+                    ON s.{RID} = o.{RID} WHERE {changed}
+                UNION ALL
+                SELECT s.{RID}, 'INSERT', 3{sep}{s_cols} FROM s
+                WHERE NOT EXISTS (SELECT 1 FROM {state_ref} o WHERE o.{RID} = s.{RID})
+            )
+            SELECT {RID}, t, ?::TIMESTAMPTZ, ? + row_number() OVER (ORDER BY _ord, {RID}){sep}
+                   {quoted}
+            FROM d""",
+            [at, int(seq)],
+        )
+        con.execute(f"DELETE FROM {state_ref}")
+        con.execute(
+            f"INSERT INTO {state_ref} ({RID}{sep}{quoted}) SELECT rowid{sep}{quoted} FROM {source}"
+        )
+
+
+def _drop(con: Any, entry: _TableLog) -> None:
+    for name in (entry.log, entry.state):
+        con.execute(f'DROP TABLE IF EXISTS "{LOG_SCHEMA}"."{name}"')
+
+
+def _source_columns(con: Any, source: str) -> dict[str, str]:
+    con.execute(f"DESCRIBE SELECT * FROM {source}")
+    return {str(r[0]): str(r[1]) for r in con.fetchall()}
