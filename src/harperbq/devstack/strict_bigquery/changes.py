@@ -169,15 +169,19 @@ def evaluate(
     global _EVAL
     if isinstance(node, exp.Null):
         return None
-    node = node.copy()
-    for p in list(node.find_all(exp.Parameter, exp.Placeholder)):
-        found = {k.lower(): v for k, v in params.items()}.get(str(p.name).lower())
-        if found is None:
-            raise ChangeHistoryError(f"Query parameter '{p.name}' not found")
-        value = found[1]
-        p.replace(exp.Null() if value is None else exp.Literal.string(str(value)))
-    for fn in list(node.find_all(exp.CurrentTimestamp)):
-        fn.replace(_ts_literal(now))
+    lowered = {k.lower(): v for k, v in params.items()}
+
+    def bind(n: exp.Expr) -> exp.Expr:
+        if isinstance(n, exp.Parameter | exp.Placeholder):
+            found = lowered.get(str(n.name).lower())
+            if found is None:
+                raise ChangeHistoryError(f"Query parameter '{n.name}' not found")
+            return exp.Null() if found[1] is None else exp.Literal.string(str(found[1]))
+        if isinstance(n, exp.CurrentTimestamp):
+            return _ts_literal(now)
+        return n
+
+    node = node.transform(bind)
     if node.find(exp.Column, exp.Select) is not None:
         raise ChangeHistoryError("The time range arguments must be constant TIMESTAMP values")
     sql = f"SELECT epoch_us(CAST(({node.sql(dialect='duckdb')}) AS TIMESTAMPTZ))"
