@@ -184,3 +184,21 @@ def test_bytes_follow_the_rows_written_in_range_not_the_table(
     assert job.total_bytes_billed == 12 * MB
     with pytest.raises(exceptions.GoogleAPICallError, match="exceeded limit for bytes billed"):
         query(bq, whole, maximum_bytes_billed=11 * MB)
+
+
+def test_the_datasets_time_travel_window_bounds_the_range(bq: bigquery.Client) -> None:
+    name = f"changes_{uuid.uuid4().hex[:8]}"
+    ds = bigquery.Dataset(f"{bq.project}.{name}")
+    ds.max_time_travel_hours = 48
+    bq.create_dataset(ds)
+    try:
+        table_id = make_table(bq, name)
+        sql = f"SELECT * FROM APPENDS(TABLE `{table_id}`, @lo, NULL)"
+        now = datetime.now(UTC)
+        assert rows(bq, sql, lo=now - timedelta(hours=47)) == []
+        with pytest.raises(exceptions.BadRequest, match="48 hours"):
+            rows(bq, sql, lo=now - timedelta(hours=49))
+        query(bq, f"ALTER SCHEMA `{bq.project}.{name}` SET OPTIONS (max_time_travel_hours = 96)")
+        assert rows(bq, sql, lo=now - timedelta(hours=49)) == []
+    finally:
+        bq.delete_dataset(name, delete_contents=True, not_found_ok=True)

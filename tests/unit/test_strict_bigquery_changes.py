@@ -179,3 +179,23 @@ def test_range_relation_keeps_every_write_of_the_range() -> None:
         con.execute('INSERT INTO "s"."t" VALUES (?, ?)', [NOW + timedelta(seconds=i), kind])
     rows = con.execute(f"SELECT {changes.TYPE} FROM {relation} ORDER BY 1").fetchall()
     assert rows == [("DELETE",), ("INSERT",)]  # half-open: the write at `hi` is out
+
+
+def test_dataset_time_travel_of_create_and_alter_schema() -> None:
+    create = "CREATE SCHEMA `p.ds` OPTIONS (max_time_travel_hours = 72)"
+    assert changes.dataset_time_travel(create, "x") == (("p", "ds"), 72)
+    alter = "ALTER SCHEMA ds SET OPTIONS (description = 'd', max_time_travel_hours = 48)"
+    assert changes.dataset_time_travel(alter, "x") == (("x", "ds"), 48)
+    assert changes.dataset_time_travel("CREATE SCHEMA ds", "x") is None
+    assert changes.dataset_time_travel("SELECT 1", "x") is None
+
+
+def test_the_dataset_window_bounds_the_start() -> None:
+    log = changes.ChangeLog()
+    log.set_time_travel(("p", "DS"), 48)
+    history = log.history(("p", "ds", "t"), NOW - timedelta(days=1))
+    assert history.time_travel_hours == 48
+    with pytest.raises(changes.ChangeHistoryError, match="48 hours"):
+        changes.check_range("APPENDS", "p.ds.t", history, NOW - timedelta(hours=49), None, NOW)
+    log.set_time_travel(("p", "ds"), None)
+    assert log.history(("p", "ds", "t"), NOW).time_travel_hours == 7 * 24

@@ -24,6 +24,7 @@ Rules (each cites its page):
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -260,7 +261,7 @@ def check_range(
 
 
 def ddl_options(statement: exp.Expr, default_project: str) -> tuple[Key, dict[str, Any]] | None:
-    """`enable_change_history` / `max_time_travel_hours` set by CREATE TABLE or ALTER TABLE."""
+    """`enable_change_history` set by CREATE TABLE or ALTER TABLE (a table option)."""
     target: exp.Expr | None = None
     props: list[exp.Expr] = []
     if isinstance(statement, exp.Create) and str(statement.args.get("kind", "")).upper() == "TABLE":
@@ -283,10 +284,40 @@ def ddl_options(statement: exp.Expr, default_project: str) -> tuple[Key, dict[st
         value = prop.args.get("value")
         if name == "enable_change_history" and value is not None:
             found[name] = value.sql().upper() == "TRUE"
-        elif name == "max_time_travel_hours" and isinstance(value, exp.Literal):
-            found[name] = int(value.this)
     key = (target.catalog or default_project, target.db, target.name)
     return key, found
+
+
+ALTER_SCHEMA = re.compile(
+    r"^\s*ALTER\s+SCHEMA\s+(?:IF\s+EXISTS\s+)?`?([\w.-]+)`?\s+SET\s+OPTIONS\s*\((.*)\)\s*;?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_HOURS = re.compile(r"max_time_travel_hours\s*=\s*(\d+)", re.IGNORECASE)
+
+
+def dataset_time_travel(sql: str, default_project: str) -> tuple[tuple[str, str], int] | None:
+    """`max_time_travel_hours` set by CREATE SCHEMA or ALTER SCHEMA: a dataset option.
+    https://cloud.google.com/bigquery/docs/time-travel#configure_the_time_travel_window"""
+    match = ALTER_SCHEMA.match(sql)
+    if match is not None:
+        name, options = match.group(1), match.group(2)
+    else:
+        try:
+            statement = sqlglot.parse_one(sql, read="bigquery")
+        except sqlglot.errors.ParseError:
+            return None
+        if not isinstance(statement, exp.Create) or str(statement.args.get("kind")) != "SCHEMA":
+            return None
+        target = statement.this
+        name = ".".join(p for p in (target.catalog, target.db, target.name) if p)
+        properties = statement.args.get("properties")
+        options = properties.sql(dialect="bigquery") if properties is not None else ""
+    hours = _HOURS.search(options)
+    if hours is None:
+        return None
+    parts = name.split(".")
+    project, dataset = (parts[0], parts[1]) if len(parts) == 2 else (default_project, parts[-1])
+    return (project, dataset), int(hours.group(1))
 
 
 # -- the log ----------------------------------------------------------------------------------
@@ -315,6 +346,15 @@ class ChangeLog:
         self._lock = threading.Lock()
         self._tables: dict[Key, _TableLog] = {}
         self.options: dict[Key, dict[str, Any]] = {}
+        self.time_travel_hours: dict[tuple[str, str], int] = {}
+
+    def set_time_travel(self, dataset: tuple[str, str], hours: int | None) -> None:
+        """A dataset's `max_time_travel_hours` (None: the default, 7 days)."""
+        with self._lock:
+            if hours is None:
+                self.time_travel_hours.pop((dataset[0], dataset[1].lower()), None)
+            else:
+                self.time_travel_hours[(dataset[0], dataset[1].lower())] = hours
 
     def set_options(self, key: Key, found: Mapping[str, Any], *, reset: bool) -> None:
         with self._lock:
@@ -331,7 +371,9 @@ class ChangeLog:
         return TableHistory(
             created=created,
             enable_change_history=bool(opts.get("enable_change_history", False)),
-            time_travel_hours=int(opts.get("max_time_travel_hours", DEFAULT_TIME_TRAVEL_HOURS)),
+            time_travel_hours=self.time_travel_hours.get(
+                (key[0], key[1].lower()), DEFAULT_TIME_TRAVEL_HOURS
+            ),
         )
 
     def has(self, key: Key, created: datetime) -> bool:

@@ -213,8 +213,26 @@ def _rewrite_sql(project_id: str, bq_sql: str, query_params: Any, ctx: Any) -> s
     return rewritten.executed.sql(dialect="bigquery")
 
 
-def _after_ddl(statement: Any, project_id: str, ctx: Any) -> None:
+def _alter_schema(bq_sql: str, project_id: str, ctx: Any) -> bool:
+    """`ALTER SCHEMA ... SET OPTIONS` fails in the emulator (DuckDB has no such statement):
+    True when the layer handles it (only the time-travel window is kept, other options are
+    dropped)."""
+    from bqemulator.domain.errors import NotFoundError
+
+    found = changes.dataset_time_travel(bq_sql, project_id)
+    if found is None or changes.ALTER_SCHEMA.match(bq_sql) is None:
+        return False
+    (project, dataset), _ = found
+    if ctx.catalog.get_dataset(project, dataset) is None:
+        raise NotFoundError(f"Not found: Dataset {project}:{dataset}")
+    return True
+
+
+def _after_ddl(statement: Any, bq_sql: str, project_id: str, ctx: Any) -> None:
     """Track the change-history options DDL sets, and log what CREATE TABLE wrote."""
+    travel = changes.dataset_time_travel(bq_sql, project_id)
+    if travel is not None:
+        CHANGELOG.set_time_travel(*travel)
     if statement is None:
         return
     found = changes.ddl_options(statement, project_id)
@@ -287,10 +305,15 @@ def _wrap_jobs() -> None:
                 statement = None
         _streaming_guard(statement, project_id)
         run_sql = _rewrite_sql(project_id, bq_sql, query_params, ctx)
+        alter_schema = _alter_schema(bq_sql, project_id, ctx)
+        if alter_schema:
+            run_sql = "SELECT 1 AS done LIMIT 0"  # the emulator cannot run it; we keep it
         meta = await original_execute(project_id, job_id, run_sql, query_params, ctx, **kwargs)
+        if alter_schema:
+            meta.statistics.setdefault("query", {})["statementType"] = "ALTER_SCHEMA"
         _attach(meta.statistics, est, dry=False)
         if meta.state == "DONE" and not getattr(meta, "error_result", None):
-            _after_ddl(statement, project_id, ctx)
+            _after_ddl(statement, bq_sql, project_id, ctx)
         if isinstance(statement, exp.Drop | exp.Create) and isinstance(statement.this, exp.Table):
             STREAMING.forget(billing.table_key(statement.this, project_id))  # a new table
         return meta
@@ -438,6 +461,57 @@ class StreamingTracker:
                 CHANGELOG.forget(key)
 
 
+_DATASET_PATH = re.compile(r"/bigquery/v2/projects/(?P<p>[^/]+)/datasets(?:/(?P<d>[^/]+))?/?$")
+
+
+class DatasetOptionsTracker:
+    """ASGI middleware: the `maxTimeTravelHours` of datasets inserted or patched over REST
+    (the emulator does not keep it); change history reads its window from it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        match = _DATASET_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
+        method = scope.get("method", "")
+        if match is None or method not in ("POST", "PATCH", "PUT"):
+            await self.app(scope, receive, send)
+            return
+        body: list[bytes] = []
+        status: list[int] = []
+
+        async def keep(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            await send(message)
+
+        async def tee() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                body.append(message.get("body", b""))
+            return message
+
+        await self.app(scope, tee, keep)
+        if status and status[0] < 300:
+            _dataset_options(match.group("p"), match.group("d"), b"".join(body))
+
+
+def _dataset_options(project: str, dataset: str | None, raw: bytes) -> None:
+    import json
+
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return
+    if not isinstance(body, dict):
+        return
+    name = dataset or body.get("datasetReference", {}).get("datasetId")
+    if not name or "maxTimeTravelHours" not in body:
+        return
+    hours = body.get("maxTimeTravelHours")
+    CHANGELOG.set_time_travel((project, name), int(hours) if hours is not None else None)
+
+
 def _wrap_app() -> None:
     from bqemulator import server
 
@@ -446,6 +520,7 @@ def _wrap_app() -> None:
     def create_app(context: Any) -> Any:
         app = original(context)
         app.add_middleware(StreamingTracker)
+        app.add_middleware(DatasetOptionsTracker)
         return app
 
     setattr(server, "create_app", create_app)  # noqa: B010
