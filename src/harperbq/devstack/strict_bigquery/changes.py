@@ -376,11 +376,6 @@ class ChangeLog:
             ),
         )
 
-    def has(self, key: Key, created: datetime) -> bool:
-        with self._lock:
-            entry = self._tables.get(norm(key))
-        return entry is not None and entry.created == created
-
     def relation(self, key: Key, created: datetime) -> tuple[str, str]:
         return LOG_SCHEMA, log_names(key, created)[0]
 
