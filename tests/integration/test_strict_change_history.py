@@ -202,3 +202,14 @@ def test_the_datasets_time_travel_window_bounds_the_range(bq: bigquery.Client) -
         assert rows(bq, sql, lo=now - timedelta(hours=49)) == []
     finally:
         bq.delete_dataset(name, delete_contents=True, not_found_ok=True)
+
+
+def test_rows_a_script_wrote_are_seen_late_not_lost(bq: bigquery.Client, dataset: str) -> None:
+    table_id = make_table(bq, dataset)
+    before = datetime.now(UTC)
+    query(
+        bq, f"INSERT INTO `{table_id}` VALUES (1, 'a'); INSERT INTO `{table_id}` VALUES (2, 'b');"
+    )
+    found = rows(bq, f"SELECT a, _CHANGE_TIMESTAMP FROM APPENDS(TABLE `{table_id}`) ORDER BY a")
+    assert [r["a"] for r in found] == [1, 2]
+    assert all(r["_CHANGE_TIMESTAMP"] >= before for r in found)  # never dated before the write
