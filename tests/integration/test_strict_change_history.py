@@ -213,3 +213,13 @@ def test_rows_a_script_wrote_are_seen_late_not_lost(bq: bigquery.Client, dataset
     found = rows(bq, f"SELECT a, _CHANGE_TIMESTAMP FROM APPENDS(TABLE `{table_id}`) ORDER BY a")
     assert [r["a"] for r in found] == [1, 2]
     assert all(r["_CHANGE_TIMESTAMP"] >= before for r in found)  # never dated before the write
+
+
+def test_a_recreated_table_starts_a_new_history(bq: bigquery.Client, dataset: str) -> None:
+    table_id = make_table(bq, dataset)
+    load(bq, table_id, 1, 1)
+    query(bq, f"DROP TABLE `{table_id}`")
+    query(bq, f"CREATE TABLE `{table_id}` (a INT64, b STRING)")
+    load(bq, table_id, 2, 1)
+    sql = f"SELECT a, b FROM APPENDS(TABLE `{table_id}`)"
+    assert rows(bq, sql) == [{"a": 2, "b": "x"}]

@@ -199,3 +199,26 @@ def test_the_dataset_window_bounds_the_start() -> None:
         changes.check_range("APPENDS", "p.ds.t", history, NOW - timedelta(hours=49), None, NOW)
     log.set_time_travel(("p", "ds"), None)
     assert log.history(("p", "ds", "t"), NOW).time_travel_hours == 7 * 24
+
+
+def test_forgetting_a_table_or_dataset_drops_its_log() -> None:
+    con = duckdb.connect()
+    con.execute(f'CREATE SCHEMA "{changes.LOG_SCHEMA}"')
+    con.execute("CREATE TABLE t (a BIGINT)")
+    log = changes.ChangeLog()
+    for name in ("t1", "t2"):
+        log.record(con, ("p", "ds", name), "t", CREATED, lambda: NOW)
+    log.set_options(("p", "ds", "t1"), {"enable_change_history": True}, reset=True)
+
+    def tables() -> int:
+        query = "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ?"
+        row = con.execute(query, [changes.LOG_SCHEMA]).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    assert tables() == 4  # a log and a state per table
+    log.forget(("p", "DS", "T1"), con)
+    assert tables() == 2
+    assert not log.history(("p", "ds", "t1"), CREATED).enable_change_history
+    log.forget_dataset("p", "ds", con)
+    assert tables() == 0

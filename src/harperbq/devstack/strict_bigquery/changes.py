@@ -362,9 +362,22 @@ class ChangeLog:
             current.update(found)
             self.options[norm(key)] = current
 
-    def forget(self, key: Key) -> None:
+    def forget(self, key: Key, con: Any = None) -> None:
+        """A dropped table takes its options and (given a connection) its log with it."""
+        self.forget_where(lambda k: k == norm(key), con)
+
+    def forget_dataset(self, project: str, dataset: str, con: Any = None) -> None:
+        self.forget_where(lambda k: k[:2] == (project, dataset.lower()), con)
+
+    def forget_where(self, match: Callable[[Key], bool], con: Any = None) -> None:
         with self._lock:
-            self.options.pop(norm(key), None)
+            for key in [k for k in self.options if match(k)]:
+                del self.options[key]
+            gone = [k for k in self._tables if match(k)]
+            entries = [self._tables.pop(k) for k in gone]
+            if con is not None:
+                for entry in entries:
+                    _drop(con, entry)
 
     def history(self, key: Key, created: datetime) -> TableHistory:
         opts = self.options.get(norm(key), {})

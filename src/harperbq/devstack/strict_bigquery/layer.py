@@ -243,7 +243,15 @@ def _after_ddl(statement: Any, bq_sql: str, project_id: str, ctx: Any) -> None:
         if isinstance(statement, exp.Create):
             _record(ctx, key)
     elif isinstance(statement, exp.Drop) and isinstance(statement.this, exp.Table):
-        CHANGELOG.forget(billing.table_key(statement.this, project_id))
+        con = ctx.engine.connection.cursor()
+        try:
+            target = statement.this
+            if str(statement.args.get("kind", "")).upper() == "SCHEMA":
+                CHANGELOG.forget_dataset(target.catalog or project_id, target.name, con)
+            else:
+                CHANGELOG.forget(billing.table_key(target, project_id), con)
+        finally:
+            con.close()
 
 
 def _attach(statistics: MutableMapping[str, Any], est: billing.Estimate, *, dry: bool) -> None:
@@ -459,7 +467,7 @@ class StreamingTracker:
                 STREAMING.streamed(key)
             else:
                 STREAMING.forget(key)
-                CHANGELOG.forget(key)
+                _forget_logs(scope, lambda con: CHANGELOG.forget(key, con))
 
 
 _DATASET_PATH = re.compile(r"/bigquery/v2/projects/(?P<p>[^/]+)/datasets(?:/(?P<d>[^/]+))?/?$")
@@ -475,16 +483,17 @@ class DatasetOptionsTracker:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         match = _DATASET_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
         method = scope.get("method", "")
+        body: list[bytes] = []
+        status: list[int] = []
+        if match is not None and method == "DELETE" and match.group("d"):
+            await self.app(scope, receive, _status_of(send, status))
+            project, dataset = match.group("p"), match.group("d")
+            if status and status[0] < 300:
+                _forget_logs(scope, lambda con: CHANGELOG.forget_dataset(project, dataset, con))
+            return
         if match is None or method not in ("POST", "PATCH", "PUT"):
             await self.app(scope, receive, send)
             return
-        body: list[bytes] = []
-        status: list[int] = []
-
-        async def keep(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status.append(int(message["status"]))
-            await send(message)
 
         async def tee() -> Any:
             message = await receive()
@@ -492,9 +501,36 @@ class DatasetOptionsTracker:
                 body.append(message.get("body", b""))
             return message
 
-        await self.app(scope, tee, keep)
+        await self.app(scope, tee, _status_of(send, status))
         if status and status[0] < 300:
             _dataset_options(match.group("p"), match.group("d"), b"".join(body))
+
+
+def _status_of(send: Any, status: list[int]) -> Callable[[Any], Awaitable[None]]:
+    """`send`, noting the response status in `status`."""
+
+    async def keep(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            status.append(int(message["status"]))
+        await send(message)
+
+    return keep
+
+
+def _forget_logs(scope: Any, forget: Callable[[Any], None]) -> None:
+    """Drop the logs of deleted tables, through the emulator's context on the app."""
+    try:
+        ctx = scope["app"].state.context
+        con = ctx.engine.connection.cursor()
+    except Exception:  # no context: forget the options, leave the tables
+        forget(None)
+        return
+    try:
+        forget(con)
+    except Exception as exc:
+        log.warning("strict change history could not drop a log: %s", exc)
+    finally:
+        con.close()
 
 
 def _dataset_options(project: str, dataset: str | None, raw: bytes) -> None:
