@@ -2,8 +2,8 @@
 
 The emulator has no change history, so the layer keeps one per table in the emulator's DuckDB:
 after every commit (the emulator's `record_change` seam: load, insertAll, Storage Write, DML,
-copy) the table is diffed against its last recorded state by DuckDB `rowid` (stable across
-UPDATE) and the difference is appended to a hidden log with the commit time. `APPENDS(TABLE t,
+copy) the table is diffed against its last recorded state, (DuckDB `rowid`, stable across UPDATE;
+row hash), and the difference is appended to a hidden log with the commit time. `APPENDS(TABLE t,
 a, b)` and `CHANGES(...)` are rewritten to a subquery over that log before the emulator runs the
 statement. An UPDATE is logged as a DELETE of the old image and an UPDATE of the new one.
 
@@ -419,17 +419,13 @@ class ChangeLog:
             return at
 
     def _create(self, con: Any, entry: _TableLog, source: str) -> None:
-        log_ref = f'"{LOG_SCHEMA}"."{entry.log}"'
-        state_ref = f'"{LOG_SCHEMA}"."{entry.state}"'
+        """The log (row images) and the state: (rowid, row hash) as of the last commit."""
         con.execute(
-            f"CREATE OR REPLACE TABLE {log_ref} AS SELECT CAST(0 AS BIGINT) AS {RID}, "
+            f"CREATE OR REPLACE TABLE {_ref(entry.log)} AS SELECT CAST(0 AS BIGINT) AS {RID}, "
             f"CAST(NULL AS VARCHAR) AS {TYPE}, CAST(NULL AS TIMESTAMPTZ) AS {TS}, "
             f"CAST(0 AS BIGINT) AS {SEQ}, * FROM {source} WHERE FALSE"
         )
-        con.execute(
-            f"CREATE OR REPLACE TABLE {state_ref} AS SELECT CAST(0 AS BIGINT) AS {RID}, * "
-            f"FROM {source} WHERE FALSE"
-        )
+        con.execute(f"CREATE OR REPLACE TABLE {_ref(entry.state)} ({RID} BIGINT, _h UBIGINT)")
 
     def _columns(self, con: Any, schema: str, table: str) -> dict[str, str]:
         rows = con.execute(
@@ -440,53 +436,94 @@ class ChangeLog:
         return {str(r[0]): str(r[1]) for r in rows}
 
     def _diff(self, con: Any, entry: _TableLog, source: str, at: datetime) -> None:
-        log_ref = f'"{LOG_SCHEMA}"."{entry.log}"'
-        state_ref = f'"{LOG_SCHEMA}"."{entry.state}"'
+        """Rows whose hash changed, appeared or vanished since the last commit; old images
+        come from the log itself, so the state stays two narrow columns."""
+        log_ref, state_ref = _ref(entry.log), _ref(entry.state)
         src_cols = _source_columns(con, source)
-        for name, ref in ((entry.log, log_ref), (entry.state, state_ref)):
-            have = self._columns(con, LOG_SCHEMA, name)
-            for col, kind in src_cols.items():
-                if col not in have:
-                    con.execute(f'ALTER TABLE {ref} ADD COLUMN "{col}" {kind}')
+        have = self._columns(con, LOG_SCHEMA, entry.log)
+        for col, kind in src_cols.items():
+            if col not in have:
+                con.execute(f'ALTER TABLE {log_ref} ADD COLUMN "{col}" {kind}')
         cols = list(src_cols)
         entry.columns = cols
         quoted = ", ".join(f'"{c}"' for c in cols)
-        s_cols = ", ".join(f's."{c}"' for c in cols)
-        o_cols = ", ".join(f'o."{c}"' for c in cols)
-        changed = " OR ".join(f's."{c}" IS DISTINCT FROM o."{c}"' for c in cols) or "FALSE"
-        seq = con.execute(f"SELECT COALESCE(MAX({SEQ}), 0) FROM {log_ref}").fetchone()[0]
-        head = f"INSERT INTO {log_ref} ({RID}, {TYPE}, {TS}, {SEQ}{', ' if cols else ''}{quoted})"
         sep = ", " if cols else ""
+        row_hash = f"hash({quoted})" if cols else "0"
+        diff = f"_hbq_diff_{entry.log}"
         con.execute(
-            f"""{head}
-            WITH s AS (SELECT rowid AS {RID}{sep}{quoted} FROM {source}),
-            d AS (
-                SELECT o.{RID}, 'DELETE' AS t, 0 AS _ord{sep}{o_cols} FROM {state_ref} o
-                WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.{RID} = o.{RID})
+            f"""CREATE OR REPLACE TEMP TABLE {diff} AS
+            WITH s AS (SELECT rowid AS {RID}, {row_hash} AS _h FROM {source})
+            SELECT s.{RID}, s._h, CASE WHEN o.{RID} IS NULL THEN 'INSERT' ELSE 'UPDATE' END
+                   AS kind
+            FROM s LEFT JOIN {state_ref} o ON o.{RID} = s.{RID}
+            WHERE o.{RID} IS NULL OR o._h <> s._h
+            UNION ALL
+            SELECT o.{RID}, NULL, 'DELETE' FROM {state_ref} o
+            WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.{RID} = o.{RID})"""
+        )
+        try:
+            self._append(con, entry, source, diff, quoted, sep, at)
+            con.execute(
+                f"DELETE FROM {state_ref} WHERE {RID} IN "
+                f"(SELECT {RID} FROM {diff} WHERE kind <> 'INSERT')"
+            )
+            con.execute(
+                f"INSERT INTO {state_ref} SELECT {RID}, _h FROM {diff} WHERE kind <> 'DELETE'"
+            )
+        finally:
+            con.execute(f"DROP TABLE IF EXISTS {diff}")
+
+    def _append(
+        self,
+        con: Any,
+        entry: _TableLog,
+        source: str,
+        diff: str,
+        quoted: str,
+        sep: str,
+        at: datetime,
+    ) -> None:
+        """Log the old image (DELETE) of each updated or deleted row, then the new image
+        (UPDATE or INSERT) of each updated or inserted row, in that order."""
+        log_ref = _ref(entry.log)
+        seq_row = con.execute(f"SELECT COALESCE(MAX({SEQ}), 0) FROM {log_ref}").fetchone()
+        seq = int(seq_row[0]) if seq_row is not None else 0
+        cols = [c for c in quoted.split(", ") if c]
+        l_cols = ", ".join(f"l.{c}" for c in cols)
+        n_cols = ", ".join(f"n.{c}" for c in cols)
+        con.execute(
+            f"""INSERT INTO {log_ref} ({RID}, {TYPE}, {TS}, {SEQ}{sep}{quoted})
+            WITH old AS (
+                SELECT * FROM {log_ref}
+                WHERE {RID} IN (SELECT {RID} FROM {diff} WHERE kind <> 'INSERT')
+                  AND {TYPE} <> 'DELETE'
+                QUALIFY row_number() OVER (PARTITION BY {RID} ORDER BY {SEQ} DESC) = 1
+            ), n AS (
+                SELECT rowid AS {RID}{sep}{quoted} FROM {source}
+                WHERE rowid IN (SELECT {RID} FROM {diff} WHERE kind <> 'DELETE')
+            ), d AS (
+                SELECT d.{RID}, 'DELETE' AS t, CASE WHEN d.kind = 'DELETE' THEN 0 ELSE 1 END
+                       AS _ord{sep}{l_cols}
+                FROM {diff} d JOIN old l ON l.{RID} = d.{RID} WHERE d.kind <> 'INSERT'
                 UNION ALL
-                SELECT o.{RID}, 'DELETE', 1{sep}{o_cols} FROM {state_ref} o JOIN s
-                    ON s.{RID} = o.{RID} WHERE {changed}
-                UNION ALL
-                SELECT s.{RID}, 'UPDATE', 2{sep}{s_cols} FROM s JOIN {state_ref} o
-                    ON s.{RID} = o.{RID} WHERE {changed}
-                UNION ALL
-                SELECT s.{RID}, 'INSERT', 3{sep}{s_cols} FROM s
-                WHERE NOT EXISTS (SELECT 1 FROM {state_ref} o WHERE o.{RID} = s.{RID})
+                SELECT d.{RID}, d.kind, CASE WHEN d.kind = 'UPDATE' THEN 2 ELSE 3 END
+                       {sep}{n_cols}
+                FROM {diff} d JOIN n ON n.{RID} = d.{RID} WHERE d.kind <> 'DELETE'
             )
             SELECT {RID}, t, ?::TIMESTAMPTZ, ? + row_number() OVER (ORDER BY _ord, {RID}){sep}
                    {quoted}
             FROM d""",
-            [at, int(seq)],
+            [at, seq],
         )
-        con.execute(f"DELETE FROM {state_ref}")
-        con.execute(
-            f"INSERT INTO {state_ref} ({RID}{sep}{quoted}) SELECT rowid{sep}{quoted} FROM {source}"
-        )
+
+
+def _ref(table: str) -> str:
+    return f'"{LOG_SCHEMA}"."{table}"'
 
 
 def _drop(con: Any, entry: _TableLog) -> None:
     for name in (entry.log, entry.state):
-        con.execute(f'DROP TABLE IF EXISTS "{LOG_SCHEMA}"."{name}"')
+        con.execute(f"DROP TABLE IF EXISTS {_ref(name)}")
 
 
 def _source_columns(con: Any, source: str) -> dict[str, str]:
