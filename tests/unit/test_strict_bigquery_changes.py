@@ -222,3 +222,24 @@ def test_forgetting_a_table_or_dataset_drops_its_log() -> None:
     assert not log.history(("p", "ds", "t1"), CREATED).enable_change_history
     log.forget_dataset("p", "ds", con)
     assert tables() == 0
+
+
+def test_rows_duckdb_renumbers_or_a_new_column_are_no_change() -> None:
+    con = duckdb.connect()
+    con.execute(f'CREATE SCHEMA "{changes.LOG_SCHEMA}"')
+    con.execute("CREATE TABLE t AS SELECT range AS a, 'v' AS b FROM range(3000)")
+    log = changes.ChangeLog()
+    key = ("p", "ds", "t")
+    ticks = iter(_ticks())
+    log.record(con, key, "t", CREATED, lambda: next(ticks))
+    con.execute("DELETE FROM t WHERE a < 2000")
+    log.record(con, key, "t", CREATED, lambda: next(ticks))
+    con.execute("CHECKPOINT")  # compacts the deleted rows away: the survivors get new rowids
+    con.execute("ALTER TABLE t ADD COLUMN c BIGINT")
+    con.execute("INSERT INTO t VALUES (9000, 'w', 1)")
+    log.record(con, key, "t", CREATED, lambda: next(ticks))
+    schema, table = log.relation(key, CREATED)
+    counts = con.execute(
+        f'SELECT {changes.TYPE}, COUNT(*) FROM "{schema}"."{table}" GROUP BY 1 ORDER BY 1'
+    ).fetchall()
+    assert counts == [("DELETE", 2000), ("INSERT", 3001)]

@@ -3,7 +3,8 @@
 The emulator has no change history, so the layer keeps one per table in the emulator's DuckDB:
 after every commit (the emulator's `record_change` seam: load, insertAll, Storage Write, DML,
 copy) the table is diffed against its last recorded state, (DuckDB `rowid`, stable across UPDATE;
-row hash), and the difference is appended to a hidden log with the commit time. `APPENDS(TABLE t,
+row hash) matched by content, and the difference is appended to a hidden log with the commit
+time. `APPENDS(TABLE t,
 a, b)` and `CHANGES(...)` are rewritten to a subquery over that log before the emulator runs the
 statement. An UPDATE is logged as a DELETE of the old image and an UPDATE of the new one.
 
@@ -41,8 +42,8 @@ DEFAULT_TIME_TRAVEL_HOURS = 7 * 24
 MAX_CHANGES_RANGE = timedelta(days=1)
 LOG_SCHEMA = "_bqemulator_snapshots"
 """The emulator passes tables of this (its own snapshot) schema through unqualified."""
-RID, TYPE, TS, SEQ = "_hbq_rid", "_hbq_change_type", "_hbq_change_ts", "_hbq_seq"
-HIDDEN = (RID, TYPE, TS, SEQ)
+RID, TYPE, TS, SEQ, HASH = "_hbq_rid", "_hbq_change_type", "_hbq_change_ts", "_hbq_seq", "_hbq_h"
+HIDDEN = (RID, TYPE, TS, SEQ, HASH)
 
 
 class ChangeHistoryError(ValueError):
@@ -423,7 +424,8 @@ class ChangeLog:
         con.execute(
             f"CREATE OR REPLACE TABLE {_ref(entry.log)} AS SELECT CAST(0 AS BIGINT) AS {RID}, "
             f"CAST(NULL AS VARCHAR) AS {TYPE}, CAST(NULL AS TIMESTAMPTZ) AS {TS}, "
-            f"CAST(0 AS BIGINT) AS {SEQ}, * FROM {source} WHERE FALSE"
+            f"CAST(0 AS BIGINT) AS {SEQ}, CAST(0 AS UBIGINT) AS {HASH}, * "
+            f"FROM {source} WHERE FALSE"
         )
         con.execute(f"CREATE OR REPLACE TABLE {_ref(entry.state)} ({RID} BIGINT, _h UBIGINT)")
 
@@ -436,8 +438,11 @@ class ChangeLog:
         return {str(r[0]): str(r[1]) for r in rows}
 
     def _diff(self, con: Any, entry: _TableLog, source: str, at: datetime) -> None:
-        """Rows whose hash changed, appeared or vanished since the last commit; old images
-        come from the log itself, so the state stays two narrow columns."""
+        """The table as a multiset of row hashes against the last commit's: what came is an
+        INSERT, what went a DELETE, and a row that went and came back at the same rowid an
+        UPDATE. Rows with the same (rowid, hash) are set aside first (cheap); the rest are
+        matched by contents, which keeps rows DuckDB merely renumbered (a checkpoint compacts
+        deleted rows away) out of the log. Old images come from the log by hash."""
         log_ref, state_ref = _ref(entry.log), _ref(entry.state)
         src_cols = _source_columns(con, source)
         have = self._columns(con, LOG_SCHEMA, entry.log)
@@ -446,75 +451,95 @@ class ChangeLog:
                 con.execute(f'ALTER TABLE {log_ref} ADD COLUMN "{col}" {kind}')
         cols = list(src_cols)
         entry.columns = cols
-        quoted = ", ".join(f'"{c}"' for c in cols)
-        sep = ", " if cols else ""
-        row_hash = f"hash({quoted})" if cols else "0"
+        now_state = f"_hbq_now_{entry.log}"
         diff = f"_hbq_diff_{entry.log}"
         con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {now_state} AS "
+            f"SELECT rowid AS {RID}, {_row_hash(cols)} AS _h FROM {source}"
+        )
+        con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {diff} AS
-            WITH s AS (SELECT rowid AS {RID}, {row_hash} AS _h FROM {source})
-            SELECT s.{RID}, s._h, CASE WHEN o.{RID} IS NULL THEN 'INSERT' ELSE 'UPDATE' END
-                   AS kind
-            FROM s LEFT JOIN {state_ref} o ON o.{RID} = s.{RID}
-            WHERE o.{RID} IS NULL OR o._h <> s._h
+            WITH came0 AS (
+                SELECT * FROM {now_state} s WHERE NOT EXISTS (
+                    SELECT 1 FROM {state_ref} o WHERE o.{RID} = s.{RID} AND o._h = s._h)
+            ), gone0 AS (
+                SELECT * FROM {state_ref} o WHERE NOT EXISTS (
+                    SELECT 1 FROM {now_state} s WHERE s.{RID} = o.{RID} AND s._h = o._h)
+            ), sk AS (
+                SELECT {RID}, _h, row_number() OVER (PARTITION BY _h ORDER BY {RID}) AS _k
+                FROM came0
+            ), ok AS (
+                SELECT {RID}, _h, row_number() OVER (PARTITION BY _h ORDER BY {RID}) AS _k
+                FROM gone0
+            ), came AS (
+                SELECT * FROM sk
+                WHERE NOT EXISTS (SELECT 1 FROM ok WHERE ok._h = sk._h AND ok._k = sk._k)
+            ), gone AS (
+                SELECT * FROM ok
+                WHERE NOT EXISTS (SELECT 1 FROM sk WHERE sk._h = ok._h AND sk._k = ok._k)
+            )
+            SELECT c.{RID}, c._h, g._h AS old_h,
+                   CASE WHEN g.{RID} IS NULL THEN 'INSERT' ELSE 'UPDATE' END AS kind
+            FROM came c LEFT JOIN gone g ON g.{RID} = c.{RID}
             UNION ALL
-            SELECT o.{RID}, NULL, 'DELETE' FROM {state_ref} o
-            WHERE NOT EXISTS (SELECT 1 FROM s WHERE s.{RID} = o.{RID})"""
+            SELECT g.{RID}, NULL, g._h, 'DELETE' FROM gone g
+            WHERE NOT EXISTS (SELECT 1 FROM came c WHERE c.{RID} = g.{RID})"""
         )
         try:
-            self._append(con, entry, source, diff, quoted, sep, at)
-            con.execute(
-                f"DELETE FROM {state_ref} WHERE {RID} IN "
-                f"(SELECT {RID} FROM {diff} WHERE kind <> 'INSERT')"
-            )
-            con.execute(
-                f"INSERT INTO {state_ref} SELECT {RID}, _h FROM {diff} WHERE kind <> 'DELETE'"
-            )
+            self._append(con, entry, source, diff, cols, at)
+            con.execute(f"DELETE FROM {state_ref}")
+            con.execute(f"INSERT INTO {state_ref} SELECT {RID}, _h FROM {now_state}")
         finally:
             con.execute(f"DROP TABLE IF EXISTS {diff}")
+            con.execute(f"DROP TABLE IF EXISTS {now_state}")
 
     def _append(
-        self,
-        con: Any,
-        entry: _TableLog,
-        source: str,
-        diff: str,
-        quoted: str,
-        sep: str,
-        at: datetime,
+        self, con: Any, entry: _TableLog, source: str, diff: str, cols: list[str], at: datetime
     ) -> None:
         """Log the old image (DELETE) of each updated or deleted row, then the new image
         (UPDATE or INSERT) of each updated or inserted row, in that order."""
         log_ref = _ref(entry.log)
         seq_row = con.execute(f"SELECT COALESCE(MAX({SEQ}), 0) FROM {log_ref}").fetchone()
         seq = int(seq_row[0]) if seq_row is not None else 0
-        cols = [c for c in quoted.split(", ") if c]
-        l_cols = ", ".join(f"l.{c}" for c in cols)
-        n_cols = ", ".join(f"n.{c}" for c in cols)
+        quoted = ", ".join(f'"{c}"' for c in cols)
+        sep = ", " if cols else ""
+        l_cols = ", ".join(f'l."{c}"' for c in cols)
+        n_cols = ", ".join(f'n."{c}"' for c in cols)
         con.execute(
-            f"""INSERT INTO {log_ref} ({RID}, {TYPE}, {TS}, {SEQ}{sep}{quoted})
+            f"""INSERT INTO {log_ref} ({RID}, {TYPE}, {TS}, {SEQ}, {HASH}{sep}{quoted})
             WITH old AS (
                 SELECT * FROM {log_ref}
-                WHERE {RID} IN (SELECT {RID} FROM {diff} WHERE kind <> 'INSERT')
+                WHERE {HASH} IN (SELECT old_h FROM {diff} WHERE kind <> 'INSERT')
                   AND {TYPE} <> 'DELETE'
-                QUALIFY row_number() OVER (PARTITION BY {RID} ORDER BY {SEQ} DESC) = 1
+                QUALIFY row_number() OVER (PARTITION BY {HASH} ORDER BY {SEQ} DESC) = 1
             ), n AS (
                 SELECT rowid AS {RID}{sep}{quoted} FROM {source}
                 WHERE rowid IN (SELECT {RID} FROM {diff} WHERE kind <> 'DELETE')
             ), d AS (
-                SELECT d.{RID}, 'DELETE' AS t, CASE WHEN d.kind = 'DELETE' THEN 0 ELSE 1 END
-                       AS _ord{sep}{l_cols}
-                FROM {diff} d JOIN old l ON l.{RID} = d.{RID} WHERE d.kind <> 'INSERT'
+                SELECT x.{RID}, 'DELETE' AS t, x.old_h AS h,
+                       CASE WHEN x.kind = 'DELETE' THEN 0 ELSE 1 END AS _ord{sep}{l_cols}
+                FROM {diff} x JOIN old l ON l.{HASH} = x.old_h WHERE x.kind <> 'INSERT'
                 UNION ALL
-                SELECT d.{RID}, d.kind, CASE WHEN d.kind = 'UPDATE' THEN 2 ELSE 3 END
+                SELECT x.{RID}, x.kind, x._h, CASE WHEN x.kind = 'UPDATE' THEN 2 ELSE 3 END
                        {sep}{n_cols}
-                FROM {diff} d JOIN n ON n.{RID} = d.{RID} WHERE d.kind <> 'DELETE'
+                FROM {diff} x JOIN n ON n.{RID} = x.{RID} WHERE x.kind <> 'DELETE'
             )
-            SELECT {RID}, t, ?::TIMESTAMPTZ, ? + row_number() OVER (ORDER BY _ord, {RID}){sep}
-                   {quoted}
+            SELECT {RID}, t, ?::TIMESTAMPTZ, ? + row_number() OVER (ORDER BY _ord, {RID}), h
+                   {sep}{quoted}
             FROM d""",
             [at, seq],
         )
+
+
+def _row_hash(cols: list[str]) -> str:
+    """A row's hash as DuckDB SQL: the XOR of its non-NULL columns' (name, value) hashes, so a
+    column added (NULL in the old rows) leaves the old rows' hashes as they were."""
+    out = "CAST(0 AS UBIGINT)"
+    for c in cols:
+        name = c.replace("'", "''")
+        value = f'CASE WHEN "{c}" IS NULL THEN CAST(0 AS UBIGINT) ELSE hash(\'{name}\', "{c}") END'
+        out = f"xor({out}, {value})"
+    return out
 
 
 def _ref(table: str) -> str:
