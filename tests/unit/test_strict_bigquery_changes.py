@@ -243,3 +243,25 @@ def test_rows_duckdb_renumbers_or_a_new_column_are_no_change() -> None:
         f'SELECT {changes.TYPE}, COUNT(*) FROM "{schema}"."{table}" GROUP BY 1 ORDER BY 1'
     ).fetchall()
     assert counts == [("DELETE", 2000), ("INSERT", 3001)]
+
+
+def test_user_columns_named_like_the_logs_own_are_kept_apart() -> None:
+    con = duckdb.connect()
+    con.execute(f'CREATE SCHEMA "{changes.LOG_SCHEMA}"')
+    con.execute("CREATE TABLE t (t TIME, h BIGINT, kind VARCHAR, _ord INT, old_h INT, _h INT)")
+    log = changes.ChangeLog()
+    key = ("p", "ds", "t")
+    con.execute("INSERT INTO t VALUES ('10:00:00', 1, 'k', 2, 3, 4)")
+    log.record(con, key, "t", CREATED, lambda: NOW)
+    con.execute("UPDATE t SET h = 5")
+    log.record(con, key, "t", CREATED, lambda: NOW)
+    schema, table = log.relation(key, CREATED)
+    found = con.execute(
+        f"SELECT {changes.TYPE}, CAST(t AS VARCHAR), h, kind, _ord, old_h, _h "
+        f'FROM "{schema}"."{table}" ORDER BY {changes.SEQ}'
+    ).fetchall()
+    assert found == [
+        ("INSERT", "10:00:00", 1, "k", 2, 3, 4),
+        ("DELETE", "10:00:00", 1, "k", 2, 3, 4),
+        ("UPDATE", "10:00:00", 5, "k", 2, 3, 4),
+    ]

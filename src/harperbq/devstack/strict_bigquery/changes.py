@@ -516,16 +516,16 @@ class ChangeLog:
                 SELECT rowid AS {RID}{sep}{quoted} FROM {source}
                 WHERE rowid IN (SELECT {RID} FROM {diff} WHERE kind <> 'DELETE')
             ), d AS (
-                SELECT x.{RID}, 'DELETE' AS t, x.old_h AS h,
-                       CASE WHEN x.kind = 'DELETE' THEN 0 ELSE 1 END AS _ord{sep}{l_cols}
+                SELECT x.{RID} AS _hbq_r, 'DELETE' AS _hbq_t, x.old_h AS _hbq_hh,
+                       CASE WHEN x.kind = 'DELETE' THEN 0 ELSE 1 END AS _hbq_ord{sep}{l_cols}
                 FROM {diff} x JOIN old l ON l.{HASH} = x.old_h WHERE x.kind <> 'INSERT'
                 UNION ALL
                 SELECT x.{RID}, x.kind, x._h, CASE WHEN x.kind = 'UPDATE' THEN 2 ELSE 3 END
                        {sep}{n_cols}
                 FROM {diff} x JOIN n ON n.{RID} = x.{RID} WHERE x.kind <> 'DELETE'
             )
-            SELECT {RID}, t, ?::TIMESTAMPTZ, ? + row_number() OVER (ORDER BY _ord, {RID}), h
-                   {sep}{quoted}
+            SELECT _hbq_r, _hbq_t, ?::TIMESTAMPTZ,
+                   ? + row_number() OVER (ORDER BY _hbq_ord, _hbq_r), _hbq_hh{sep}{quoted}
             FROM d""",
             [at, seq],
         )
