@@ -223,3 +223,36 @@ def test_a_recreated_table_starts_a_new_history(bq: bigquery.Client, dataset: st
     load(bq, table_id, 2, 1)
     sql = f"SELECT a, b FROM APPENDS(TABLE `{table_id}`)"
     assert rows(bq, sql) == [{"a": 2, "b": "x"}]
+
+
+def test_a_view_has_no_change_history(bq: bigquery.Client, dataset: str) -> None:
+    table_id = make_table(bq, dataset)
+    query(bq, f"CREATE VIEW `{dataset}.v` AS SELECT * FROM `{table_id}`")
+    with pytest.raises(exceptions.BadRequest, match="regular BigQuery table"):
+        query(bq, f"SELECT * FROM APPENDS(TABLE `{dataset}.v`)")
+
+
+def test_truncate_and_merge_show_in_changes(bq: bigquery.Client, dataset: str) -> None:
+    query(bq, f"CREATE TABLE `{dataset}.t` (a INT64) OPTIONS (enable_change_history = TRUE)")
+    query(bq, f"INSERT INTO `{dataset}.t` VALUES (1), (2)")
+    query(bq, f"TRUNCATE TABLE `{dataset}.t`")
+    query(bq, f"INSERT INTO `{dataset}.t` VALUES (5)")
+    query(
+        bq,
+        f"MERGE `{dataset}.t` T USING (SELECT 5 AS a UNION ALL SELECT 6) S ON T.a = S.a "
+        "WHEN MATCHED THEN UPDATE SET a = 50 WHEN NOT MATCHED THEN INSERT (a) VALUES (S.a)",
+    )
+    order = "ORDER BY _CHANGE_TIMESTAMP, _CHANGE_TYPE = 'INSERT', _CHANGE_TYPE = 'UPDATE', a"
+    found = rows(bq, f"SELECT a, _CHANGE_TYPE FROM CHANGES(TABLE `{dataset}.t`) {order}")
+    assert [(r["a"], r["_CHANGE_TYPE"]) for r in found] == [
+        (1, "INSERT"),
+        (2, "INSERT"),
+        (1, "DELETE"),
+        (2, "DELETE"),
+        (5, "INSERT"),
+        (5, "DELETE"),
+        (50, "UPDATE"),
+        (6, "INSERT"),
+    ]
+    appended = rows(bq, f"SELECT a FROM APPENDS(TABLE `{dataset}.t`) ORDER BY a")
+    assert [r["a"] for r in appended] == [1, 2, 5, 6]
