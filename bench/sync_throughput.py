@@ -130,9 +130,11 @@ def write_config(
     emu: emulator.Emulator,
     database: str,
     sync: dict[str, object],
+    validation: dict[str, object] | None = None,
     **table: object,
 ) -> Path:
-    """A config syncing the bench table into `database` (state in `<database>_state`)."""
+    """A config syncing the bench table into `database` (state in `<database>_state`); `table`
+    overrides keys of the table entry."""
     data = {
         "harper": {
             "url": node.url,
@@ -159,6 +161,7 @@ def write_config(
             ],
         },
         "sync": sync,
+        **({"validation": validation} if validation is not None else {}),
     }
     path.write_text(yaml.safe_dump(data))
     return path

@@ -32,6 +32,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from harperbq.bigquery.cost import QUERY_USD_PER_TIB, STORAGE_READ_USD_PER_TIB, Prices
+
 # ---------------------------------------------------------------------------------------------
 # Problems
 
@@ -327,6 +329,10 @@ class BigQueryModel(_Model):
     storage_min_rows: int = Field(50_000, alias="storageMinRows", ge=0, le=2**53)
     read_streams: int = Field(4, alias="readStreams", ge=1, le=1000)
     page_size: int = Field(10_000, alias="pageSize", ge=1, le=100_000)
+    query_price_per_tib: float = Field(QUERY_USD_PER_TIB, alias="queryPricePerTiB", ge=0, le=1e6)
+    storage_read_price_per_tib: float = Field(
+        STORAGE_READ_USD_PER_TIB, alias="storageReadPricePerTiB", ge=0, le=1e6
+    )
 
 
 class ValidationModel(_Model):
@@ -518,6 +524,8 @@ class BigQueryConfig:
     storage_min_rows: int = 50_000
     read_streams: int = 4
     page_size: int = 10_000
+    prices: Prices = field(default_factory=Prices)
+    """On-demand prices for the estimated cost in status, metrics and the demo (bigquery.cost)."""
 
     @property
     def emulator(self) -> bool:
@@ -1307,6 +1315,7 @@ def _resolve_bigquery(
         storage_min_rows=bq.storage_min_rows,
         read_streams=bq.read_streams,
         page_size=bq.page_size,
+        prices=Prices(bq.query_price_per_tib, bq.storage_read_price_per_tib),
     )
 
 

@@ -150,6 +150,16 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "harperbq_bigquery_bytes_billed_total", "counter", "Bytes billed by BigQuery queries."
     ),
+    MetricSpec(
+        "harperbq_bigquery_storage_bytes_scanned_total",
+        "counter",
+        "Bytes scanned (billed) by Storage Read API sessions.",
+    ),
+    MetricSpec(
+        "harperbq_bigquery_estimated_cost_dollars_total",
+        "counter",
+        "Queries and Storage Read at bigquery.queryPricePerTiB / storageReadPricePerTiB.",
+    ),
     MetricSpec("harperbq_bigquery_queries_total", "counter", "BigQuery queries run."),
     MetricSpec(
         "harperbq_cluster_workers",
@@ -196,6 +206,8 @@ class WorkerSample:
     partitions: int
     bytes_billed: int
     queries: int
+    storage_bytes: int = 0
+    cost_dollars: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -241,6 +253,8 @@ class _StateCollector:
         owned = gauge("harperbq_partitions_owned")
         billed = counter("harperbq_bigquery_bytes_billed_total")
         queries = counter("harperbq_bigquery_queries_total")
+        scanned = counter("harperbq_bigquery_storage_bytes_scanned_total")
+        dollars = counter("harperbq_bigquery_estimated_cost_dollars_total")
         cluster, local = gauge("harperbq_cluster_workers"), gauge("harperbq_local_workers")
         started, build = gauge("harperbq_start_time_seconds"), gauge("harperbq_build_info")
         oldest = gauge("harperbq_harper_oldest_request_age_seconds")
@@ -260,13 +274,16 @@ class _StateCollector:
                 owned.add_metric(tw, w.partitions)
                 billed.add_metric(tw, w.bytes_billed)
                 queries.add_metric(tw, w.queries)
+                scanned.add_metric(tw, w.storage_bytes)
+                dollars.add_metric(tw, w.cost_dollars)
             cluster.add_metric([], sample.cluster_workers)
             local.add_metric([], sample.local_workers)
             started.add_metric([], sample.started_at)
             build.add_metric([__version__], 1.0)
             oldest.add_metric([], sample.harper_oldest_request_s)
             stalled.add_metric([], 1.0 if sample.harper_stalled else 0.0)
-        yield from (lag, checkpoint, success, phase, state, owned, billed, queries)
+        yield from (lag, checkpoint, success, phase, state, owned, billed, queries, scanned)
+        yield dollars
         yield from (cluster, local, started, build, oldest, stalled)
 
 

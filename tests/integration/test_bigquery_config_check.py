@@ -48,11 +48,14 @@ def write(
     project: str,
     tables: list[dict[str, Any]],
     harper: HarperNode | None = None,
+    storage_endpoint: str | None = None,
 ) -> Path:
     path = tmp_path / "config.yaml"
     data: dict[str, Any] = {
         "bigquery": {"projectId": project, "endpoint": emulator_endpoint, "tables": tables}
     }
+    if storage_endpoint is not None:
+        data["bigquery"]["storageEndpoint"] = storage_endpoint
     if harper is not None:
         data["harper"] = {
             "url": harper.url,
@@ -87,7 +90,14 @@ def good(dataset: str) -> dict[str, Any]:
 def test_a_good_config_passes(
     tmp_path: Path, bq_emulator: Emulator, dataset: str, harper_node: HarperNode
 ) -> None:
-    path = write(tmp_path, bq_emulator.endpoint, bq_emulator.project, [good(dataset)], harper_node)
+    path = write(
+        tmp_path,
+        bq_emulator.endpoint,
+        bq_emulator.project,
+        [good(dataset)],
+        harper_node,
+        storage_endpoint=bq_emulator.grpc_endpoint,
+    )
     code, output = check(path, "--json")
     report = json.loads(output)
     assert code == 0, output
@@ -95,12 +105,19 @@ def test_a_good_config_passes(
     names = [c["check"] for c in report["checks"]]
     assert names == [
         "table exists",
+        "layout",
         "selected columns exist",
         "cursor column type",
         "window query accepted",
+        "Storage Read session",
         "Harper reachable",
     ]
     assert all(c["ok"] for c in report["checks"])
+    detail = {c["check"]: c["detail"] for c in report["checks"]}
+    assert detail["layout"].startswith("not partitioned, not clustered")
+    assert "bill the selected columns of the WHOLE table" in detail["layout"]
+    assert "billed" in detail["window query accepted"] and "$" in detail["window query accepted"]
+    assert "would be scanned" in detail["Storage Read session"]
     code, output = check(path)
     assert code == 0 and "config ok" in output and "VesselPositions" in output
 
@@ -122,7 +139,14 @@ def test_every_remote_problem_is_found(
         good(dataset)
         | {"id": "float_key", "columns": "*", "partitionKey": ["speed"], "targetTable": "D"},
     ]
-    path = write(tmp_path, bq_emulator.endpoint, bq_emulator.project, tables, harper_node)
+    path = write(
+        tmp_path,
+        bq_emulator.endpoint,
+        bq_emulator.project,
+        tables,
+        harper_node,
+        storage_endpoint=bq_emulator.grpc_endpoint,
+    )
     code, output = check(path, "--json")
     assert code == 1
     failed = {

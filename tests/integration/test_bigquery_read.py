@@ -17,7 +17,7 @@ from google.cloud.bigquery import SchemaField as F
 from requests.adapters import HTTPAdapter
 
 from harperbq.bigquery.client import make_client, make_read_client
-from harperbq.bigquery.read import StorageReader, run_query
+from harperbq.bigquery.read import OPERATION_LABEL, StorageReader, run_query
 from harperbq.bigquery.retry import PolicyRetry, RetryPolicy
 from harperbq.bigquery.sql import Column, Query, TableRef, window_query
 from harperbq.config import BigQueryConfig
@@ -179,8 +179,8 @@ def test_client_from_config_labels_jobs_and_sets_the_bytes_guard(
     query = window_query(
         table, [Column("id", "INT64"), ts], ts, 0, 2**50, partition_key=[ts], partitions=1
     )
-    job = run_query(client, query, policy=POLICY).job
-    assert job.labels == {"app": "harperbq", "team": "maritime"}
+    job = run_query(client, query, policy=POLICY, operation="read_window").job
+    assert job.labels == {"app": "harperbq", "team": "maritime", OPERATION_LABEL: "read_window"}
     assert job.maximum_bytes_billed == 10**12
     dry = run_query(client, query, policy=POLICY, dry_run=True)
     assert dry.stats.bytes_billed == 0 and sum(b.num_rows for b in dry.batches()) == 0

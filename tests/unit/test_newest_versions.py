@@ -53,3 +53,17 @@ def test_reread_never_writes_over_a_newer_stored_version() -> None:
     rows = [{"id": "1", "c": 5}, {"id": "2", "c": 5}, {"id": "3", "c": 5}, {"id": "4", "c": 5}]
     kept, older = drop_older_than_stored(rows, {"1": 9, "2": 5, "3": 1}, "c", micros)
     assert [r["id"] for r in kept] == ["2", "3", "4"] and older == 1
+
+
+def test_equal_cursors_are_ranked_by_the_tie_break_first() -> None:
+    """The source passes the validation digest's fingerprint: the version Harper keeps is the
+    one `validate` computes as newest (larger fingerprint), whatever the row hashes say."""
+    a, b = {"k": 1, "c": 7, "v": "a"}, {"k": 1, "c": 7, "v": "b"}
+    prefer = {"a": 2, "b": 1}
+    for order in ([a, b], [b, a]):
+        newest = NewestVersions(["k"], "c", micros, lambda r: prefer[r["v"]])
+        kept, _, _ = newest.keep(list(order), [0, 0])
+        assert kept == [a]
+    flipped = {"a": 1, "b": 2}
+    kept, _, _ = NewestVersions(["k"], "c", micros, lambda r: flipped[r["v"]]).keep([a, b], [0, 0])
+    assert kept == [b]

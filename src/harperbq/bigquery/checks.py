@@ -1,16 +1,19 @@
 """Pre-flight checks of the configured source tables against BigQuery itself: the tables exist,
-every selected and key column exists with a usable type, and the window query is accepted
-(a dry run, which also proves the permission to query)."""
+every selected and key column exists with a usable type, the window query is accepted (a dry
+run, which also proves the permission to query) and what one window would bill, and a Storage
+Read session can be opened (the permission the query path does not need)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
-from harperbq.bigquery.read import run_query
+from harperbq.bigquery.cost import Prices, human_bytes
+from harperbq.bigquery.read import StorageReader, run_query
 from harperbq.bigquery.retry import PolicyRetry, RetryPolicy
 from harperbq.bigquery.sql import (
     CURSOR_TYPES,
@@ -20,6 +23,7 @@ from harperbq.bigquery.sql import (
     TableRef,
     columns_from_schema,
     window_query,
+    window_restriction,
 )
 from harperbq.config import TableConfig
 
@@ -40,10 +44,48 @@ def _message(exc: Exception) -> str:
     return str(message).splitlines()[0][:300]
 
 
+READ_SESSION_ROLE = "roles/bigquery.readSessionUser"
+WINDOW_PROBE_S = 3600
+"""The window the cost check prices: the last hour, the steady state's worst case per poll."""
+
+
+def layout_text(remote: bigquery.Table, cursor: str) -> str:
+    """How the table is partitioned and clustered, and what that means for a window query."""
+    tp, rp = remote.time_partitioning, remote.range_partitioning
+    if tp is not None:
+        parts = f"partitioned by {tp.type_} on {tp.field or '_PARTITIONTIME (ingestion time)'}"
+        if tp.expiration_ms:
+            parts += f" (partitions expire after {tp.expiration_ms / 86_400_000:g} d)"
+    elif rp is not None:
+        parts = f"partitioned by integer range on {rp.field}"
+    else:
+        parts = "not partitioned"
+    clustered = remote.clustering_fields or []
+    text = parts + (f", clustered by {', '.join(clustered)}" if clustered else ", not clustered")
+    pruned_by_cursor = tp is not None and tp.field == cursor
+    if clustered and clustered[0] == cursor:
+        return text + f"; window queries prune blocks on {cursor}"
+    if pruned_by_cursor:
+        return text + f"; window queries bill the whole {tp.type_.lower()} partition of {cursor}"
+    return text + f"; window queries on {cursor} bill the selected columns of the WHOLE table"
+
+
+def _billed(processed: int) -> int:
+    """BigQuery's on-demand rule: at least 10 MB, rounded up to the MB."""
+    mb = 1024 * 1024
+    return max(10 * mb, -(-processed // mb) * mb)
+
+
 def check_table(
-    client: bigquery.Client, table: TableConfig, policy: RetryPolicy
+    client: bigquery.Client,
+    table: TableConfig,
+    policy: RetryPolicy,
+    storage: StorageReader | None = None,
+    prices: Prices | None = None,
+    now_us: int | None = None,
 ) -> Iterator[Check]:
-    """Every check of one configured table, in order; stops where later checks cannot run."""
+    """Every check of one configured table, in order; stops where later checks cannot run.
+    With `storage`, also opens a Storage Read session over the same window (not read)."""
     tid = table.id
     try:
         ref = TableRef(table.project or client.project, table.dataset, table.table)
@@ -59,6 +101,7 @@ def check_table(
         yield Check(tid, "table exists", False, f"{ref}: {type(exc).__name__}: {_message(exc)}")
         return
     yield Check(tid, "table exists", True, str(ref))
+    yield Check(tid, "layout", True, layout_text(remote, table.cursor_column))
 
     schema = {f.name: Column.from_field(f) for f in remote.schema}
     wanted = table.columns if table.columns is not None else list(schema)
@@ -108,14 +151,51 @@ def check_table(
     if missing or not usable or bad_keys or any(n not in schema for n in table.key_columns):
         return  # the dry run would only repeat the problems above
     assert cursor is not None
+    hi = now_us if now_us is not None else int(time.time() * 1_000_000)
+    lo = hi - WINDOW_PROBE_S * 1_000_000
+    if cursor.type == "INT64":  # an integer cursor's unit is unknown: price the whole range
+        lo, hi = -(2**63), 2**63 - 1
+    columns = columns_from_schema(remote.schema, wanted)
     try:
-        columns = columns_from_schema(remote.schema, wanted)
         key = [schema[n] for n in table.partition_key]
         query = window_query(
-            ref, columns, cursor, 0, 1, partition_key=key, partitions=table.partitions, parts=[0]
+            ref, columns, cursor, lo, hi, partition_key=key, partitions=table.partitions, parts=[0]
         )
-        run_query(client, query, policy=policy, operation="preflight", dry_run=True)
+        result = run_query(client, query, policy=policy, operation="preflight", dry_run=True)
     except Exception as exc:
         yield Check(tid, "window query accepted", False, f"{type(exc).__name__}: {_message(exc)}")
         return
-    yield Check(tid, "window query accepted", True, "dry run")
+    processed = result.stats.bytes_processed
+    dollars = (prices or Prices()).dollars(_billed(processed))
+    yield Check(
+        tid,
+        "window query accepted",
+        True,
+        f"dry run of the last hour: {human_bytes(processed)} processed, "
+        f"{human_bytes(_billed(processed))} billed (≈ ${dollars:.4f}) per query and worker "
+        "(an upper bound: a dry run does not prune clustered blocks)",
+    )
+    if storage is None:
+        return
+    restriction = window_restriction(cursor, lo, hi)
+    try:
+        scanned = storage.estimate(ref, [c.name for c in columns], restriction)
+    except api_exceptions.PermissionDenied as exc:
+        yield Check(
+            tid,
+            "Storage Read session",
+            False,
+            f"permission denied ({_message(exc)}): grant {READ_SESSION_ROLE} "
+            "(bigquery.readsessions.create) on the billing project, or set readApi: query",
+        )
+        return
+    except Exception as exc:
+        yield Check(tid, "Storage Read session", False, f"{type(exc).__name__}: {_message(exc)}")
+        return
+    yield Check(
+        tid,
+        "Storage Read session",
+        True,
+        f"opened for the last hour: {human_bytes(scanned)} would be scanned "
+        f"(≈ ${(prices or Prices()).dollars(0, scanned):.4f})",
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 import warnings
@@ -93,6 +94,7 @@ def run_query(
     retry = PolicyRetry(policy, operation)
     started = time.monotonic()
     config = query.job_config(dry_run=dry_run, use_query_cache=not dry_run)
+    config.labels = operation_labels(client, operation)
     # job_retry=None here: with one set, the library wraps the insert in its own 10-minute
     # default retry. Insert requests follow `retry`; failed jobs are re-run by `result()`.
     job = client.query(query.sql, job_config=config, retry=retry, job_retry=None)
@@ -112,6 +114,20 @@ def run_query(
         extra["params"] = query_params(query)
     log.info("bigquery.query", extra=extra)
     return QueryResult(job, rows, stats)
+
+
+OPERATION_LABEL = "harperbq-operation"
+"""Every query job carries what it was for (`read_window`, `count_buckets`, ...), so BigQuery's
+billing export and INFORMATION_SCHEMA.JOBS attribute the cost (`labels` in JOBS_BY_PROJECT)."""
+
+
+def operation_labels(client: bigquery.Client, operation: str) -> dict[str, str]:
+    """The client's default job labels plus the operation (a job's labels replace the default
+    ones, they are not merged by the library)."""
+    default = client.default_query_job_config
+    labels = dict(default.labels or {}) if default is not None else {}
+    value = re.sub(r"[^a-z0-9_-]", "-", operation.lower())[:63]
+    return {**labels, OPERATION_LABEL: value}
 
 
 def query_params(query: Query) -> dict[str, Any]:
@@ -162,6 +178,9 @@ class StorageReader:
     max_batch_rows: int = 10_000
     """Larger server batches are sliced (zero-copy) so consumers see bounded pages."""
     last: SessionStats = field(default_factory=SessionStats)
+    bytes_scanned: int = 0
+    """Sum of the sessions' `estimated_total_bytes_scanned`: what the Storage Read API bills
+    (after partition pruning; rows a restriction drops are still billed)."""
 
     def read(
         self,
@@ -180,6 +199,7 @@ class StorageReader:
         self.last = SessionStats(
             streams=len(session.streams), estimated_bytes=int(session.estimated_total_bytes_scanned)
         )
+        self.bytes_scanned += self.last.estimated_bytes
         try:
             for batch in self._read_streams(session):
                 self.last.rows += batch.num_rows
@@ -204,6 +224,12 @@ class StorageReader:
                     ),
                 },
             )
+
+    def estimate(self, table: TableRef, columns: Sequence[str], row_restriction: str = "") -> int:
+        """Open a session without reading it: the bytes a read would be billed for (after
+        partition pruning). Raises what session creation raises (permission, restriction)."""
+        session = self._session(table, columns, row_restriction)
+        return int(session.estimated_total_bytes_scanned)
 
     def _session(
         self, table: TableRef, columns: Sequence[str], row_restriction: str

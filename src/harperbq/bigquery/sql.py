@@ -457,6 +457,20 @@ def window_restriction(cursor: Column, lo: int, hi: int) -> str:
     return f"{c} >= {_cursor_literal(cursor, lo)} AND {c} < {_cursor_literal(cursor, hi)}"
 
 
+def _bucket_grid_params(cursor: Column, edges: Sequence[int]) -> list[Any]:
+    """`@lo`, `@hi` and `@edges` of a bucket grid (strictly increasing edges, at least two)."""
+    bounds = [int(e) for e in edges]
+    if len(bounds) < 2:
+        raise SqlError("a bucket grid needs at least two edges")
+    if any(a >= b for a, b in itertools.pairwise(bounds)):
+        raise SqlError("bucket edges must be strictly increasing")
+    return [
+        cursor_param("lo", cursor, bounds[0]),
+        cursor_param("hi", cursor, bounds[-1]),
+        bigquery.ArrayQueryParameter("edges", "INT64", bounds),
+    ]
+
+
 def bucket_counts_query(
     table: TableRef,
     cursor: Column,
@@ -476,17 +490,8 @@ def bucket_counts_query(
     set of variable-length windows, of any partitions, is a union of such buckets when every
     window bound is an edge: one query counts them all, scanning only cursor and key columns.
     """
-    bounds = [int(e) for e in edges]
-    if len(bounds) < 2:
-        raise SqlError("a bucket grid needs at least two edges")
-    if any(a >= b for a, b in itertools.pairwise(bounds)):
-        raise SqlError("bucket edges must be strictly increasing")
     c = quote(cursor.name)
-    params: list[Any] = [
-        cursor_param("lo", cursor, bounds[0]),
-        cursor_param("hi", cursor, bounds[-1]),
-        bigquery.ArrayQueryParameter("edges", "INT64", bounds),
-    ]
+    params = _bucket_grid_params(cursor, edges)
     where, extra = _partition_filter(partition_key, partitions, parts)
     params += extra
     if not extra:
@@ -573,16 +578,9 @@ def bucket_digests_query(
     keep identical rows of an unkeyed table from cancelling out; 32-bit halves summed over
     fewer than 2^31 rows cannot overflow INT64. Scans the cursor, key and `columns` only.
     """
-    bounds = [int(e) for e in edges]
-    if len(bounds) < 2:
-        raise SqlError("a bucket grid needs at least two edges")
-    if any(a >= b for a, b in itertools.pairwise(bounds)):
-        raise SqlError("bucket edges must be strictly increasing")
     c = quote(cursor.name)
-    params: list[Any] = [
-        cursor_param("lo", cursor, bounds[0]),
-        cursor_param("hi", cursor, bounds[-1]),
-        bigquery.ArrayQueryParameter("edges", "INT64", bounds),
+    params = [
+        *_bucket_grid_params(cursor, edges),
         bigquery.ScalarQueryParameter("n", "INT64", partitions),
     ]
     micros = cursor_micros(cursor)

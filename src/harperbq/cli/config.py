@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harperbq.bigquery.checks import Check, check_table
-from harperbq.bigquery.client import ClientSetupError, make_client
+from harperbq.bigquery.client import ClientSetupError, make_client, make_read_client
+from harperbq.bigquery.read import StorageReader
 from harperbq.bigquery.retry import RetryPolicy
 from harperbq.cli.common import DEFAULT_CONFIG, problem_table
 from harperbq.config import Config, ConfigError, load_config
@@ -57,8 +58,26 @@ def _online(cfg: Config) -> list[Check]:
     except ClientSetupError as exc:
         return [Check("-", "BigQuery client", False, str(exc))]
     checks: list[Check] = []
+    storage, storage_problem = None, None
+    if cfg.bigquery.read_api != "query":  # the Storage Read API may be used: check it too
+        try:
+            storage = StorageReader(
+                make_read_client(cfg.bigquery),
+                billing_project=cfg.bigquery.project_id or client.project,
+                policy=PREFLIGHT_POLICY,
+            )
+        except ClientSetupError as exc:
+            # `auto` reads large windows only through it: a problem then, not yet.
+            required = cfg.bigquery.read_api == "storage"
+            storage_problem = Check("-", "Storage Read client", not required, str(exc))
     for table in cfg.tables:
-        checks.extend(check_table(client, table, PREFLIGHT_POLICY))
+        checks.extend(
+            check_table(
+                client, table, PREFLIGHT_POLICY, storage=storage, prices=cfg.bigquery.prices
+            )
+        )
+    if storage_problem is not None:
+        checks.append(storage_problem)
     # Harper too: the same short, authenticated probe as the control API's /readyz.
     readiness = Readiness(cfg, client)
     try:

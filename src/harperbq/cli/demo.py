@@ -16,7 +16,9 @@ from rich.table import Table
 
 from harperbq import demo as demo_flow
 from harperbq import logs
+from harperbq.bigquery import cost
 from harperbq.bigquery.client import make_client
+from harperbq.bigquery.cost import human_bytes
 from harperbq.config import Config, parse_timestamp
 from harperbq.devstack import DevStackError
 from harperbq.harper.client import HarperClient
@@ -117,16 +119,43 @@ def demo(
     if generator is not None:
         generator.join(30)
 
-    ok = _report(bq, harper, cfg)
+    ok = _report(bq, harper, cfg, _spent_by_table(service, cfg))
     harper.close()
     if not ok:
         raise typer.Exit(1)
 
 
-def _report(bq: bigquery.Client, harper: HarperClient, cfg: Config) -> bool:
+def _spent_by_table(service: SyncService, cfg: Config) -> dict[str, dict[str, float | int]]:
+    """Bytes the sync's reads billed per table (all its workers), with the estimated cost."""
+    billed: dict[str, list[int]] = {}
+    for handle in service.handles:
+        spent = getattr(handle.engine.source, "spent", None)
+        if spent is None:
+            continue
+        figures = spent()
+        total = billed.setdefault(handle.table.id, [0, 0])
+        total[0] += int(figures["bytes_billed"])
+        total[1] += int(figures["storage_bytes_scanned"])
+    return {t: cost.spent(q, s, cfg.bigquery.prices) for t, (q, s) in billed.items()}
+
+
+def _report(
+    bq: bigquery.Client,
+    harper: HarperClient,
+    cfg: Config,
+    spent: dict[str, dict[str, float | int]],
+) -> bool:
     database = cfg.harper.database
     view = Table(title="BigQuery vs Harper, up to each table's checkpoint")
-    for column in ("table", "checkpoint", "BigQuery (distinct keys)", "Harper records", "match"):
+    for column in (
+        "table",
+        "checkpoint",
+        "BigQuery (distinct keys)",
+        "Harper records",
+        "match",
+        "bytes billed (queries + Storage Read)",
+        "est. cost (on-demand)",
+    ):
         view.add_column(column)
     ok = True
     checkpoints = {s["table"]: s["checkpoint"] for s in table_statuses(cfg, harper)}
@@ -139,7 +168,12 @@ def _report(bq: bigquery.Client, harper: HarperClient, cfg: Config) -> bool:
         ok &= expected == got
         mark = "✓" if expected == got else "✗"
         shown = "-" if before == END_OF_TIME else before
-        view.add_row(t.id, shown, f"{expected:,}", f"{got:,}", mark)
+        figures = spent.get(t.id) or cost.spent(0, 0, cfg.bigquery.prices)
+        scanned = int(figures["bytes_billed"]) + int(figures["storage_bytes_scanned"])
+        dollars = float(figures["estimated_cost_usd"])
+        view.add_row(
+            t.id, shown, f"{expected:,}", f"{got:,}", mark, human_bytes(scanned), f"${dollars:,.4f}"
+        )
     console.print(view)
     query = (
         "SELECT mmsi, vessel_name, timestamp, latitude, longitude, speed_knots "  # noqa: S608

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from harperbq import logs
 from harperbq.bigquery.client import make_client
+from harperbq.bigquery.cost import human_bytes
 from harperbq.cli.common import (
     ConfigOption,
     error_line,
@@ -181,6 +183,14 @@ def _print_reconciled(service: SyncService) -> None:
         )
 
 
+def _spent_text(spent: dict[str, Any] | None) -> str:
+    """Bytes billed (queries + Storage Read) by the live workers, and the estimated cost."""
+    if not spent:
+        return "-"
+    total = int(spent["bytes_billed"]) + int(spent["storage_bytes_scanned"])
+    return f"{human_bytes(total)} ≈ ${float(spent['estimated_cost_usd']):,.4f}"
+
+
 def _request_hook(metrics: SyncMetrics) -> Callable[[RequestEvent], None]:
     """Every Harper request: counted for /metrics, summarised in the log under --debug."""
     log = logging.getLogger("harperbq.harper.request")
@@ -230,6 +240,7 @@ def status(
         "rows",
         "partitions",
         "reconciled",
+        "BigQuery billed",
         "last error",
     ):
         view.add_column(column)
@@ -245,6 +256,7 @@ def status(
             f"{row['rows_synced']:,}",
             f"{row['partitions_synced']}/{row['partitions']}",
             _reconciled_text(row.get("reconcile")),
+            _spent_text(row.get("bigquery")),
             str(row["last_error"] or ""),
         )
     Console().print(view)

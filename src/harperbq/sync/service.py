@@ -310,6 +310,9 @@ class SyncService:
                     "rows": h.engine.status.rows_synced,
                     "state": str(h.runner.state),
                     "reconciled_at": _reconciled_at(h),
+                    "bigquery": h.engine.source.spent()
+                    if isinstance(h.engine.source, BigQuerySource)
+                    else None,
                 }
                 for h in self.handles
                 if h.worker_id == worker

@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from harperbq import __version__
+from harperbq.bigquery import cost
 from harperbq.metrics import ServiceSample, WorkerSample
 from harperbq.sync.runner import RunState
 from harperbq.sync.windows import MICROS, iso
@@ -90,7 +91,16 @@ def worker_status(service: SyncService, handle: TableHandle, now: float) -> dict
         "last_success": _iso_s(status.last_success),
         "last_error": stall.message(now) if stall is not None else status.last_error,
         "attempts": handle.runner.attempts,
+        "bigquery": _spent(handle),
     }
+
+
+def _spent(handle: TableHandle) -> dict[str, float | int]:
+    """What this worker's BigQuery reads of the table billed since the process started."""
+    source = handle.engine.source
+    if hasattr(source, "spent"):
+        return dict(source.spent())
+    return cost.spent(0, 0, cost.Prices())
 
 
 def service_status(service: SyncService, now: float | None = None) -> dict[str, Any]:
@@ -200,6 +210,8 @@ def metrics_sample(service: SyncService) -> ServiceSample:
                 partitions=len(_owned(h)),
                 bytes_billed=int(getattr(source, "bytes_billed", 0)),
                 queries=int(getattr(source, "queries", 0)),
+                storage_bytes=int(getattr(source, "storage_bytes_scanned", 0)),
+                cost_dollars=float(_spent(h)["estimated_cost_usd"]),
             )
         )
     return ServiceSample(

@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
-from harperbq.bigquery import sql
+from harperbq.bigquery import cost, sql
 from harperbq.bigquery.client import make_read_client
 from harperbq.bigquery.read import StorageReader, run_query
 from harperbq.bigquery.retry import RetryPolicy, call_with_retry
 from harperbq.bigquery.types import ConversionStats, ConvertOptions, records_from_batch
 from harperbq.config import BigQueryConfig, TableConfig
 from harperbq.harper.schema import ColumnSpec
+from harperbq.sync import digest
 from harperbq.sync.digest import Digest
 from harperbq.sync.engine import Page, RowProblem
 from harperbq.sync.partitions import keep_partitions, partition_of
@@ -91,6 +93,15 @@ class BigQuerySource:
         return [self._column(name) for name in self.table.partition_key]
 
     # -- reads ------------------------------------------------------------------------------------
+
+    @property
+    def storage_bytes_scanned(self) -> int:
+        """Bytes the Storage Read sessions of this source were billed for."""
+        return self._storage.bytes_scanned if self._storage is not None else 0
+
+    def spent(self) -> dict[str, float | int]:
+        """Bytes billed, Storage Read bytes and their estimated cost (`bigquery.cost`)."""
+        return cost.spent(self.bytes_billed, self.storage_bytes_scanned, self.cfg.prices)
 
     def _run(self, query: sql.Query, operation: str, page_size: int = 10_000) -> Any:
         result = run_query(
@@ -175,7 +186,12 @@ class BigQuerySource:
             else self._query_batches(window, parts, page_rows)
         )
         versions = (
-            NewestVersions(self.table.primary_key, self.cursor.name, self.cursor_micros)
+            NewestVersions(
+                self.table.primary_key,
+                self.cursor.name,
+                self.cursor_micros,
+                partial(digest.row_fingerprint, columns=sql.digest_columns(self.columns)),
+            )
             if self.table.primary_key
             else None
         )

@@ -4,6 +4,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from harperbq.bigquery import cost
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
 from harperbq.sync import health
@@ -68,6 +69,7 @@ def table_statuses(
                 "validation": validation,
                 "notices": notices(state, table.id),
                 "reconcile": _reconciled(state, table, workers, now) if synced else None,
+                "bigquery": _spent(cfg, table.id, workers),
                 "state_mismatch": mismatch is not None,
             }
         )
@@ -115,6 +117,15 @@ def _notice_line(entry: AuditEntry) -> str:
     if entry.kind == "null_cursor":
         return f"{d.get('count')} source rows have a NULL {d.get('column')} (never synced)"
     return entry.message
+
+
+def _spent(cfg: Config, table_id: str, live: list[WorkerRecord]) -> dict[str, float | int]:
+    """What the live workers' reads of the table billed since each started (heartbeats)."""
+    infos = [w.info.get("tables", {}).get(table_id) for w in live]
+    spent = [i["bigquery"] for i in infos if isinstance(i, dict) and i.get("bigquery")]
+    billed = sum(int(s.get("bytes_billed", 0)) for s in spent)
+    scanned = sum(int(s.get("storage_bytes_scanned", 0)) for s in spent)
+    return cost.spent(billed, scanned, cfg.bigquery.prices)
 
 
 def _reconciled(

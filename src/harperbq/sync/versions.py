@@ -3,10 +3,12 @@
 Why: with `primaryKey` and an update-time cursor the source may hold several versions of one
 key. Harper merges records of one id in arrival order, and neither read path orders rows
 (query pages come in any order, Storage Read streams interleave), so the older version could
-win. Newest = greatest cursor value; versions with equal cursors are ranked by the hash of the
-converted row (`keys.row_hash`), so the same version wins whatever the order and the page
-boundaries. Within one window read this is streaming: a version that is older than one already
-passed on is dropped (the newer one is, or will be, upserted after it), and within a page only
+win. Newest = greatest cursor value; versions with equal cursors are ranked by a tie-break
+(the source passes the validation digest's row fingerprint, so Harper holds exactly the version
+`validate` expects, see `sql.bucket_digests_query`), then by the hash of the converted row
+(`keys.row_hash`), so the same version wins whatever the order and the page boundaries.
+Within one window read this is streaming: a version that is older than one already passed on
+is dropped (the newer one is, or will be, upserted after it), and within a page only
 the newest of each key is kept.
 
 Re-read paths (late-row reconciliation, `validate --repair`) re-read OLD windows; a key whose
@@ -24,22 +26,33 @@ from harperbq.sync.keys import key_id, row_hash
 
 Record = dict[str, Any]
 CursorMicros = Callable[[Any], int | None]
+TieBreak = Callable[[Mapping[str, Any]], int]
 _OLDEST = -(1 << 63)
 
 
-def _rank(record: Mapping[str, Any], cursor: str, micros: CursorMicros) -> tuple[int, str]:
-    at = micros(record.get(cursor))
-    return (_OLDEST if at is None else at, row_hash(record))
+def _no_tie_break(_record: Mapping[str, Any]) -> int:
+    return 0
 
 
 class NewestVersions:
     """Filters the pages of ONE window read so that each key's newest version wins."""
 
-    def __init__(self, primary_key: Sequence[str], cursor: str, micros: CursorMicros) -> None:
+    def __init__(
+        self,
+        primary_key: Sequence[str],
+        cursor: str,
+        micros: CursorMicros,
+        tie_break: TieBreak = _no_tie_break,
+    ) -> None:
         self._primary_key = list(primary_key)
         self._cursor = cursor
         self._micros = micros
-        self._best: dict[str, tuple[int, str]] = {}
+        self._tie_break = tie_break
+        self._best: dict[str, tuple[int, int, str]] = {}
+
+    def _rank(self, record: Mapping[str, Any]) -> tuple[int, int, str]:
+        at = self._micros(record.get(self._cursor))
+        return (_OLDEST if at is None else at, self._tie_break(record), row_hash(record))
 
     def keep(
         self, records: list[Record], partitions: list[int]
@@ -50,7 +63,7 @@ class NewestVersions:
         dropped: set[int] = set()
         for index, record in enumerate(records):
             key = key_id(record, self._primary_key)
-            rank = _rank(record, self._cursor, self._micros)
+            rank = self._rank(record)
             best = self._best.get(key)
             if best is not None and rank <= best:
                 dropped.add(index)
