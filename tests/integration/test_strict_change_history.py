@@ -9,12 +9,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from google.api_core import exceptions
-from google.cloud import bigquery
+from google.cloud import bigquery, bigquery_storage_v1
 from google.cloud.bigquery import SchemaField as F
+from google.cloud.bigquery_storage_v1 import types
+from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
+    BigQueryWriteGrpcTransport,
+)
+
+from harperbq.devstack.emulator import Emulator
 
 MB = 1024 * 1024
 MS = timedelta(milliseconds=1)
@@ -256,3 +263,33 @@ def test_truncate_and_merge_show_in_changes(bq: bigquery.Client, dataset: str) -
     ]
     appended = rows(bq, f"SELECT a FROM APPENDS(TABLE `{dataset}.t`) ORDER BY a")
     assert [r["a"] for r in appended] == [1, 2, 5, 6]
+
+
+def test_a_storage_write_append_carries_its_commit_time(
+    bq: bigquery.Client, bq_emulator: Emulator, dataset: str
+) -> None:
+    table_id = make_table(bq, dataset)
+    channel = grpc.insecure_channel(bq_emulator.grpc_endpoint)
+    writer = bigquery_storage_v1.BigQueryWriteClient(
+        transport=BigQueryWriteGrpcTransport(channel=channel)
+    )
+    batch = pa.record_batch({"a": pa.array([7, 8], pa.int64()), "b": pa.array(["w", "w"])})
+    request = types.AppendRowsRequest(
+        write_stream=f"projects/{bq.project}/datasets/{dataset}/tables/t/streams/_default",
+        arrow_rows=types.AppendRowsRequest.ArrowData(
+            writer_schema=types.ArrowSchema(
+                serialized_schema=batch.schema.serialize().to_pybytes()
+            ),
+            rows=types.ArrowRecordBatch(serialized_record_batch=batch.serialize().to_pybytes()),
+        ),
+    )
+    before = datetime.now(UTC)
+    responses = list(writer.append_rows(iter([request])))
+    after = datetime.now(UTC)
+    channel.close()
+    assert len(responses) == 1 and not responses[0].error.code
+    found = rows(bq, f"SELECT a, _CHANGE_TIMESTAMP FROM APPENDS(TABLE `{table_id}`) ORDER BY a")
+    assert [r["a"] for r in found] == [7, 8]
+    at = {r["_CHANGE_TIMESTAMP"] for r in found}
+    assert len(at) == 1  # one append, one commit
+    assert before <= at.pop() <= after
