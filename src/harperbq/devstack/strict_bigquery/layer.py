@@ -3,7 +3,9 @@
 - the query-job helpers of its jobs routes (`execute_query_job`, `_execute_query_or_failed_meta`,
   `_build_dry_run_query_response`): statistics, `maximumBytesBilled`, streaming-buffer DML;
 - its gRPC read handler class (a subclass): row-restriction complexity, estimated bytes;
-- its FastAPI app (an ASGI middleware): which tables received streamed rows, and when.
+- its FastAPI app (an ASGI middleware): which tables received streamed rows, and when;
+- its snapshot manager's `record_change` (called after every commit): the change history that
+  `APPENDS`/`CHANGES` read (changes.py).
 
 `install()` must run before the server starts (the gRPC server and the app are built then).
 """
@@ -19,13 +21,14 @@ from typing import Any
 
 from sqlglot import exp
 
-from harperbq.devstack.strict_bigquery import billing, rules
+from harperbq.devstack.strict_bigquery import billing, changes, rules
 
 log = logging.getLogger("harperbq.strict_bigquery")
 
 BLOCK_BYTES_ENV = "HARPERBQ_STRICT_BQ_BLOCK_BYTES"
 
 STREAMING = rules.StreamingLog()
+CHANGELOG = changes.ChangeLog()
 _ESTIMATE: contextvars.ContextVar[billing.Estimate | None] = contextvars.ContextVar(
     "strict_estimate", default=None
 )
@@ -65,11 +68,20 @@ def estimate(
 ) -> tuple[Any, billing.Estimate]:
     """(parsed statement or None, its bytes); unparseable SQL bills nothing here."""
     try:
-        statement = billing.parse(bq_sql)
+        statement = billing.parse(changes.prepare_sql(bq_sql))
     except billing.BillingError:
         return None, billing.Estimate()
     layouts: dict[tuple[str, str, str], billing.Layout] = {}
+    try:
+        rewritten = rewrite_changes(project_id, statement, query_params, ctx)
+    except changes.ChangeHistoryError:
+        return statement, billing.Estimate()  # the execution reports the error
+    if rewritten is not None:
+        statement = rewritten.billed
+        layouts.update(rewritten.layouts)
     for scan in billing.scans(statement, project_id):
+        if scan.name in layouts:
+            continue
         found = _layout(ctx, scan.name)
         if found is not None:
             layouts[scan.name] = found
@@ -89,6 +101,157 @@ def estimate(
     finally:
         con.close()
     return statement, result
+
+
+class Rewritten:
+    """A statement's change-history calls replaced: `executed` reads the log's rows of each
+    range; `billed` reads the log table itself, whose layout bills only the range's writes."""
+
+    def __init__(self) -> None:
+        self.executed: exp.Expr | None = None
+        self.billed: exp.Expr = exp.Null()
+        self.layouts: dict[tuple[str, str, str], billing.Layout] = {}
+
+
+def _table_meta(ctx: Any, key: tuple[str, str, str], kind: str) -> Any:
+    try:
+        meta = ctx.catalog.get_table(*key)
+    except Exception:  # an unknown dataset raises in some repositories
+        meta = None
+    if meta is None:
+        raise changes.ChangeHistoryError(f"Not found: Table {key[0]}:{key[1]}.{key[2]}")
+    if meta.table_type != "TABLE":
+        # https://cloud.google.com/bigquery/docs/reference/standard-sql/time-series-functions#appends
+        raise changes.ChangeHistoryError(
+            f"{kind} requires a regular BigQuery table; {'.'.join(key)} is a {meta.table_type}"
+        )
+    return meta
+
+
+def _record(ctx: Any, key: tuple[str, str, str]) -> None:
+    """Log the table's change since its last commit (the emulator's write lock is held)."""
+    from bqemulator.storage.sql_identifiers import quoted_table_ref
+
+    try:
+        meta = ctx.catalog.get_table(*key)
+    except Exception:
+        return
+    if meta is None or meta.table_type != "TABLE":
+        return
+    con = ctx.engine.connection.cursor()
+    try:
+        CHANGELOG.record(con, key, quoted_table_ref(*key), meta.creation_time, ctx.clock.now)
+    finally:
+        con.close()
+
+
+def rewrite_changes(
+    project_id: str, statement: exp.Expr, query_params: Any, ctx: Any
+) -> Rewritten | None:
+    """Replace `APPENDS`/`CHANGES` calls by the log (None when there are none); raises
+    ChangeHistoryError for what BigQuery refuses."""
+    found = changes.calls(statement, project_id)
+    if not found:
+        return None
+    out = Rewritten()
+    billed = statement.copy()
+    billed_calls = changes.calls(billed, project_id)
+    now = ctx.clock.now()
+    params = billing.rest_params(query_params)
+    for call, twin in zip(found, billed_calls, strict=True):
+        meta = _table_meta(ctx, call.key, call.kind)
+        # Writes the emulator did not report (a script's statements) are logged now, late
+        # rather than never; with nothing unreported this logs no row.
+        _record(ctx, call.key)
+        lo, hi = changes.check_range(
+            call.kind,
+            ".".join(call.key),
+            CHANGELOG.history(call.key, meta.creation_time),
+            changes.evaluate(call.start, params, now),
+            changes.evaluate(call.end, params, now),
+            now,
+        )
+        schema, table = CHANGELOG.relation(call.key, meta.creation_time)
+        columns = [f.name for f in meta.schema_.fields]
+        call.node.replace(changes.log_subquery(call, (schema, table), columns, lo, hi))
+        alias = twin.node.args.get("alias")
+        plain = exp.Table(
+            this=exp.to_identifier(table, quoted=True),
+            db=exp.to_identifier(schema, quoted=True),
+            catalog=exp.to_identifier(project_id, quoted=True),
+            alias=alias.copy()
+            if alias is not None
+            else exp.TableAlias(this=exp.to_identifier(call.key[2])),
+        )
+        twin.node.replace(plain)
+        layout = _layout(ctx, call.key)
+        if layout is not None:
+            out.layouts[(project_id, schema, table)] = billing.Layout(
+                relation=changes.range_relation(schema, table, lo, hi),
+                fields=layout.fields,
+            )
+    out.executed = statement
+    out.billed = billed
+    return out
+
+
+def _rewrite_sql(project_id: str, bq_sql: str, query_params: Any, ctx: Any) -> str:
+    """The SQL the emulator runs: change-history calls read the log (errors as BigQuery's)."""
+    from bqemulator.domain.errors import InvalidQueryError
+
+    prepared = changes.prepare_sql(bq_sql)
+    if prepared is bq_sql and not any(k in bq_sql.upper() for k in changes.KINDS):
+        return bq_sql
+    try:
+        statement = billing.parse(prepared)
+        rewritten = rewrite_changes(project_id, statement, query_params, ctx)
+    except billing.BillingError:
+        return bq_sql
+    except changes.ChangeHistoryError as exc:
+        raise InvalidQueryError(str(exc)) from None
+    if rewritten is None or rewritten.executed is None:
+        return bq_sql
+    return rewritten.executed.sql(dialect="bigquery")
+
+
+def _alter_schema(bq_sql: str, project_id: str, ctx: Any) -> bool:
+    """`ALTER SCHEMA ... SET OPTIONS` fails in the emulator (DuckDB has no such statement):
+    True when the layer handles it (only the time-travel window is kept, other options are
+    dropped)."""
+    from bqemulator.domain.errors import NotFoundError
+
+    found = changes.dataset_time_travel(bq_sql, project_id)
+    if found is None or changes.ALTER_SCHEMA.match(bq_sql) is None:
+        return False
+    (project, dataset), _ = found
+    if ctx.catalog.get_dataset(project, dataset) is None:
+        raise NotFoundError(f"Not found: Dataset {project}:{dataset}")
+    return True
+
+
+def _after_ddl(statement: Any, bq_sql: str, project_id: str, ctx: Any) -> None:
+    """Track the change-history options DDL sets, and log what CREATE TABLE wrote."""
+    travel = changes.dataset_time_travel(bq_sql, project_id)
+    if travel is not None:
+        CHANGELOG.set_time_travel(*travel)
+    if statement is None:
+        return
+    found = changes.ddl_options(statement, project_id)
+    if found is not None:
+        key, options = found
+        CHANGELOG.set_options(key, options, reset=isinstance(statement, exp.Create))
+        if isinstance(statement, exp.Create):
+            _record(ctx, key)
+    elif isinstance(statement, exp.Drop) and isinstance(statement.this, exp.Table):
+        con = ctx.engine.connection.cursor()
+        try:
+            target = statement.this
+            if str(statement.args.get("kind", "")).upper() == "SCHEMA":
+                CHANGELOG.forget_dataset(target.catalog or project_id, target.name, con)
+            else:
+                CHANGELOG.forget(billing.table_key(target, project_id), con)
+        finally:
+            con.close()
 
 
 def _attach(statistics: MutableMapping[str, Any], est: billing.Estimate, *, dry: bool) -> None:
@@ -150,8 +313,16 @@ def _wrap_jobs() -> None:
             except billing.BillingError:
                 statement = None
         _streaming_guard(statement, project_id)
-        meta = await original_execute(project_id, job_id, bq_sql, query_params, ctx, **kwargs)
+        run_sql = _rewrite_sql(project_id, bq_sql, query_params, ctx)
+        alter_schema = _alter_schema(bq_sql, project_id, ctx)
+        if alter_schema:
+            run_sql = "SELECT 1 AS done LIMIT 0"  # the emulator cannot run it; we keep it
+        meta = await original_execute(project_id, job_id, run_sql, query_params, ctx, **kwargs)
+        if alter_schema:
+            meta.statistics.setdefault("query", {})["statementType"] = "ALTER_SCHEMA"
         _attach(meta.statistics, est, dry=False)
+        if meta.state == "DONE" and not getattr(meta, "error_result", None):
+            _after_ddl(statement, bq_sql, project_id, ctx)
         if isinstance(statement, exp.Drop | exp.Create) and isinstance(statement.this, exp.Table):
             STREAMING.forget(billing.table_key(statement.this, project_id))  # a new table
         return meta
@@ -187,6 +358,9 @@ def _wrap_jobs() -> None:
 
     async def dry_run(**kwargs: Any) -> Any:
         _, est = estimate(
+            kwargs["project_id"], kwargs["bq_sql"], kwargs["query_params"], kwargs["ctx"]
+        )
+        kwargs["bq_sql"] = _rewrite_sql(
             kwargs["project_id"], kwargs["bq_sql"], kwargs["query_params"], kwargs["ctx"]
         )
         response = await original_dry(**kwargs)
@@ -293,6 +467,86 @@ class StreamingTracker:
                 STREAMING.streamed(key)
             else:
                 STREAMING.forget(key)
+                _forget_logs(scope, lambda con: CHANGELOG.forget(key, con))
+
+
+_DATASET_PATH = re.compile(r"/bigquery/v2/projects/(?P<p>[^/]+)/datasets(?:/(?P<d>[^/]+))?/?$")
+
+
+class DatasetOptionsTracker:
+    """ASGI middleware: the `maxTimeTravelHours` of datasets inserted or patched over REST
+    (the emulator does not keep it); change history reads its window from it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        match = _DATASET_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
+        method = scope.get("method", "")
+        body: list[bytes] = []
+        status: list[int] = []
+        if match is not None and method == "DELETE" and match.group("d"):
+            await self.app(scope, receive, _status_of(send, status))
+            project, dataset = match.group("p"), match.group("d")
+            if status and status[0] < 300:
+                _forget_logs(scope, lambda con: CHANGELOG.forget_dataset(project, dataset, con))
+            return
+        if match is None or method not in ("POST", "PATCH", "PUT"):
+            await self.app(scope, receive, send)
+            return
+
+        async def tee() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                body.append(message.get("body", b""))
+            return message
+
+        await self.app(scope, tee, _status_of(send, status))
+        if status and status[0] < 300:
+            _dataset_options(match.group("p"), match.group("d"), b"".join(body))
+
+
+def _status_of(send: Any, status: list[int]) -> Callable[[Any], Awaitable[None]]:
+    """`send`, noting the response status in `status`."""
+
+    async def keep(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            status.append(int(message["status"]))
+        await send(message)
+
+    return keep
+
+
+def _forget_logs(scope: Any, forget: Callable[[Any], None]) -> None:
+    """Drop the logs of deleted tables, through the emulator's context on the app."""
+    try:
+        ctx = scope["app"].state.context
+        con = ctx.engine.connection.cursor()
+    except Exception:  # no context: forget the options, leave the tables
+        forget(None)
+        return
+    try:
+        forget(con)
+    except Exception as exc:
+        log.warning("strict change history could not drop a log: %s", exc)
+    finally:
+        con.close()
+
+
+def _dataset_options(project: str, dataset: str | None, raw: bytes) -> None:
+    import json
+
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return
+    if not isinstance(body, dict):
+        return
+    name = dataset or body.get("datasetReference", {}).get("datasetId")
+    if not name or "maxTimeTravelHours" not in body:
+        return
+    hours = body.get("maxTimeTravelHours")
+    CHANGELOG.set_time_travel((project, name), int(hours) if hours is not None else None)
 
 
 def _wrap_app() -> None:
@@ -303,9 +557,37 @@ def _wrap_app() -> None:
     def create_app(context: Any) -> Any:
         app = original(context)
         app.add_middleware(StreamingTracker)
+        app.add_middleware(DatasetOptionsTracker)
         return app
 
     setattr(server, "create_app", create_app)  # noqa: B010
+
+
+def _wrap_commits() -> None:
+    from bqemulator.versioning import snapshots
+
+    manager = snapshots.SnapshotManager
+    original = manager.record_change
+
+    def record_change(self: Any, project_id: str, dataset_id: str, table_id: str) -> Any:
+        out = original(self, project_id, dataset_id, table_id)
+        ctx = _CommitContext(self)
+        try:
+            _record(ctx, (project_id, dataset_id, table_id))
+        except Exception as exc:  # never fail a write because the history cannot log it
+            log.warning("strict change history could not log a commit: %s", exc)
+        return out
+
+    setattr(manager, "record_change", record_change)  # noqa: B010
+
+
+class _CommitContext:
+    """The parts of the app context `_record` needs, from a snapshot manager."""
+
+    def __init__(self, manager: Any) -> None:
+        self.catalog = manager._catalog
+        self.engine = manager._engine
+        self.clock = manager._clock
 
 
 def install() -> None:
@@ -316,4 +598,5 @@ def install() -> None:
     _wrap_jobs()
     _wrap_reads()
     _wrap_app()
+    _wrap_commits()
     _installed = True
