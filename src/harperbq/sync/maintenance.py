@@ -23,13 +23,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from google.cloud import bigquery
-
 from harperbq.config import Config, TableConfig
-from harperbq.harper.client import HarperClient
+from harperbq.sync.assembly import ReadSide
 from harperbq.sync.engine import TableEngine
 from harperbq.sync.reconcile import Reconciler, ReconcileReport
-from harperbq.sync.sink import HarperSink
 from harperbq.sync.source import BigQuerySource
 from harperbq.sync.target import TargetTable
 from harperbq.sync.validate import ValidationResult, Validator
@@ -157,46 +154,28 @@ class Maintenance:
 
 
 def build_maintenance(
-    cfg: Config,
-    table: TableConfig,
-    worker_id: str,
+    side: ReadSide[BigQuerySource],
     engine: TableEngine,
-    source: BigQuerySource,
-    sink: HarperSink,
-    harper: HarperClient,
-    bigquery_client: bigquery.Client,
     *,
     owned: Callable[[], Sequence[int]],
     clock: Callable[[], float] = time.time,
     on_validation: Callable[[ValidationResult], None] | None = None,
 ) -> Maintenance:
-    """Wire the periodic jobs of one (table, worker) from the parts the service already built."""
-    targets: list[TargetTable] = []
-
-    def target() -> TargetTable:  # built on first use: the source schema is known by then
-        if not targets:
-            targets.append(
-                TargetTable(
-                    harper,
-                    cfg.harper.database,
-                    table.target_table,
-                    source.cursor,
-                    source.partition_key,
-                    table.partitions,
-                )
-            )
-        return targets[0]
-
-    reconciler = Reconciler(table, engine, source, sink.upsert, target, owned, clock)
+    """Wire the periodic jobs of one (table, worker) from its read side: reconciliation and
+    retention share the engine's source, sink and target; each scheduled validation gets the
+    same wiring around a source of its own (it runs on another thread)."""
+    reconciler = Reconciler(
+        side.table, engine, side.source, side.sink.upsert, side.target, owned, clock
+    )
     return Maintenance(
-        cfg,
-        table,
-        worker_id,
+        side.config,
+        side.table,
+        side.worker_id,
         reconciler,
-        target,
-        validator=lambda: Validator(cfg, table, harper, bigquery_client, worker_id=worker_id),
+        side.target,
+        validator=lambda: Validator(side.fresh()),
         is_leader=lambda: 0 in owned(),
-        audit=sink.audit,
+        audit=side.sink.audit,
         clock=clock,
         on_validation=on_validation,
     )

@@ -23,13 +23,13 @@ from harperbq.harper.schema import ColumnSpec, TypeOptions, ensure_target_table
 from harperbq.harper.watchdog import Stall, StallWatchdog
 from harperbq.metrics import SyncMetrics
 from harperbq.sync import membership, snapshot
+from harperbq.sync.assembly import assemble
 from harperbq.sync.engine import EngineSettings, TableEngine
 from harperbq.sync.maintenance import Maintenance, build_maintenance
 from harperbq.sync.runner import Backoff, RunState, TableRunner
 from harperbq.sync.schema_watch import SchemaWatch
-from harperbq.sync.sink import HarperSink
 from harperbq.sync.source import BigQuerySource
-from harperbq.sync.state import AuditEntry, StateIdentity, StateMismatchError, StateStore
+from harperbq.sync.state import AuditEntry, StateMismatchError, StateStore
 from harperbq.sync.validate import ValidationResult, validate_tables
 from harperbq.sync.windows import MICROS, PhasePolicy, to_micros
 
@@ -170,22 +170,17 @@ class SyncService:
         return name or socket.gethostname()
 
     def _build(self, table: TableConfig, worker: str) -> TableHandle:
-        source = BigQuerySource(self.bigquery, self.config.bigquery, table, self.policy)
-        sink = HarperSink(
-            self.harper,
-            self.state,
-            self.config.harper.database,
-            table.target_table,
-            table.id,
+        side = assemble(
+            self.config,
+            table,
             worker,
+            self.harper,
+            self.bigquery,
+            self.policy,
             on_write=self.metrics.write_observer(table.id, worker),
-            identity=StateIdentity(
-                source=str(source.ref),
-                target=f"{self.config.harper.database}.{table.target_table}",
-                cursor=table.cursor_column,
-                key=",".join(table.primary_key),
-            ),
+            state=self.state,
         )
+        source, sink = side.source, side.sink
 
         def ensure_target(specs: list[ColumnSpec]) -> None:
             ensure_target_table(
@@ -239,14 +234,8 @@ class SyncService:
 
         retry = self.config.retry
         maintenance = build_maintenance(
-            self.config,
-            table,
-            worker,
+            side,
             engine,
-            source,
-            sink,
-            self.harper,
-            self.bigquery,
             owned=lambda: self.membership.owned(table, worker),
             clock=self.clock,
             on_validation=lambda r: self.metrics.record_validation(table.id, r.drift_rows),

@@ -37,12 +37,12 @@ from typing import Any
 
 from google.cloud import bigquery
 
-from harperbq.bigquery.retry import RetryPolicy
 from harperbq.bigquery.sql import Column, digest_columns
-from harperbq.config import Config, TableConfig
+from harperbq.config import Config
 from harperbq.harper.client import HarperClient
 from harperbq.sync import digest as dg
 from harperbq.sync import health as hl
+from harperbq.sync.assembly import ReadSide, assemble
 from harperbq.sync.grid import (
     Cell,
     bucket_of,
@@ -55,7 +55,7 @@ from harperbq.sync.grid import (
 from harperbq.sync.keys import WindowIds
 from harperbq.sync.resync import resync
 from harperbq.sync.source import BigQuerySource
-from harperbq.sync.state import AuditEntry, AuditKind, StateStore, utc_now_iso
+from harperbq.sync.state import AuditEntry, AuditKind, utc_now_iso
 from harperbq.sync.target import TargetRecord, TargetTable
 from harperbq.sync.windows import MICROS, Window, iso, parse_iso
 
@@ -253,44 +253,26 @@ class Validator:
 
     def __init__(
         self,
-        cfg: Config,
-        table: TableConfig,
-        harper: HarperClient,
-        bigquery_client: bigquery.Client,
+        side: ReadSide[BigQuerySource],
         *,
-        worker_id: str = "cli",
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.table = table
-        self.harper = harper
-        self.worker_id = worker_id
+        self.side = side
+        self.cfg = side.config
+        self.table = side.table
+        self.harper = side.harper
+        self.worker_id = side.worker_id
         self.clock = clock
         self.rng = rng or random.Random()
-        self.state = StateStore(harper, cfg.harper.state_database)
-        self.source = BigQuerySource(
-            bigquery_client,
-            cfg.bigquery,
-            table,
-            RetryPolicy.from_config(cfg.retry, cfg.bigquery),
-        )
-        self._target: TargetTable | None = None
+        self.state = side.state
+        self.source = side.source
         self._his: dict[int, int] = {}
         """Each partition's checkpoint `hi` (µs) when the validation began."""
 
     @property
     def target(self) -> TargetTable:
-        if self._target is None:
-            self._target = TargetTable(
-                self.harper,
-                self.cfg.harper.database,
-                self.table.target_table,
-                self.source.cursor,
-                self.source.partition_key,
-                self.table.partitions,
-            )
-        return self._target
+        return self.side.target()
 
     @property
     def keyed(self) -> bool:
@@ -634,7 +616,7 @@ class Validator:
         return out
 
     def _upsert(self, records: list[dict[str, Any]]) -> None:
-        self.harper.upsert(self.cfg.harper.database, self.table.target_table, records)
+        self.side.sink.upsert(records)  # the engine's write path and write metric
 
     def _audit(self, result: ValidationResult) -> None:
         message = (
@@ -718,7 +700,7 @@ def validate_tables(
     """Validate the given tables (all configured when None), one after the other."""
     wanted = [cfg.table(t) for t in table_ids] if table_ids else list(cfg.tables)
     return [
-        Validator(cfg, table, harper, bigquery_client, worker_id=worker_id).run(
+        Validator(assemble(cfg, table, worker_id, harper, bigquery_client)).run(
             repair=repair, since_s=since_s
         )
         for table in wanted
