@@ -41,9 +41,9 @@ def make_source(
         bq.load_table_from_json(rows[start : start + 50_000], ref).result()
 
 
-def run_once(cfg: Config, harper: HarperClient, timeout_s: float = 240) -> SyncService:
-    """`sync run --once` in-process: start, wait until caught up, stop; asserts success."""
-    service = SyncService(cfg, harper, make_client(cfg.bigquery), once=True)
+def run_to_end(service: SyncService, timeout_s: float) -> tuple[bool, bool]:
+    """Start a `--once` service, wait for it to end by itself (at most `timeout_s`), stop it:
+    (every table done, ended by itself rather than by the timeout)."""
     service.start()
     stop = threading.Event()
     timer = threading.Timer(timeout_s, stop.set)
@@ -53,6 +53,13 @@ def run_once(cfg: Config, harper: HarperClient, timeout_s: float = 240) -> SyncS
     finally:
         timer.cancel()
         service.stop()
+    return ok, not stop.is_set()
+
+
+def run_once(cfg: Config, harper: HarperClient, timeout_s: float = 240) -> SyncService:
+    """`sync run --once` in-process: start, wait until caught up, stop; asserts success."""
+    service = SyncService(cfg, harper, make_client(cfg.bigquery), once=True)
+    ok, _ = run_to_end(service, timeout_s)
     errors = {r.table_id: r.engine.status.last_error for r in service.runners()}
     assert ok, f"sync did not finish: {errors}"
     return service

@@ -6,7 +6,6 @@ wrote almost nothing). Now it stops with an error naming the mismatch and the fi
 tables of that configuration go on, and the first configuration keeps working.
 """
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 from google.cloud import bigquery
 from tests.e2e.live import records
-from tests.support import keyed_table, make_source, run_once
+from tests.support import keyed_table, make_source, run_once, run_to_end
 
 from harperbq.bigquery.client import make_client
 from harperbq.config import Config
@@ -36,16 +35,8 @@ def keys(client: HarperClient, database: str, table: str) -> list[int]:
 def run_expecting_failure(cfg: Config, harper: HarperClient) -> SyncService:
     """`sync run --once` in-process where some table is expected to fail; returns the service."""
     service = SyncService(cfg, harper, make_client(cfg.bigquery), once=True)
-    service.start()
-    stop = threading.Event()
-    timer = threading.Timer(120, stop.set)
-    timer.start()
-    try:
-        ok = service.wait(stop)
-    finally:
-        timer.cancel()
-        service.stop()
-    assert not stop.is_set(), "the run did not end by itself"
+    ok, ended = run_to_end(service, 120)
+    assert ended, "the run did not end by itself"
     assert not ok
     return service
 

@@ -29,7 +29,7 @@ import requests
 import urllib3
 from google.cloud import bigquery
 from requests.adapters import HTTPAdapter
-from tests.support import harper_rows, make_source
+from tests.support import harper_rows, make_source, run_to_end
 
 from harperbq.bigquery.client import make_client
 from harperbq.config import Config
@@ -539,15 +539,9 @@ def test_bigquery_error_bursts(
     session.mount("http://", faulty)
     session.mount("https://", faulty)
     service = SyncService(cfg, harper_client, make_client(cfg.bigquery, http=session), once=True)
-    service.start()
-    stop = threading.Event()
-    timer = threading.Timer(150, stop.set)
-    timer.start()
     try:
-        ok = service.wait(stop)
+        ok, _ = run_to_end(service, 150)
     finally:
-        timer.cancel()
-        service.stop()
         session.close()
     [runner] = service.runners()
     failures = StateStore(harper_client, cfg.harper.state_database).recent_audit(
