@@ -136,12 +136,7 @@ def assemble(
     if source is None:
         source = BigQuerySource(bigquery, config.bigquery, table, policy)
     state = state or StateStore(harper, config.harper.state_database)
-    identity = StateIdentity(
-        source=str(source.ref),
-        target=f"{config.harper.database}.{table.target_table}",
-        cursor=table.cursor_column,
-        key=",".join(table.primary_key),
-    )
+    identity = StateIdentity.of(str(source.ref), config.harper.database, table)
     sink = HarperSink(
         harper,
         state,

@@ -30,9 +30,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from harperbq.harper.client import HarperClient
+
+if TYPE_CHECKING:  # annotations only
+    from harperbq.config import TableConfig
 from harperbq.harper.models import Attribute, Condition, Sort
 from harperbq.harper.schema import ensure_table
 from harperbq.sync.windows import iso_text
@@ -175,6 +178,17 @@ class StateIdentity:
     target: str
     cursor: str
     key: str
+
+    @classmethod
+    def of(cls, source: str, database: str, table: TableConfig) -> StateIdentity:
+        """The identity of `table` read from `source` into `database` (the one place that
+        spells it, for the sync and for `sync status`)."""
+        return cls(
+            source=source,
+            target=f"{database}.{table.target_table}",
+            cursor=table.cursor_column,
+            key=",".join(table.primary_key),
+        )
 
     def stamp(self, checkpoint: Checkpoint) -> Checkpoint:
         return replace(

@@ -149,15 +149,11 @@ def _reconciled(
     }
 
 
-def _state_mismatch(cfg: Config, table: Any, checkpoints: Any) -> str | None:
+def _state_mismatch(cfg: Config, table: TableConfig, checkpoints: Any) -> str | None:
     """The error a sync would stop with because the stored state belongs to other tables."""
     project = table.project or cfg.bigquery.project_id
-    wanted = StateIdentity(
-        source=f"{project}.{table.dataset}.{table.table}" if project else "",
-        target=f"{cfg.harper.database}.{table.target_table}",
-        cursor=table.cursor_column,
-        key=",".join(table.primary_key),
-    )
+    source = f"{project}.{table.dataset}.{table.table}" if project else ""
+    wanted = StateIdentity.of(source, cfg.harper.database, table)
     for cp in checkpoints:
         differences = [
             d
