@@ -28,7 +28,6 @@ from harperbq.sync.engine import EngineSettings, TableEngine
 from harperbq.sync.maintenance import Maintenance, build_maintenance
 from harperbq.sync.runner import Backoff, RunState, TableRunner
 from harperbq.sync.schema_watch import SchemaWatch
-from harperbq.sync.source import BigQuerySource
 from harperbq.sync.state import AuditEntry, StateMismatchError, StateStore
 from harperbq.sync.validate import ValidationResult, validate_tables
 from harperbq.sync.windows import MICROS, PhasePolicy, to_micros
@@ -97,8 +96,7 @@ class Membership:
 def _reconciled_at(handle: TableHandle) -> str | None:
     """When this worker last reconciled the table (ISO UTC), for `sync status`."""
     m = handle.maintenance
-    at = m.reconciler.stats.last_run_at if m is not None else None
-    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z") if at else None
+    return snapshot.iso_s(m.reconciler.stats.last_run_at if m is not None else None)
 
 
 @dataclass
@@ -299,9 +297,7 @@ class SyncService:
                     "rows": h.engine.status.rows_synced,
                     "state": str(h.runner.state),
                     "reconciled_at": _reconciled_at(h),
-                    "bigquery": h.engine.source.spent()
-                    if isinstance(h.engine.source, BigQuerySource)
-                    else None,
+                    "bigquery": snapshot.spent(h),
                 }
                 for h in self.handles
                 if h.worker_id == worker

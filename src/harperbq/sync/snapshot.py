@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 _ACTIVE = (RunState.STARTING, RunState.RUNNING, RunState.IDLE, RunState.ERROR)
 
 
-def _iso_s(seconds: float | None) -> str | None:
+def iso_s(seconds: float | None) -> str | None:
+    """Unix seconds as the fixed-width ISO text of `windows.iso` (None stays None)."""
     return iso(int(seconds * MICROS)) if seconds is not None else None
 
 
@@ -57,8 +58,8 @@ def _reconcile(handle: TableHandle, now: float) -> dict[str, Any] | None:
         return None
     stats = m.reconciler.stats
     return {
-        "last_run": _iso_s(stats.last_run_at),
-        "next_due": _iso_s(m.next_reconcile),
+        "last_run": iso_s(stats.last_run_at),
+        "next_due": iso_s(m.next_reconcile),
         "due": m.reconcile_due(now),
         "runs": stats.runs,
         "windows_resynced": stats.windows_resynced,
@@ -76,7 +77,7 @@ def worker_status(service: SyncService, handle: TableHandle, now: float) -> dict
         "state": shown_state(service, handle),
         "running": running(handle),
         "phase": str(status.phase),
-        "checkpoint": _iso_s(checkpoint),
+        "checkpoint": iso_s(checkpoint),
         "lag_s": round(now - checkpoint, 3) if checkpoint is not None else None,
         # Caught up means late rows too: not while a due reconciliation has not run.
         "caught_up": status.caught_up and not (reconcile is not None and reconcile["due"]),
@@ -88,14 +89,14 @@ def worker_status(service: SyncService, handle: TableHandle, now: float) -> dict
         "rows_not_synced": dict(status.skipped_by_reason),  # by reason, reconciliation's too
         "values_coerced": status.values_coerced,
         "windows": status.windows,
-        "last_success": _iso_s(status.last_success),
+        "last_success": iso_s(status.last_success),
         "last_error": stall.message(now) if stall is not None else status.last_error,
         "attempts": handle.runner.attempts,
-        "bigquery": _spent(handle),
+        "bigquery": spent(handle),
     }
 
 
-def _spent(handle: TableHandle) -> dict[str, float | int]:
+def spent(handle: TableHandle) -> dict[str, float | int]:
     """What this worker's BigQuery reads of the table billed since the process started."""
     source = handle.engine.source
     if hasattr(source, "spent"):
@@ -122,7 +123,7 @@ def service_status(service: SyncService, now: float | None = None) -> dict[str, 
     return {
         "node": service.node,
         "version": __version__,
-        "started_at": _iso_s(service.started_at),
+        "started_at": iso_s(service.started_at),
         "uptime_s": round(now - service.started_at, 3),
         "once": service.once,
         "running": any(running(h) for h in service.handles),
@@ -168,9 +169,9 @@ def sync_control_status(service: SyncService, now: float | None = None) -> dict[
                     "checkpointId": f"{table.id}_{worst.worker_id}",
                     "tableId": table.id,
                     "nodeId": service.node,
-                    "lastTimestamp": _iso_s(checkpoint),
+                    "lastTimestamp": iso_s(checkpoint),
                     "recordsIngested": status.rows_synced,
-                    "lastSyncTime": _iso_s(status.last_success),
+                    "lastSyncTime": iso_s(status.last_success),
                     "phase": str(status.phase),
                     "batchSize": worst.engine.settings.policy.batch_size(status.phase),
                 }
@@ -211,7 +212,7 @@ def metrics_sample(service: SyncService) -> ServiceSample:
                 bytes_billed=int(getattr(source, "bytes_billed", 0)),
                 queries=int(getattr(source, "queries", 0)),
                 storage_bytes=int(getattr(source, "storage_bytes_scanned", 0)),
-                cost_dollars=float(_spent(h)["estimated_cost_usd"]),
+                cost_dollars=float(spent(h)["estimated_cost_usd"]),
             )
         )
     return ServiceSample(
