@@ -227,6 +227,9 @@ class SyncSettings(_Model):
     reconcile_interval_s: Seconds | None = Field(None, alias="reconcileInterval")
     indexes: KeyList | None = Field(None, alias="indexes")
     deletes: Literal["none", "mirror"] | None = Field(None, alias="deletes")
+    change_feed: Literal["auto", "appends", "changes", "none"] | None = Field(
+        None, alias="changeFeed"
+    )
     retention_s: Seconds | None = Field(None, alias="retention")
     on_schema_change: Literal["fail", "evolve"] | None = Field(None, alias="onSchemaChange")
     numeric_as: Literal["string", "float"] | None = Field(None, alias="numericAs")
@@ -250,6 +253,7 @@ SYNC_DEFAULTS: dict[str, Any] = {
     "reconcile_interval_s": 300.0,
     "indexes": [],
     "deletes": "none",
+    "change_feed": "auto",
     "retention_s": None,
     "on_schema_change": "fail",
     "numeric_as": "string",
@@ -464,6 +468,8 @@ class TableConfig:
     on_schema_change: Literal["fail", "evolve"]
     numeric_as: Literal["string", "float"] = "string"
     geography_as: Literal["wkt", "geojson"] = "wkt"
+    change_feed: Literal["auto", "appends", "changes", "none"] = "auto"
+    """How the source is read (`sync.feed`): `auto` is resolved against the table at start."""
 
     @property
     def key_columns(self) -> list[str]:
@@ -1050,6 +1056,15 @@ def _resolve_table(
         named["partitionKey"] = partition_key
     named["indexes"] = list(values["indexes"])
     ok = _check_columns(path, table.columns, named, where, check) and ok
+    if values["change_feed"] == "changes" and not primary_key:
+        check.add(
+            where("changeFeed"),
+            "changes needs a primary key: updates and deletes are applied to the record of "
+            "their key",
+            "changes",
+            "set primaryKey, or use changeFeed: appends",
+        )
+        ok = False
     if not ok:
         return None
     return TableConfig(
@@ -1081,6 +1096,7 @@ def _resolve_table(
         on_schema_change=values["on_schema_change"],
         numeric_as=values["numeric_as"],
         geography_as=values["geography_as"],
+        change_feed=values["change_feed"],
     )
 
 

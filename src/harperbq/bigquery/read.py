@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -187,12 +188,15 @@ class StorageReader:
         table: TableRef,
         columns: Sequence[str],
         row_restriction: str = "",
+        snapshot_at: datetime | None = None,
     ) -> Generator[pa.RecordBatch, None, None]:
+        """`snapshot_at`: read the table as of that instant (within its time-travel window),
+        else as of the session's creation."""
         if not columns:
             raise ValueError("name the columns to read (never all by default)")
         started = time.monotonic()
         session = call_with_retry(
-            lambda: self._session(table, columns, row_restriction),
+            lambda: self._session(table, columns, row_restriction, snapshot_at),
             self.policy,
             operation="storage.create_read_session",
         )
@@ -232,7 +236,11 @@ class StorageReader:
         return int(session.estimated_total_bytes_scanned)
 
     def _session(
-        self, table: TableRef, columns: Sequence[str], row_restriction: str
+        self,
+        table: TableRef,
+        columns: Sequence[str],
+        row_restriction: str,
+        snapshot_at: datetime | None = None,
     ) -> storage_types.ReadSession:
         options = storage_types.ReadSession.TableReadOptions(
             selected_fields=list(columns), row_restriction=row_restriction
@@ -242,6 +250,10 @@ class StorageReader:
             data_format=storage_types.DataFormat.ARROW,
             read_options=options,
         )
+        if snapshot_at is not None:
+            request.table_modifiers = storage_types.ReadSession.TableModifiers(
+                snapshot_time=snapshot_at
+            )
         return self.read_client.create_read_session(
             parent=f"projects/{self.billing_project}",
             read_session=request,

@@ -366,6 +366,58 @@ def window_query(
     return Query(sql, tuple(params))
 
 
+CHANGE_FUNCTIONS = ("APPENDS", "CHANGES")
+CHANGE_TS_COLUMN = "_hbq_change_ts"
+"""The commit time of a change-history row (`_CHANGE_TIMESTAMP`), as a result column."""
+CHANGE_TYPE_COLUMN = "_hbq_change_type"
+"""`_CHANGE_TYPE` (`INSERT`, `UPDATE`, `DELETE`) as a result column."""
+
+
+def change_query(
+    table: TableRef,
+    columns: Sequence[Column],
+    function: str,
+    lo: int,
+    hi: int,
+    *,
+    partition_key: Sequence[Column],
+    partitions: int,
+    parts: Sequence[int] | None = None,
+) -> Query:
+    """The rows `function` (APPENDS or CHANGES) returns for commits in [lo, hi) µs, in the
+    given partitions, with their commit time and change type. BigQuery bills the data written
+    in the range, not the table (change-history pricing); the bounds are parameters, which
+    BigQuery accepts as constant TIMESTAMP arguments."""
+    if function not in CHANGE_FUNCTIONS:
+        raise SqlError(f"not a change-history function: {function!r}")
+    if hi < lo:
+        raise SqlError(f"empty window: hi {hi} < lo {lo}")
+    items = select_list(columns)
+    params: list[Any] = [
+        bigquery.ScalarQueryParameter("lo", "TIMESTAMP", from_micros(lo)),
+        bigquery.ScalarQueryParameter("hi", "TIMESTAMP", from_micros(hi)),
+    ]
+    where, extra = _partition_filter(partition_key, partitions, parts)
+    params += extra
+    sql = (
+        f"SELECT {items}, _CHANGE_TIMESTAMP AS `{CHANGE_TS_COLUMN}`, "
+        f"_CHANGE_TYPE AS `{CHANGE_TYPE_COLUMN}`\n"
+        f"FROM {function}(TABLE {table.sql}, @lo, @hi)\nWHERE TRUE{where}"
+    )
+    return Query(sql, tuple(params))
+
+
+def snapshot_query(
+    table: TableRef, columns: Sequence[Column], at: int, restriction: str = ""
+) -> Query:
+    """The whole table as of `at` µs (time travel): the snapshot's fallback when the Storage
+    Read API is refused. Billed as a query over the selected columns of the table.
+    `restriction`: a `window_restriction` (text built from integers only)."""
+    where = f"\nWHERE {restriction}" if restriction else ""
+    sql = f"SELECT {select_list(columns)}\nFROM {table.sql} FOR SYSTEM_TIME AS OF @at{where}"
+    return Query(sql, (bigquery.ScalarQueryParameter("at", "TIMESTAMP", from_micros(at)),))
+
+
 def window_counts_query(
     table: TableRef,
     cursor: Column,

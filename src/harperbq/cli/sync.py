@@ -179,6 +179,14 @@ def _log_reconciled(service: SyncService) -> None:
         if report is None:
             log.warning("table %s (%s): not reconciled", *where.values(), extra=where)
             continue
+        if report.not_needed:
+            log.info(
+                "table %s (%s): no reconciliation needed (%s)",
+                *where.values(),
+                report.not_needed,
+                extra={**where, "not_needed": report.not_needed},
+            )
+            continue
         log.info(
             "table %s (%s): reconciled %d windows, %d changed, %d rows re-read, %d deleted",
             handle.table.id,

@@ -17,10 +17,12 @@ from harperbq.bigquery.sql import Column
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
 from harperbq.sync.engine import Source
+from harperbq.sync.feed_source import ChangeFeedSource
 from harperbq.sync.sink import HarperSink
 from harperbq.sync.source import BigQuerySource
 from harperbq.sync.state import StateIdentity, StateStore
 from harperbq.sync.target import TargetTable
+from harperbq.sync.versions import drop_older_than_stored
 
 
 class TableSource(Source, Protocol):
@@ -51,6 +53,9 @@ class ReadSide(Generic[S]):
     sink: HarperSink
     state: StateStore
     identity: StateIdentity
+    feed: Source
+    """The engine's source: the change feed over `source` (`sync.feed_source`), or `source`
+    itself when it is not BigQuery's (tests)."""
     bigquery: Any = field(default=None, repr=False, compare=False)
     policy: RetryPolicy | None = field(default=None, repr=False, compare=False)
     _targets: list[TargetTable] = field(default_factory=list, init=False, repr=False, compare=False)
@@ -70,6 +75,23 @@ class ReadSide(Generic[S]):
                 )
             )
         return self._targets[0]
+
+    def newer_version_guard(self) -> Any:
+        """For a keyed table read by `appends`: drops rows whose Harper record holds a newer
+        cursor (`versions.drop_older_than_stored`), so a late commit of an old version never
+        overwrites the current one. None otherwise (the engine then writes every row)."""
+        feed = self.feed
+        if not self.table.primary_key or not isinstance(feed, ChangeFeedSource):
+            return None
+
+        def guard(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+            if feed.feed_mode() != "appends":
+                return records, 0
+            target = self.target()
+            stored = target.stored_cursors([str(r["id"]) for r in records])
+            return drop_older_than_stored(records, stored, target.cursor.name, target.micros)
+
+        return guard
 
     def fresh(self) -> ReadSide[BigQuerySource]:
         """The same wiring around a BigQuery source of its own: for a job on another thread
@@ -147,6 +169,7 @@ def assemble(
         on_write=on_write,
         identity=identity,
     )
+    feed = ChangeFeedSource(source) if isinstance(source, BigQuerySource) else source
     return ReadSide(
-        config, table, worker_id, harper, source, sink, state, identity, bigquery, policy
+        config, table, worker_id, harper, source, sink, state, identity, feed, bigquery, policy
     )

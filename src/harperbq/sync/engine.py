@@ -27,13 +27,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from harperbq.sync.feed import Mode, longest_range_us
 from harperbq.sync.grid import WATCH_LATENESS_MULTIPLE, compact
-from harperbq.sync.keys import WindowIds
-from harperbq.sync.state import Checkpoint
+from harperbq.sync.keys import WindowIds, key_id
+from harperbq.sync.state import CLOCK_COMMIT, CLOCK_EVENT, Checkpoint
 from harperbq.sync.windows import (
     MICROS,
+    MIN_US,
     Phase,
     PhasePolicy,
     Window,
@@ -76,6 +78,9 @@ class Page:
     problems: list[RowProblem] = field(default_factory=list)
     superseded: list[int] = field(default_factory=list)
     coerced: int = 0
+    deleted: list[Record] = field(default_factory=list)
+    """Rows whose key's record is to be deleted (change feed `changes`), key columns set."""
+    deleted_partitions: list[int] = field(default_factory=list)
 
 
 class Source(Protocol):
@@ -89,10 +94,24 @@ class Source(Protocol):
         """Every row of the window in the partitions (all when parts is None), converted."""
 
 
+@runtime_checkable
+class FeedSource(Source, Protocol):
+    """A source that may read by commit time (`sync.feed_source`)."""
+
+    def feed_mode(self) -> Mode:
+        """`appends`, `changes` or `none` (event-time windows)."""
+
+    def horizon_us(self) -> int:
+        """Windows starting before this instant are read as a snapshot."""
+
+
 class Sink(Protocol):
     """The Harper side: confirmed upserts, checkpoints and the audit trail."""
 
     def upsert(self, records: list[Record]) -> None: ...
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete these record ids (confirmed; ids already gone are fine)."""
 
     def existing(self, ids: Sequence[str]) -> set[str]:
         """Which of these record ids the target holds now."""
@@ -135,6 +154,9 @@ class EngineStatus:
     last_error: str | None = None
     caught_up: bool = False
     target_resets: int = 0
+    read_mode: str = ""
+    """`snapshot`, `following` (the change feed) or `event-time` (`sync.feed.READ_MODES`)."""
+    rows_deleted: int = 0
 
 
 @dataclass
@@ -180,6 +202,7 @@ class TableEngine:
         on_window: Callable[[EngineStatus, _End, float], None] | None = None,
         on_pass: Callable[[bool], None] | None = None,
         on_target_lost: Callable[[list[int]], None] | None = None,
+        guard: Callable[[list[Record]], tuple[list[Record], int]] | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -190,6 +213,10 @@ class TableEngine:
         self.on_window = on_window
         self.on_pass = on_pass  # at pass start (False) and between windows (True): schema
         self.on_target_lost = on_target_lost  # told the partitions reset (metric)
+        # Change feed `appends` with a key: drops rows whose Harper record holds a newer
+        # version (a later commit may carry an older version), right before they are written.
+        self.guard = guard
+        self._mode: Mode = "none"
         self.status = EngineStatus()
         self._checkpoints: dict[int, Checkpoint] | None = None
         self._length_us = INITIAL_WINDOW_US
@@ -204,8 +231,40 @@ class TableEngine:
 
     def _checkpoint_map(self) -> dict[int, Checkpoint]:
         if self._checkpoints is None:
-            self._checkpoints = self.sink.load_checkpoints()
+            self._checkpoints = self._rebased(self.sink.load_checkpoints())
         return self._checkpoints
+
+    @property
+    def _clock_kind(self) -> str:
+        return CLOCK_EVENT if self._mode == "none" else CLOCK_COMMIT
+
+    def _rebased(self, checkpoints: dict[int, Checkpoint]) -> dict[int, Checkpoint]:
+        """Checkpoints of the other clock (event time vs commit time) cannot be resumed:
+        those partitions start again (a snapshot, or the first event-time window), which
+        rewrites what Harper holds under the same ids, so nothing is lost or duplicated."""
+        other = {p: cp for p, cp in checkpoints.items() if cp.hi and cp.clock != self._clock_kind}
+        if not other:
+            return checkpoints
+        log.warning(
+            "table %s: checkpoints of partitions %s count %s time, the table is now read by "
+            "%s time; those partitions start again from %s",
+            self.settings.table_id,
+            sorted(other),
+            other[min(other)].clock or CLOCK_EVENT,
+            self._clock_kind,
+            "a snapshot" if self._clock_kind == CLOCK_COMMIT else "the oldest row",
+        )
+        self.sink.audit(
+            "state",
+            {
+                "reason": f"read clock changed to {self._clock_kind} time: partitions start again",
+                "partitions": sorted(other),
+            },
+        )
+        out = dict(checkpoints)
+        for p, cp in other.items():
+            out[p] = replace(cp, hi=None, recent=[], clock=self._clock_kind)
+        return out
 
     def checkpoints(self) -> dict[int, Checkpoint]:
         """This engine's view of the checkpoints (what its next window builds on)."""
@@ -254,6 +313,14 @@ class TableEngine:
         while not stop.is_set():
             if self.on_pass is not None:
                 self.on_pass(False)
+            mode = self.source.feed_mode() if isinstance(self.source, FeedSource) else "none"
+            if mode != self._mode:
+                self._mode = mode
+                self.reload_checkpoints()
+            if mode == "none":
+                self.status.read_mode = "event-time"
+            elif self.status.read_mode not in ("snapshot", "following"):
+                self.status.read_mode = "following"
             parts = sorted(self.owned())
             if parts != self._parts:
                 # Partitions arrived or left: their checkpoints may have been moved by their
@@ -293,6 +360,8 @@ class TableEngine:
         return False
 
     def _start(self, group: Sequence[int]) -> int | None:
+        if self._mode != "none":
+            return MIN_US  # before any horizon: the first window is a snapshot
         if self.settings.start_us is not None:
             return self.settings.start_us
         read_parts = None if len(group) == self.settings.partitions else group
@@ -329,9 +398,15 @@ class TableEngine:
                     continue
                 if isinstance(item, _WindowPage):
                     started = time.monotonic()
-                    if item.page.records:
-                        self.sink.upsert(item.page.records)
-                    counts.update(item.page.partitions)
+                    page = item.page
+                    if self.guard is not None and page.records:
+                        self._apply_guard(page)
+                    if page.records:
+                        self.sink.upsert(page.records)
+                    if page.deleted:
+                        self.sink.delete([str(r["id"]) for r in page.deleted])
+                        self.status.rows_deleted += len(page.deleted)
+                    counts.update(page.partitions)
                     counts.update(item.page.superseded)
                     for record, partition in zip(
                         item.page.records, item.page.partitions, strict=True
@@ -348,6 +423,8 @@ class TableEngine:
                 elif isinstance(item, _End):
                     if self._target_lost(group):
                         return False  # re-plan from the reset checkpoints
+                    if item.window.snapshot:
+                        self.status.read_mode = "following"
                     self._save(group, item.window, counts, item, _pick(probes))
                     self._audit_coerced(item.window, coerced)
                     self._record_window(item, counts, skipped)
@@ -364,6 +441,19 @@ class TableEngine:
                 with contextlib.suppress(queue.Empty):
                     pages.get(timeout=0.05)
             reader.join()
+
+    def _apply_guard(self, page: Page) -> None:
+        """Drop the page's rows whose Harper record holds a newer version: they count as
+        superseded (read, not written)."""
+        assert self.guard is not None
+        kept, older = self.guard(page.records)
+        if not older:
+            return
+        keep = {id(r) for r in kept}
+        pairs = list(zip(page.records, page.partitions, strict=True))
+        page.records = [r for r, _ in pairs if id(r) in keep]
+        page.partitions = [p for r, p in pairs if id(r) in keep]
+        page.superseded.extend(p for r, p in pairs if id(r) not in keep)
 
     def _read_ahead(
         self,
@@ -396,10 +486,12 @@ class TableEngine:
                     put(_Done(caught_up=False))
                     return
                 now_us = int(self.clock() * MICROS)
-                window = next_window(lo, cap, 0, length)
+                window = self._next_window(lo, cap, length)
                 if window is None:
                     put(_Done(caught_up=cap >= end))
                     return
+                if window.snapshot:
+                    self.status.read_mode = "snapshot"
                 phase = self.settings.policy.phase((now_us - window.lo) / MICROS)
                 target = self.settings.policy.batch_size(phase)
                 ids = WindowIds(self.settings.primary_key)
@@ -408,14 +500,23 @@ class TableEngine:
                 for page in self.source.read(window, read_parts, min(target, 10_000)):
                     for record in page.records:
                         record["id"] = ids.id_for(record)
+                    for record in page.deleted:
+                        record["id"] = key_id(record, self.settings.primary_key)
                     rows += len(page.records) + len(page.problems) + len(page.superseded)
+                    rows += len(page.deleted)
                     if not put(_WindowPage(window, page)):
                         return
                 if not put(_End(window, rows, phase, target, length, started)):
                     return
-                length = adapt_length(length, rows, target, window)
+                if not window.snapshot:
+                    length = adapt_length(length, rows, target, window)
                 lo = window.hi
-                if rows == 0 and window.length >= _JUMP_AFTER_EMPTY_US and lo < cap:
+                if (
+                    self._mode == "none"
+                    and rows == 0
+                    and window.length >= _JUMP_AFTER_EMPTY_US
+                    and lo < cap
+                ):
                     # A long empty stretch: one query finds the next row instead of many
                     # windows finding nothing. Nothing exists in between, so the checkpoint
                     # may move there (rows arriving late are reconciliation's job).
@@ -428,6 +529,20 @@ class TableEngine:
                 self._length_us = length
         except BaseException as exc:  # handed to the writer, which raises it
             put(_Failed(exc))
+
+    def _next_window(self, lo: int, cap: int, length: int) -> Window | None:
+        """Event time: `next_window`. Change feed: a snapshot up to `cap` when `lo` is before
+        the time-travel horizon (or the table was never synced), else a commit-time window no
+        longer than one change-history call may cover."""
+        if self._mode == "none":
+            return next_window(lo, cap, 0, length)
+        if lo >= cap:
+            return None
+        assert isinstance(self.source, FeedSource)
+        if lo < self.source.horizon_us():
+            return Window(lo, cap, snapshot=True)
+        longest = longest_range_us(self._mode)
+        return next_window(lo, cap, 0, length if longest is None else min(length, longest))
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
@@ -501,7 +616,7 @@ class TableEngine:
         for partition in group:
             previous = current.get(partition)
             recent = [w for w in (previous.recent if previous else []) if w["hi"] > iso(keep_from)]
-            if window.length > 0:
+            if window.length > 0 and self._mode == "none":
                 recent.append(
                     {"lo": iso(window.lo), "hi": iso(window.hi), "count": counts[partition]}
                 )
@@ -518,6 +633,7 @@ class TableEngine:
                 last_error=None,
                 recent=compact(recent, _RECENT_MAX),  # merges, never drops coverage
                 probe=(probes or {}).get(partition) or (previous.probe if previous else []),
+                clock=self._clock_kind,
             )
             checkpoints.append(cp)
         self.sink.save_checkpoints(checkpoints)

@@ -206,7 +206,7 @@ class SyncService:
         )
         engine = TableEngine(
             engine_settings(table),
-            source,
+            side.feed,
             sink,
             worker,
             owned=lambda: self.membership.owned(table, worker),
@@ -214,6 +214,7 @@ class SyncService:
             on_window=self.metrics.window_observer(table.id, worker),
             on_pass=schema,
             on_target_lost=lambda _: self.metrics.record_event(table.id, worker, "target_lost"),
+            guard=side.newer_version_guard(),
         )
 
         def on_error(exc: BaseException) -> None:

@@ -40,6 +40,11 @@ class HarperSink:
         if self.on_write is not None:
             self.on_write(len(records), time.monotonic() - started)
 
+    def delete(self, ids: Sequence[str]) -> None:
+        """Confirmed deletes (the change feed's `DELETE`s); an id already gone is fine."""
+        if ids:
+            self.client.delete(self.database, self.table, list(ids), chunk_rows=self.chunk_rows)
+
     def existing(self, ids: Sequence[str]) -> set[str]:
         """Which of these ids the target table holds (one lookup by primary key)."""
         rows = self.client.search_by_id(self.database, self.table, list(ids), attributes=["id"])

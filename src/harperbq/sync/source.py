@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -103,7 +103,7 @@ class BigQuerySource:
         """Bytes billed, Storage Read bytes and their estimated cost (`bigquery.cost`)."""
         return cost.spent(self.bytes_billed, self.storage_bytes_scanned, self.cfg.prices)
 
-    def _run(self, query: sql.Query, operation: str, page_size: int = 10_000) -> Any:
+    def run(self, query: sql.Query, operation: str, page_size: int = 10_000) -> Any:
         result = run_query(
             self.client, query, policy=self.policy, page_size=page_size, operation=operation
         )
@@ -120,7 +120,7 @@ class BigQuerySource:
             parts=parts,
             lo=after,
         )
-        rows = self._run(query, "first_cursor").rows()
+        rows = self.run(query, "first_cursor").rows()
         value = rows[0]["lo_us"] if rows else None
         return int(value) if value is not None else None
 
@@ -143,14 +143,14 @@ class BigQuerySource:
             distinct_key=key or None,
         )
         out: dict[tuple[int, int], tuple[int, int]] = {}
-        for row in self._run(query, "count_buckets").rows():
+        for row in self.run(query, "count_buckets").rows():
             n = int(row["n"])
             out[(int(row["p"]), int(row["b"]))] = (n, int(row["k"]) if key else n)
         return out
 
     def null_cursors(self) -> int:
         """Source rows whose cursor is NULL (never synced; see `sql.null_cursor_count_query`)."""
-        rows = self._run(sql.null_cursor_count_query(self.ref, self.cursor), "null_cursors").rows()
+        rows = self.run(sql.null_cursor_count_query(self.ref, self.cursor), "null_cursors").rows()
         return int(rows[0]["n"]) if rows else 0
 
     def digest_buckets(
@@ -172,7 +172,7 @@ class BigQuerySource:
             newest_by=key or None,
         )
         out: dict[tuple[int, int], tuple[int, Digest]] = {}
-        for row in self._run(query, "digest_buckets").rows():
+        for row in self.run(query, "digest_buckets").rows():
             digest = Digest(int(row["k"]), int(row["h"] or 0), int(row["l"] or 0))
             out[(int(row["p"]), int(row["b"]))] = (int(row["n"]), digest)
         return out
@@ -185,26 +185,71 @@ class BigQuerySource:
             if self._use_storage()
             else self._query_batches(window, parts, page_rows)
         )
-        versions = (
-            NewestVersions(
-                self.table.primary_key,
-                self.cursor.name,
-                self.cursor_micros,
-                partial(digest.row_fingerprint, columns=sql.digest_columns(self.columns)),
-            )
-            if self.table.primary_key
-            else None
-        )
+        versions = self.newest_versions()
         rows = 0
         for batch in batches:
             rows += batch.num_rows
-            page = self._page(batch)
+            page = self.page(batch)
             if versions is not None:
                 page.records, page.partitions, page.superseded = versions.keep(
                     page.records, page.partitions
                 )
             yield page
         self._last_rows = rows
+
+    def newest_versions(self) -> NewestVersions | None:
+        """The filter that keeps each key's newest version in one read (None without a key)."""
+        if not self.table.primary_key:
+            return None
+        return NewestVersions(
+            self.table.primary_key,
+            self.cursor.name,
+            self.cursor_micros,
+            partial(digest.row_fingerprint, columns=sql.digest_columns(self.columns)),
+        )
+
+    def storage(self) -> StorageReader:
+        """This source's Storage Read API reader (one per source: its bytes add up)."""
+        if self._storage is None:
+            self._storage = StorageReader(
+                make_read_client(self.cfg),
+                self.client.project,
+                policy=self.policy,
+                max_streams=self.cfg.read_streams,
+            )
+        return self._storage
+
+    def owned_rows(self, batches: Iterator[Any], parts: Sequence[int] | None) -> Iterator[Any]:
+        """The rows of these batches in the partitions (all when None): the Storage Read API
+        cannot filter on a partition, so readers keep theirs here."""
+        wanted = None if parts is None or len(set(parts)) >= self.table.partitions else parts
+        types = [c.type for c in self.partition_key]
+        for batch in batches:
+            if wanted is None:
+                yield batch
+            else:
+                yield keep_partitions(
+                    batch, self.table.partition_key, types, self.table.partitions, wanted
+                )
+
+    def storage_or(
+        self, storage: Iterator[Any], fallback: Callable[[], Iterator[Any]]
+    ) -> Iterator[Any]:
+        """The Storage Read batches, or the fallback's when BigQuery refuses the session (then
+        for good), which happens before any row was read, so nothing is read twice."""
+        try:
+            first = next(storage, None)
+        except (api_exceptions.InvalidArgument, api_exceptions.BadRequest) as exc:
+            self._storage_refused = True
+            log.warning(
+                "bigquery.storage_refused",
+                extra={"table": str(self.ref), "error": str(exc), "fallback": "query"},
+            )
+            yield from fallback()
+            return
+        if first is not None:
+            yield first
+            yield from storage
 
     def cursor_micros(self, value: Any) -> int | None:
         """µs of a converted cursor value (the form Harper stores)."""
@@ -230,52 +275,30 @@ class BigQuerySource:
             partitions=self.table.partitions,
             parts=parts,
         )
-        yield from self._run(query, "read_window", page_size=max(page_rows, 100)).batches()
+        yield from self.run(query, "read_window", page_size=max(page_rows, 100)).batches()
 
     def _storage_batches(self, window: Window, parts: Sequence[int] | None) -> Iterator[Any]:
-        if self._storage is None:
-            self._storage = StorageReader(
-                make_read_client(self.cfg),
-                self.client.project,
-                policy=self.policy,
-                max_streams=self.cfg.read_streams,
-            )
         # The cursor range only: real BigQuery refuses FARM_FINGERPRINT/MOD in a row restriction
         # as "too complex", so this worker's partitions are kept here (docs/strict-bigquery.md).
         restriction = sql.window_restriction(self.cursor, window.lo, window.hi)
-        wanted = None if parts is None or len(set(parts)) >= self.table.partitions else parts
-        types = [c.type for c in self.partition_key]
-        for batch in self._storage.read(self.ref, [c.name for c in self.columns], restriction):
-            if wanted is None:
-                yield batch
-            else:
-                yield keep_partitions(
-                    batch, self.table.partition_key, types, self.table.partitions, wanted
-                )
+        names = [c.name for c in self.columns]
+        yield from self.owned_rows(self.storage().read(self.ref, names, restriction), parts)
 
     def _storage_or_query(
         self, window: Window, parts: Sequence[int] | None, page_rows: int
     ) -> Iterator[Any]:
-        """The Storage Read API, or a query when BigQuery refuses the session (then for good),
-        which happens before any row was read, so nothing is read twice."""
-        batches = self._storage_batches(window, parts)
-        try:
-            first = next(batches, None)
-        except (api_exceptions.InvalidArgument, api_exceptions.BadRequest) as exc:
-            self._storage_refused = True
-            log.warning(
-                "bigquery.storage_refused",
-                extra={"table": str(self.ref), "error": str(exc), "fallback": "query"},
-            )
-            yield from self._query_batches(window, parts, page_rows)
-            return
-        if first is not None:
-            yield first
-            yield from batches
+        return self.storage_or(
+            self._storage_batches(window, parts),
+            lambda: self._query_batches(window, parts, page_rows),
+        )
 
-    def _page(self, batch: Any) -> Page:
+    def page(self, batch: Any, columns: Sequence[sql.Column] | None = None) -> Page:
+        """One batch converted to Harper records (of `columns`, default the table's), with
+        its row problems and partitions."""
         coerced_before = self.stats.nonfinite_floats
-        records, errors = records_from_batch(batch, self.columns, self.options, self.stats)
+        records, errors = records_from_batch(
+            batch, columns or self.columns, self.options, self.stats
+        )
         problems = [
             RowProblem(e.reason, e.column, json.dumps({"row": e.index, "value": e.sample}))
             for e in errors

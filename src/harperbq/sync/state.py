@@ -75,6 +75,10 @@ class RecentWindow(TypedDict):
     count: int
 
 
+CLOCK_EVENT = ""
+CLOCK_COMMIT = "commit"
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """Progress of one (table, virtual partition). `hi` is None before the first window."""
@@ -95,6 +99,9 @@ class Checkpoint:
     cursor: str = ""
     key: str = ""
     probe: list[str] = field(default_factory=list)
+    clock: str = ""
+    """What `hi` counts: event time (the cursor column, "") or commit time (`commit`, the
+    change feed's `_CHANGE_TIMESTAMP`)."""
 
     def __post_init__(self) -> None:
         if not self.table_id or "/" in self.table_id:
@@ -139,6 +146,7 @@ class Checkpoint:
             "cursor": self.cursor,
             "key": self.key,
             "probe": list(self.probe),
+            "clock": self.clock,
         }
 
     @classmethod
@@ -163,6 +171,7 @@ class Checkpoint:
             cursor=str(row.get("cursor") or ""),
             key=str(row.get("key") or ""),
             probe=[str(i) for i in row.get("probe") or []],
+            clock=str(row.get("clock") or ""),
         )
 
 
@@ -330,6 +339,7 @@ TABLES: dict[str, list[Attribute]] = {
         _a("cursor", "String"),
         _a("key", "String"),
         _a("probe", "Any"),
+        _a("clock", "String"),
     ],
     AUDIT_TABLE: [
         Attribute("id", "String", is_primary_key=True),

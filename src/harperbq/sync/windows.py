@@ -61,6 +61,8 @@ class PhasePolicy:
 class Window:
     lo: int
     hi: int
+    snapshot: bool = False
+    """Read as the whole table as of `hi` (change feed: no usable range start)."""
 
     @property
     def length(self) -> int:

@@ -491,6 +491,11 @@ class DatasetOptionsTracker:
             if status and status[0] < 300:
                 _forget_logs(scope, lambda con: CHANGELOG.forget_dataset(project, dataset, con))
             return
+        if match is not None and method == "GET" and match.group("d"):
+            hours = CHANGELOG.time_travel_hours.get((match.group("p"), match.group("d").lower()))
+            if hours is not None:
+                await self.app(scope, receive, _with_field(send, "maxTimeTravelHours", str(hours)))
+                return
         if match is None or method not in ("POST", "PATCH", "PUT"):
             await self.app(scope, receive, send)
             return
@@ -504,6 +509,43 @@ class DatasetOptionsTracker:
         await self.app(scope, tee, _status_of(send, status))
         if status and status[0] < 300:
             _dataset_options(match.group("p"), match.group("d"), b"".join(body))
+
+
+def _with_field(send: Any, name: str, value: Any) -> Callable[[Any], Awaitable[None]]:
+    """`send` for a JSON resource, with `name` set in a successful response (a dataset's
+    `maxTimeTravelHours` set by DDL, which the emulator's REST resource does not show)."""
+    import json
+
+    start: list[Any] = []
+    body: list[bytes] = []
+
+    async def keep(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            start.append(message)
+            return
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        body.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        raw = b"".join(body)
+        head = dict(start[0])
+        if int(head["status"]) < 300:
+            try:
+                resource = json.loads(raw)
+                resource[name] = value
+                raw = json.dumps(resource).encode()
+            except ValueError:
+                pass
+        head["headers"] = [
+            (k, str(len(raw)).encode() if k.lower() == b"content-length" else v)
+            for k, v in head.get("headers", [])
+        ]
+        await send(head)
+        await send({"type": "http.response.body", "body": raw})
+
+    return keep
 
 
 def _status_of(send: Any, status: list[int]) -> Callable[[Any], Awaitable[None]]:
