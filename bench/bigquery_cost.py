@@ -1,13 +1,16 @@
-"""What a synced row costs in BigQuery with today's event-time window design (issue 12).
+"""What a synced row costs in BigQuery: the event-time window design (`changeFeed: none`, the
+old default) beside the change feed (`changeFeed: appends`, the new one), issues 12 and 13.
 
 The source is the synthesizer's positions table exactly as `synth initialize` creates it
 (partitioned by DAY on `timestamp`, clustered on `mmsi`), `--vessels` vessels at the default
 one report a minute, `--hours` of history. The strict local BigQuery bills every query by
-BigQuery's on-demand rules (docs/strict-bigquery.md). For 1 and 3 workers (`sync.workers`, 60
-partitions), two phases are measured:
+BigQuery's on-demand rules (docs/strict-bigquery.md). For each design and 1 and 3 workers
+(`sync.workers`, 60 partitions):
 
 (a) catch-up: `sync run --once` over the history; bytes billed (queries and Storage Read) per
-    synced row, by operation;
+    synced row, by operation. With the change feed this is the snapshot (Storage Read);
+(a2) change feed only, backfill: `--backfill-hours` of older history written while the sync is
+    away, then `sync run --once`: the rows arrive through `APPENDS`, billed per row;
 (b) steady state: the sync running continuously at the default poll interval (30 s) while new
     rows arrive, for `--steady-seconds`; bytes per poll and per reconciliation, projected to one
     hour (120 polls and 12 reconciliations per worker).
@@ -52,7 +55,9 @@ DATASET = "cost"
 DEFAULT_VESSELS = 100_000
 POLL_S = 30.0
 RECONCILE_S = 300.0
-WINDOW_OPS = ("read_window", "first_cursor", "storage_read")
+WINDOW_OPS = ("read_window", "first_cursor", "storage_read", "read_appends", "read_changes")
+POLL_OPS = ("read_window", "read_appends", "read_changes")
+DESIGNS = {"old": "none", "new": "appends"}
 PRICES = Prices()
 
 
@@ -95,7 +100,12 @@ class BillLog(logging.Handler):
 
 
 def config_file(
-    path: Path, node: harper.HarperNode, emu: emulator.Emulator, name: str, workers: int
+    path: Path,
+    node: harper.HarperNode,
+    emu: emulator.Emulator,
+    name: str,
+    workers: int,
+    feed: str = "none",
 ) -> Path:
     sync = {
         "workers": workers,
@@ -103,6 +113,7 @@ def config_file(
         "settle": "5s",
         "pollInterval": int(POLL_S * 1000),
         "reconcileInterval": f"{RECONCILE_S:g}s",
+        "changeFeed": feed,
     }
     return write_config(
         path,
@@ -186,7 +197,7 @@ def steady(
         rows = sum(h.engine.status.rows_synced for h in service.handles) - rows_before
         service.stop()
     spent, processed, count = bills.take()
-    polls = count.get("read_window", 0)
+    polls = sum(count.get(o, 0) for o in POLL_OPS)
     per_poll = sum(spent.get(o, 0) for o in WINDOW_OPS) / max(polls, 1)
     processed_per_poll = sum(processed.get(o, 0) for o in WINDOW_OPS) / max(polls, 1)
     maintenance = {o: b for o, b in spent.items() if o not in WINDOW_OPS}
@@ -207,6 +218,53 @@ def steady(
     }
 
 
+def project(
+    design: str,
+    workers: int,
+    a: dict[str, Any],
+    backfill: dict[str, Any] | None,
+    b: dict[str, Any],
+    floor: float,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The measured phases, and what they come to at the default fleet (100 000 vessels)."""
+    scale = DEFAULT_VESSELS / args.vessels
+    poll_bytes = billed_bytes(b["processed_per_poll"] * scale)
+    out: dict[str, Any] = {
+        "design": design,
+        "change_feed": DESIGNS[design],
+        "catch_up": a,
+        "steady": b,
+        "catch_up_ratio_to_floor": round(a["bytes_per_row"] / floor, 2),
+    }
+    if design == "old":
+        # At the default fleet a day partition holds `scale` times the rows: a window scans
+        # `scale` times the bytes (the whole partition), and a day of catch-up reads `scale`
+        # times the windows of 10 000 rows. Every worker polls.
+        day_windows = a["windows"] * 24 / args.hours * scale
+        day_bytes = day_windows * billed_bytes(a["processed_per_window"] * scale)
+        day_dollars = PRICES.dollars(int(day_bytes))
+        steady_day = 24 * workers * 3600 / POLL_S * poll_bytes
+    else:
+        # A day of history costs its selected columns once: through the snapshot at Storage
+        # Read prices (per worker), or through APPENDS at query prices (shared by workers).
+        assert backfill is not None
+        out["backfill"] = backfill
+        out["backfill_ratio_to_floor"] = round(backfill["bytes_per_row"] / floor, 2)
+        day_rows = a["rows"] * 24 / args.hours * scale
+        day_bytes = day_rows * floor
+        day_dollars = PRICES.dollars(int(day_bytes))
+        out["snapshot_day_dollars"] = round(workers * PRICES.dollars(0, int(day_bytes)), 2)
+        steady_day = 24 * 3600 / POLL_S * poll_bytes  # one shared query per poll
+    out["projected_at_default_scale"] = {
+        "vessels": DEFAULT_VESSELS,
+        "catch_up_day_bytes": round(day_bytes),
+        "catch_up_day_dollars": round(day_dollars, 2),
+        "steady_polls_dollars_per_day": round(PRICES.dollars(int(steady_day)), 2),
+    }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -215,6 +273,8 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--steady-seconds", type=float, default=150.0)
+    parser.add_argument("--designs", nargs="+", choices=sorted(DESIGNS), default=["old", "new"])
+    parser.add_argument("--backfill-hours", type=float, default=6.0)
     args = parser.parse_args()
     bills = BillLog()
     logging.getLogger("harperbq.bigquery.read").addHandler(bills)
@@ -242,35 +302,30 @@ def main() -> None:
             table = f"{bq.project}.{DATASET}.vessel_positions"
             floor, source_rows = floor_bytes_per_row(bq, table)
             partition_rows = source_rows * 24 / args.hours
-            for workers in args.workers:
-                env = {**os.environ, "BENCH_HARPER_PASSWORD": node.password}
-                cfg = load_config(
-                    config_file(
-                        Path(tmp) / f"w{workers}.yaml", node, emu, f"cost{workers}", workers
-                    ),
-                    env,
-                )
-                a = catch_up(cfg, node.password, bills)
-                b = steady(cfg, node.password, bills, synth, args.steady_seconds, workers)
-                # At the default fleet a day partition holds `scale` times the rows: a window
-                # scans `scale` times the bytes (the whole partition), and a day of catch-up
-                # reads `scale` times the windows of 10 000 rows.
-                scale = DEFAULT_VESSELS / args.vessels
-                day_windows = a["windows"] * 24 / args.hours * scale
-                day_bytes = day_windows * billed_bytes(a["processed_per_window"] * scale)
-                poll_bytes = billed_bytes(b["processed_per_poll"] * scale)
-                steady_day = 24 * workers * 3600 / POLL_S * poll_bytes
-                results[str(workers)] = {
-                    "catch_up": a,
-                    "steady": b,
-                    "catch_up_ratio_to_floor": round(a["bytes_per_row"] / floor, 1),
-                    "projected_at_default_scale": {
-                        "vessels": DEFAULT_VESSELS,
-                        "catch_up_day_bytes": round(day_bytes),
-                        "catch_up_day_dollars": round(PRICES.dollars(int(day_bytes)), 2),
-                        "steady_polls_dollars_per_day": round(PRICES.dollars(int(steady_day)), 2),
-                    },
-                }
+            slices = 0
+            for design in args.designs:
+                for workers in args.workers:
+                    env = {**os.environ, "BENCH_HARPER_PASSWORD": node.password}
+                    name = f"cost{design}{workers}"
+                    cfg = load_config(
+                        config_file(
+                            Path(tmp) / f"{name}.yaml", node, emu, name, workers, DESIGNS[design]
+                        ),
+                        env,
+                    )
+                    a = catch_up(cfg, node.password, bills)
+                    backfill = None
+                    if design == "new":
+                        # Older history written while the sync is away: a slice no run has
+                        # seen (each run its own), synced by the feed's next run.
+                        top = synth.now() - args.hours * 3600 - slices * args.backfill_hours * 3600
+                        slices += 1
+                        synth.backfill(top - args.backfill_hours * 3600, top)
+                        backfill = catch_up(cfg, node.password, bills)
+                    b = steady(cfg, node.password, bills, synth, args.steady_seconds, workers)
+                    results[f"{design}/{workers}"] = project(
+                        design, workers, a, backfill, b, floor, args
+                    )
         finally:
             emulator.stop(emu)
             harper.stop(node)
@@ -293,7 +348,13 @@ def main() -> None:
         f"{floor:,.0f} B/row; "
         + "; ".join(
             f"{w} worker(s): catch-up {r['catch_up']['bytes_per_row']:,.0f} B/row "
-            f"({r['catch_up_ratio_to_floor']:,.0f}x floor), steady "
+            f"({r['catch_up_ratio_to_floor']:,.2f}x floor"
+            + (
+                f", backfill {r['backfill_ratio_to_floor']:,.2f}x by APPENDS"
+                if "backfill" in r
+                else ""
+            )
+            + "), steady "
             f"${r['steady']['projected_dollars_per_day']:,.2f}/day, at 100k vessels catch-up "
             f"${r['projected_at_default_scale']['catch_up_day_dollars']:,.0f} per day of history, "
             f"steady polls ${r['projected_at_default_scale']['steady_polls_dollars_per_day']:,.0f}"

@@ -20,9 +20,19 @@ def unique() -> str:
 
 @pytest.fixture
 def write_config(
-    tmp_path: Path, harper_node: HarperNode, bq_emulator: Emulator, unique: str
+    tmp_path: Path,
+    harper_node: HarperNode,
+    bq_emulator: Emulator,
+    unique: str,
+    request: pytest.FixtureRequest,
 ) -> Callable[..., tuple[Path, Config]]:
-    """Write a config file for the test stack; returns its path and the loaded config."""
+    """Write a config file for the test stack; returns its path and the loaded config.
+
+    A test module about event-time windows (reconciliation, lateness, windows of the cursor)
+    sets `CHANGE_FEED = "none"` (one test: `@pytest.mark.change_feed("none")`): its tables are
+    then read by event time, as views are."""
+    marker = request.node.get_closest_marker("change_feed")
+    change_feed = marker.args[0] if marker else getattr(request.module, "CHANGE_FEED", None)
 
     def write(tables: list[dict[str, Any]], **sections: Any) -> tuple[Path, Config]:
         data: dict[str, Any] = {
@@ -41,6 +51,8 @@ def write_config(
             },
             "retry": {"maxAttempts": 5, "initialDelay": 200, "maxDelay": "2s"},
         }
+        if change_feed is not None:
+            data["sync"] = {"changeFeed": change_feed}
         for key, value in sections.items():
             data.setdefault(key, {}).update(value)
         path = tmp_path / "config.yaml"

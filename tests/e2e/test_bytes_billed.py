@@ -62,6 +62,12 @@ def test_bytes_billed_and_cost_in_metrics_status_and_sync_status(
         source = handle.engine.source
         labels = {"table": "cost", "worker": handle.worker_id}
         sample = service.metrics.registry.get_sample_value
+        # The change feed copies the table by one snapshot (Storage Read), then queries the
+        # feed once per poll (every 500 ms here).
+        wait_for(
+            "three polls of the feed",
+            lambda: (sample("harperbq_bigquery_queries_total", labels) or 0) >= 3,
+        )
         queries = sample("harperbq_bigquery_queries_total", labels) or 0
         billed = sample("harperbq_bigquery_bytes_billed_total", labels) or 0
         scanned = sample("harperbq_bigquery_storage_bytes_scanned_total", labels) or 0

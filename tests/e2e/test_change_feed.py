@@ -8,6 +8,12 @@ checkpoint older than the time-travel window resumes through a new snapshot.
 
 # ruff: noqa: S608 - test SQL over the tests' own tables
 
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,13 +22,17 @@ from typing import Any
 
 from google.cloud import bigquery
 from google.cloud.bigquery import SchemaField as F
+from tests.e2e import test_sync_faults as faults
 from tests.e2e.live import records, running, wait_for
-from tests.support import make_source, run_once
+from tests.support import make_source, run_once, run_to_end
 
+from harperbq.bigquery.client import make_client
 from harperbq.config import Config
+from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
-from harperbq.sync.service import TableHandle
+from harperbq.sync.service import SyncService, TableHandle
 from harperbq.sync.state import CLOCK_COMMIT, StateStore
+from harperbq.sync.validate import validate_tables
 from harperbq.sync.windows import iso_text
 
 WriteConfig = Callable[..., tuple[Path, Config]]
@@ -110,6 +120,12 @@ def test_backfills_and_month_old_rows_arrive_within_one_poll(
     checkpoints = state.get_checkpoints("pos")
     assert len(checkpoints) == 4
     assert {cp.clock for cp in checkpoints.values()} == {CLOCK_COMMIT}
+    # Validation compares BigQuery as of the commit-time checkpoint with Harper: no drift,
+    # backfill and month-old rows included (`since` reaches back over them).
+    (result,) = validate_tables(cfg, harper_client, bq, ["pos"], since_s=32 * 86_400)
+    assert result.error is None, result.error
+    assert result.rows_source == result.rows_harper > 0
+    assert result.drift_rows == 0 and not result.pending, result.to_json()
 
 
 def test_changes_apply_updates_and_deletes(
@@ -171,7 +187,7 @@ def test_checkpoint_older_than_time_travel_resumes_through_a_snapshot(
     make_source(bq, dataset, "pos", SCHEMA, positions(now - timedelta(hours=1), 200, 10, 1))
     _, cfg = write_config(
         [spec(dataset, "TravelPos")],
-        sync={"settle": "1s"},
+        sync={"settle": "0s"},
         validation={"enabled": False},
     )
     database = cfg.harper.database
@@ -197,3 +213,163 @@ def test_checkpoint_older_than_time_travel_resumes_through_a_snapshot(
     expected = (datetime.now(UTC) - timedelta(hours=47)).timestamp() * 1e6
     assert abs(horizon - expected) < 120e6
     assert all(cp.hi and cp.hi > stale for cp in state.get_checkpoints("pos").values())
+
+
+def _keyed_rows(first: int, count: int, at: datetime) -> list[dict[str, Any]]:
+    return [
+        {"ts": (at - timedelta(seconds=i % 600)).isoformat(), "mmsi": first + i, "lat": i / 3}
+        for i in range(count)
+    ]
+
+
+def _quiet_phase_of_the_grid(grid_s: int, after: float = 0.0) -> None:
+    """Wait until the clock is early in a grid step that began after `after` (epoch s), so
+    that runs started now plan the same windows (a grid line passing between two runs would
+    give one of them one more window) and see every commit made before `after`."""
+
+    def early() -> bool:
+        now = datetime.now(UTC).timestamp()
+        return now // grid_s > after // grid_s and 2 <= now % grid_s < grid_s / 2
+
+    wait_for("an early moment of a new grid step", early, timeout_s=2 * grid_s + 5)
+
+
+def test_one_and_three_workers_bill_the_same_bytes(
+    bq: bigquery.Client, harper_client: HarperClient, write_config: WriteConfig, unique: str
+) -> None:
+    """Each window is one query whatever the number of workers: three workers bill what one
+    does (within 5 %), and each writes about a third of the rows."""
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    dataset = f"billing_{unique}"
+    grid_s = 30
+    configs = {}
+    for name, workers in (("one", 1), ("three", 3)):
+        make_source(bq, dataset, name, SCHEMA, _keyed_rows(0, 3_000, now))
+        table = {
+            **spec(dataset, f"Bill_{name}", primaryKey=["mmsi"], partitions=12),
+            "id": name,
+            "table": name,
+        }
+        _, cfg = write_config(
+            [table],
+            harper={"stateDatabase": f"state_{name}_{unique}", "database": f"db_{name}_{unique}"},
+            sync={"settle": "1s", "pollInterval": grid_s * 1000, "workers": workers},
+            validation={"enabled": False},
+        )
+        configs[name] = cfg
+
+    def run_both() -> dict[str, SyncService]:
+        services = {
+            n: SyncService(c, harper_client, make_client(c.bigquery), once=True)
+            for n, c in configs.items()
+        }
+        results: dict[str, tuple[bool, bool]] = {}
+        threads = [
+            threading.Thread(target=lambda n=n, s=s: results.update({n: run_to_end(s, 120)}))
+            for n, s in services.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert all(ok for ok, _ in results.values()), results
+        return services
+
+    def billed(service: SyncService) -> tuple[int, int]:
+        sources = [h.engine.source for h in service.handles]
+        return (
+            sum(s.bytes_billed for s in sources),  # type: ignore[attr-defined]
+            sum(s.base.storage_bytes_scanned for s in sources),  # type: ignore[attr-defined]
+        )
+
+    _quiet_phase_of_the_grid(grid_s)
+    first = run_both()  # snapshots
+    one_snapshot, three_snapshot = billed(first["one"])[1], billed(first["three"])[1]
+    assert one_snapshot > 0 and three_snapshot > 0
+    for name in configs:
+        for part in range(3):
+            rows = _keyed_rows(10_000 + 1_000 * part, 1_000, now)
+            bq.load_table_from_json(rows, f"{bq.project}.{dataset}.{name}").result()
+    _quiet_phase_of_the_grid(grid_s, after=datetime.now(UTC).timestamp() + 1)
+    second = run_both()  # the change feed
+    one, three = billed(second["one"])[0], billed(second["three"])[0]
+    assert one > 0
+    assert abs(three - one) <= 0.05 * one, (one, three)
+    for name, cfg in configs.items():
+        source = source_rows(bq, f"{bq.project}.{dataset}.{name}")
+        assert harper_content(harper_client, cfg.harper.database, f"Bill_{name}") == source
+    shares = [h.engine.status.rows_synced for h in second["three"].handles]
+    assert len(shares) == 3
+    for share in shares:
+        assert abs(share / sum(shares) - 1 / 3) <= 0.15 / 3, shares
+
+
+def test_sync_killed_ten_times_during_a_change_feed_catch_up(
+    bq: bigquery.Client,
+    harper_client: HarperClient,
+    harper_node: HarperNode,
+    write_config: WriteConfig,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """kill -9 at 10 moments while the feed catches up on 40 commits made after the snapshot,
+    restarted each time, then `--once` to the end: every row once, the counts exact."""
+    rng = random.Random(13_013)
+    dataset = f"feedkill_{unique}"
+    make_source(bq, dataset, "keyed", faults.KEYED_SCHEMA, [])
+    cols = ["ts", "k", "v", "x"]
+    tables = [faults.table_spec("keyed", dataset, "keyed", "Keyed", cols, ["k"])]
+    config, cfg = write_config(tables, sync={"settle": "0s", "pollInterval": 1000})
+    env = {**os.environ, "TEST_HARPER_PASSWORD": harper_node.password}
+    db = cfg.harper.database
+
+    def once() -> None:
+        done = subprocess.run(
+            faults.sync_command(config, "--once"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    once()  # the snapshot of the empty table: the feed starts here
+    rows = faults.keyed_rows(30_000, rng)
+    for start in range(0, len(rows), 750):  # 40 commits, about one per grid step
+        bq.load_table_from_json(rows[start : start + 750], f"{bq.project}.{dataset}.keyed").result()
+
+    def progress() -> int:
+        return faults.record_count(harper_client, db, "Keyed")
+
+    targets = sorted(rng.sample(range(len(rows) // 25, len(rows) * 7 // 10), 10))
+    ceiling = len(rows) * 9 // 10
+    log = tmp_path / "sync.log"
+    killed_at: list[int] = []
+    for target in targets:
+        goal = min(max(target, progress() + 1), ceiling)
+        proc = faults.start_sync(config, env, log)
+        try:
+
+            def reached(goal: int = goal, proc: subprocess.Popen[bytes] = proc) -> bool:
+                return progress() >= goal or proc.poll() is not None
+
+            faults.wait_for(reached, 90, f"the sync to reach {goal} rows")
+            time.sleep(rng.uniform(0, 0.3))  # anywhere in a window: reading, upserting, saving
+            assert proc.poll() is None, f"the sync exited by itself:\n{log.read_text()[-2000:]}"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            killed_at.append(progress())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert len(killed_at) == 10, (targets, killed_at)
+    assert sum(k < len(rows) for k in killed_at) >= 8, (targets, killed_at)  # mid catch-up
+    once()
+    n = faults.check_table(bq, harper_client, db, dataset, "keyed", "Keyed", cols, ["k"])
+    assert n == len(rows)
+    checkpoints = StateStore(harper_client, cfg.harper.state_database).get_checkpoints("keyed")
+    assert {cp.clock for cp in checkpoints.values()} == {CLOCK_COMMIT}
+    assert sum(cp.rows_total for cp in checkpoints.values()) == len(rows)

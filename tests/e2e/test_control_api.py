@@ -325,6 +325,13 @@ def test_metrics_show_rows_and_lag_per_table(stack: Stack) -> None:
                 samples.setdefault(sample.name, {})[key] = sample.value
         return samples
 
+    def polled() -> bool:
+        # The first pass of a change feed copies a snapshot (no query); the polls after it
+        # query the feed, every 200 ms.
+        queries = scrape()["harperbq_bigquery_queries_total"]
+        return all(queries.get((("table", t), ("worker", worker)), 0) >= 1 for t in TABLES)
+
+    wait_for(polled, 30)
     samples = scrape()
     for table in TABLES:
         tw = (("table", table), ("worker", worker))

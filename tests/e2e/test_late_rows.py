@@ -24,6 +24,8 @@ from harperbq.sync.grid import Cell, recorded_cells
 from harperbq.sync.partitions import partition_of
 from harperbq.sync.service import TableHandle
 
+CHANGE_FEED = "none"  # event-time windows: what these tests are about
+
 WriteConfig = Callable[..., tuple[Path, Config]]
 PARTITIONS = 4
 RECONCILE_S = 3.0

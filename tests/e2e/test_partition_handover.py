@@ -16,6 +16,8 @@ from harperbq.sync.partitions import partition_of
 from harperbq.sync.state import Checkpoint, StateStore
 from harperbq.sync.windows import iso, to_micros
 
+CHANGE_FEED = "none"  # event-time windows: what these tests are about
+
 P = 4
 T0 = datetime(2024, 8, 1, tzinfo=UTC)
 

@@ -26,6 +26,8 @@ from harperbq.harper.client import HarperClient
 from harperbq.sync.snapshot import service_status
 from harperbq.sync.status import table_statuses
 
+CHANGE_FEED = "none"  # event-time windows: what these tests are about
+
 WriteConfig = Callable[..., tuple[Path, Config]]
 SCHEMA = [F("ts", "TIMESTAMP"), F("mmsi", "INT64"), F("lat", "FLOAT64")]
 

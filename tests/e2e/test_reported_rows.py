@@ -25,6 +25,8 @@ from harperbq.sync.service import SyncService
 from harperbq.sync.state import StateStore
 from harperbq.sync.status import table_statuses
 
+CHANGE_FEED = "none"  # event-time windows: what these tests are about
+
 WriteConfig = Callable[..., tuple[Path, Config]]
 SCHEMA = [F("ts", "TIMESTAMP"), F("k", "INT64"), F("j", "INT64"), F("x", "FLOAT64")]
 

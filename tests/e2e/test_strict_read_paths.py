@@ -16,6 +16,8 @@ from harperbq.config import Config
 from harperbq.devstack.ports import free_port
 from harperbq.harper.client import HarperClient
 
+CHANGE_FEED = "none"  # event-time windows: what these tests are about
+
 
 def test_workers_read_their_partitions_through_storage_read(
     bq: bigquery.Client,

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from google.cloud import bigquery
 from tests.support import harper_rows, make_source, run_once
 
@@ -11,6 +12,7 @@ from harperbq.config import Config
 from harperbq.harper.client import HarperClient
 
 
+@pytest.mark.change_feed("none")  # how event-time windows split
 def test_ten_thousand_rows_on_one_timestamp(
     bq: bigquery.Client,
     harper_client: HarperClient,

@@ -43,6 +43,8 @@ from harperbq.sync.runner import RunState
 from harperbq.sync.service import SyncService
 from harperbq.sync.state import StateStore
 
+CHANGE_FEED = "none"  # the query path's faults; the feed's: test_change_feed.py
+
 BASE = datetime(2024, 3, 1, tzinfo=UTC)
 SMALL_BATCHES = {"initialBatchSize": 500, "catchupBatchSize": 500, "steadyBatchSize": 500}
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from google.cloud import bigquery
 from tests.support import make_source
 
@@ -65,6 +66,7 @@ def _env(harper_node: HarperNode, token: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.change_feed("none")  # logs of window queries
 def test_debug_run_logs_queries_and_requests_but_no_secret(
     bq: bigquery.Client,
     harper_node: HarperNode,

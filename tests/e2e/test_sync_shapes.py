@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from google.cloud import bigquery
 from google.cloud.bigquery import SchemaField as F
 from tests.support import harper_rows, make_source, run_once
@@ -26,6 +27,7 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@pytest.mark.change_feed("none")  # event-time windows and copy counts
 def test_table_without_primary_key(
     bq: bigquery.Client, harper_client: HarperClient, write_config: WriteConfig, unique: str
 ) -> None:
@@ -206,6 +208,7 @@ def test_three_tables_one_missing_at_first(
     assert audit and "vessel_metadata" in audit[0].message
 
 
+@pytest.mark.change_feed("none")  # an UPDATE seen by its cursor
 def test_updated_source_row_replaces_its_record(
     bq: bigquery.Client, harper_client: HarperClient, write_config: WriteConfig, unique: str
 ) -> None:

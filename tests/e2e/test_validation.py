@@ -31,6 +31,8 @@ from harperbq.sync.state import AuditKind, StateStore
 from harperbq.sync.status import table_statuses
 from harperbq.sync.windows import iso, to_micros
 
+CHANGE_FEED = "none"  # event-time windows: what these tests are about
+
 WriteConfig = Callable[..., tuple[Path, Config]]
 PARTITIONS = 4
 

@@ -21,6 +21,8 @@ from harperbq.config import Config
 from harperbq.harper.client import HarperClient
 from harperbq.sync.validate import validate_tables
 
+CHANGE_FEED = "none"  # event-time windows: what these tests are about
+
 SCHEMA = [F("updated_at", "TIMESTAMP"), F("k", "INT64"), F("v", "STRING")]
 KEYS = 200
 

@@ -106,6 +106,7 @@ def test_a_good_config_passes(
     assert names == [
         "table exists",
         "layout",
+        "change feed",
         "selected columns exist",
         "cursor column type",
         "window query accepted",
@@ -116,6 +117,9 @@ def test_a_good_config_passes(
     detail = {c["check"]: c["detail"] for c in report["checks"]}
     assert detail["layout"].startswith("not partitioned, not clustered")
     assert "bill the selected columns of the WHOLE table" in detail["layout"]
+    assert detail["change feed"].startswith("appends: a regular table"), detail["change feed"]
+    assert "168 h time-travel window" in detail["change feed"]
+    assert "of commits" in detail["window query accepted"]
     assert "billed" in detail["window query accepted"] and "$" in detail["window query accepted"]
     assert "would be scanned" in detail["Storage Read session"]
     code, output = check(path)

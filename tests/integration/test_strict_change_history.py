@@ -17,10 +17,15 @@ from google.api_core import exceptions
 from google.cloud import bigquery, bigquery_storage_v1
 from google.cloud.bigquery import SchemaField as F
 from google.cloud.bigquery_storage_v1 import types
+from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
+    BigQueryReadGrpcTransport,
+)
 from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
     BigQueryWriteGrpcTransport,
 )
 
+from harperbq.bigquery.read import StorageReader
+from harperbq.bigquery.sql import TableRef
 from harperbq.devstack.emulator import Emulator
 
 MB = 1024 * 1024
@@ -293,3 +298,62 @@ def test_a_storage_write_append_carries_its_commit_time(
     at = {r["_CHANGE_TIMESTAMP"] for r in found}
     assert len(at) == 1  # one append, one commit
     assert before <= at.pop() <= after
+
+
+def _read_as_of(bq_emulator: Emulator, table_id: str, at: datetime) -> list[int]:
+    """Column `a` of the table as of `at`, through the Storage Read API (`snapshot_time`)."""
+    channel = grpc.insecure_channel(bq_emulator.grpc_endpoint)
+    try:
+        client = bigquery_storage_v1.BigQueryReadClient(
+            transport=BigQueryReadGrpcTransport(channel=channel)
+        )
+        project, dataset, table = table_id.split(".")
+        reader = StorageReader(client, project)
+        batches = list(reader.read(TableRef(project, dataset, table), ["a"], "", at))
+    finally:
+        channel.close()
+    return sorted(v for b in batches for v in b.column(0).to_pylist())
+
+
+def test_a_snapshot_time_reads_the_table_as_it_was(
+    bq: bigquery.Client, bq_emulator: Emulator, dataset: str
+) -> None:
+    table_id = make_table(bq, dataset)
+    first = load(bq, table_id, 0, 3)
+    after_first = first.ended + MS
+    query(bq, f"UPDATE `{table_id}` SET a = a + 100 WHERE a = 1")
+    query(bq, f"DELETE FROM `{table_id}` WHERE a = 2")
+    load(bq, table_id, 10, 2)
+    now = datetime.now(UTC)
+    assert _read_as_of(bq_emulator, table_id, after_first) == [0, 1, 2]
+    assert _read_as_of(bq_emulator, table_id, now) == [0, 10, 11, 101]
+    # Before the table existed, in the future, or before time travel: refused as BigQuery does.
+    with pytest.raises(exceptions.InvalidArgument, match="cannot read before"):
+        _read_as_of(bq_emulator, table_id, first.created - timedelta(days=1))
+    with pytest.raises(exceptions.InvalidArgument, match="in the future"):
+        _read_as_of(bq_emulator, table_id, now + timedelta(hours=1))
+
+
+def test_a_job_id_is_used_once(bq: bigquery.Client, dataset: str) -> None:
+    """BigQuery refuses a second job with an existing id (the change feed's shared window
+    reads rely on it): 409, and the first job's result stays readable by id."""
+    table_id = make_table(bq, dataset)
+    load(bq, table_id, 0, 5)
+    job_id = f"once_{uuid.uuid4().hex}"
+    sql = f"SELECT COUNT(*) AS n FROM `{table_id}`"
+    bq.query(sql, job_id=job_id, job_retry=None).result()
+    with pytest.raises(exceptions.Conflict, match="Already Exists"):
+        bq.query(sql, job_id=job_id, job_retry=None).result()
+    again = bq.get_job(job_id)
+    assert isinstance(again, bigquery.QueryJob)
+    assert [dict(r) for r in again.result()] == [{"n": 5}]
+
+
+def test_a_datasets_time_travel_set_by_ddl_is_in_its_resource(bq: bigquery.Client) -> None:
+    name = f"travel_{uuid.uuid4().hex[:8]}"
+    query(bq, f"CREATE SCHEMA `{bq.project}.{name}` OPTIONS (max_time_travel_hours = 72)")
+    try:
+        # The REST API encodes int64 as a string, and the client passes it on as is.
+        assert int(bq.get_dataset(f"{bq.project}.{name}").max_time_travel_hours) == 72
+    finally:
+        bq.delete_dataset(name, delete_contents=True, not_found_ok=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
+from harperbq.bigquery import history
 from harperbq.bigquery.cost import Prices, human_bytes
 from harperbq.bigquery.read import StorageReader, run_query
 from harperbq.bigquery.retry import PolicyRetry, RetryPolicy
@@ -21,6 +22,7 @@ from harperbq.bigquery.sql import (
     Column,
     SqlError,
     TableRef,
+    change_query,
     columns_from_schema,
     window_query,
     window_restriction,
@@ -70,6 +72,29 @@ def layout_text(remote: bigquery.Table, cursor: str) -> str:
     return text + f"; window queries on {cursor} bill the selected columns of the WHOLE table"
 
 
+def feed_check(
+    client: bigquery.Client, table: TableConfig, ref: TableRef, policy: RetryPolicy
+) -> tuple[Check, str]:
+    """How the sync will read the table (`changeFeed`), found out as the sync does; and the
+    mode (`none` when it cannot be found out)."""
+    try:
+        choice, _ = history.resolve(client, ref, table, policy)
+    except history.FeedUnavailableError as exc:
+        return Check(table.id, "change feed", False, str(exc)), "none"
+    except Exception as exc:
+        failed = f"{type(exc).__name__}: {_message(exc)}"
+        return Check(table.id, "change feed", False, failed), "none"
+    text = f"{choice.mode}: {choice.reason}"
+    if choice.mode == "appends":
+        text += "; UPDATE and DELETE statements are not seen (use changes for those)"
+    if choice.mode != "none":
+        hours = history.time_travel_hours(client, ref, policy)
+        text += (
+            f"; a sync away longer than the {hours} h time-travel window resumes through a snapshot"
+        )
+    return Check(table.id, "change feed", True, text), choice.mode
+
+
 def _billed(processed: int) -> int:
     """BigQuery's on-demand rule: at least 10 MB, rounded up to the MB."""
     mb = 1024 * 1024
@@ -102,6 +127,8 @@ def check_table(
         return
     yield Check(tid, "table exists", True, str(ref))
     yield Check(tid, "layout", True, layout_text(remote, table.cursor_column))
+    feed, mode = feed_check(client, table, ref, policy)
+    yield feed
 
     schema = {f.name: Column.from_field(f) for f in remote.schema}
     wanted = table.columns if table.columns is not None else list(schema)
@@ -158,9 +185,28 @@ def check_table(
     columns = columns_from_schema(remote.schema, wanted)
     try:
         key = [schema[n] for n in table.partition_key]
-        query = window_query(
-            ref, columns, cursor, lo, hi, partition_key=key, partitions=table.partitions, parts=[0]
-        )
+        if mode in ("appends", "changes"):  # what the sync runs: the last hour's commits
+            now_us = hi if cursor.type != "INT64" else int(time.time() * 1_000_000)
+            query = change_query(
+                ref,
+                columns,
+                mode.upper(),
+                now_us - WINDOW_PROBE_S * 1_000_000,
+                now_us - 60 * 1_000_000,
+                partition_key=key,
+                partitions=table.partitions,
+            )
+        else:
+            query = window_query(
+                ref,
+                columns,
+                cursor,
+                lo,
+                hi,
+                partition_key=key,
+                partitions=table.partitions,
+                parts=[0],
+            )
         result = run_query(client, query, policy=policy, operation="preflight", dry_run=True)
     except Exception as exc:
         yield Check(tid, "window query accepted", False, f"{type(exc).__name__}: {_message(exc)}")
@@ -171,9 +217,14 @@ def check_table(
         tid,
         "window query accepted",
         True,
-        f"dry run of the last hour: {human_bytes(processed)} processed, "
-        f"{human_bytes(_billed(processed))} billed (≈ ${dollars:.4f}) per query and worker "
-        "(an upper bound: a dry run does not prune clustered blocks)",
+        f"dry run of the last hour{' of commits' if mode != 'none' else ''}: "
+        f"{human_bytes(processed)} processed, {human_bytes(_billed(processed))} billed "
+        f"(≈ ${dollars:.4f}) per query"
+        + (
+            ", one query per window for all workers"
+            if mode != "none"
+            else " and worker (an upper bound: a dry run does not prune clustered blocks)"
+        ),
     )
     if storage is None:
         return

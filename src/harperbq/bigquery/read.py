@@ -15,15 +15,16 @@ import threading
 import time
 import warnings
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery, bigquery_storage_v1
 from google.cloud.bigquery_storage_v1 import types as storage_types
 
-from harperbq.bigquery.retry import PolicyRetry, RetryPolicy, call_with_retry
+from harperbq.bigquery.retry import PolicyRetry, RetryPolicy, call_with_retry, is_transient
 from harperbq.bigquery.sql import Query, TableRef
 
 log = logging.getLogger("harperbq.bigquery.read")
@@ -115,6 +116,68 @@ def run_query(
         extra["params"] = query_params(query)
     log.info("bigquery.query", extra=extra)
     return QueryResult(job, rows, stats)
+
+
+SHARED_ATTEMPTS = 5
+
+
+def run_shared_query(
+    client: bigquery.Client,
+    query: Query,
+    *,
+    job_id: str,
+    policy: RetryPolicy,
+    page_size: int = 10_000,
+    operation: str = "query",
+) -> QueryResult:
+    """Run `query` once for every caller that asks with the same `job_id`: BigQuery refuses a
+    second job of one id (409), so later callers read the first one's result (kept a day,
+    free to read). Bytes billed are reported by the caller that ran it, 0 by the others.
+
+    A job that failed transiently is run again under the next attempt's id (`_1`, ...); one
+    that failed for good raises its error to every caller."""
+    retry = PolicyRetry(policy, operation)
+    last: BaseException | None = None
+    for attempt in range(SHARED_ATTEMPTS):
+        name = f"{job_id}_{attempt}"
+        started = time.monotonic()
+        config = query.job_config(use_query_cache=True)
+        config.labels = operation_labels(client, operation)
+        ran = True
+        try:
+            job = client.query(
+                query.sql, job_config=config, job_id=name, retry=retry, job_retry=None
+            )
+        except api_exceptions.Conflict:
+            found = client.get_job(name, location=client.location, retry=retry)
+            if not isinstance(found, bigquery.QueryJob):
+                raise
+            job, ran = found, False
+        try:
+            rows = job.result(page_size=page_size, retry=retry)
+        except api_exceptions.GoogleAPICallError as exc:
+            if not is_transient(exc) and not isinstance(exc, api_exceptions.NotFound):
+                raise
+            last = exc  # run again under a new id (NotFound: the result expired)
+            continue
+        stats = QueryStats.of(job, rows, started)
+        if not ran:
+            stats = replace(stats, bytes_billed=0, bytes_processed=0)
+        log.info(
+            "bigquery.query",
+            extra={
+                "operation": operation,
+                "job_id": stats.job_id,
+                "shared": not ran,
+                "bytes_processed": stats.bytes_processed,
+                "bytes_billed": stats.bytes_billed,
+                "rows": stats.total_rows,
+                "duration_s": stats.duration_s,
+            },
+        )
+        return QueryResult(job, rows, stats)
+    assert last is not None
+    raise last
 
 
 OPERATION_LABEL = "harperbq-operation"

@@ -240,8 +240,9 @@ def _cursor_literal(column: Column, value: int) -> str:
         return str(int(value))
     if kind == "DATE":
         return f"DATE '{_ceil_day(value).isoformat()}'"
-    text = _civil_text(from_micros(int(value)))
-    return f"TIMESTAMP '{text}+00'" if kind == "TIMESTAMP" else f"DATETIME '{text}'"
+    if kind == "TIMESTAMP":
+        return timestamp_literal(value)
+    return f"DATETIME '{_civil_text(from_micros(int(value)))}'"
 
 
 def _civil_text(moment: datetime) -> str:
@@ -414,8 +415,17 @@ def snapshot_query(
     Read API is refused. Billed as a query over the selected columns of the table.
     `restriction`: a `window_restriction` (text built from integers only)."""
     where = f"\nWHERE {restriction}" if restriction else ""
-    sql = f"SELECT {select_list(columns)}\nFROM {table.sql} FOR SYSTEM_TIME AS OF @at{where}"
-    return Query(sql, (bigquery.ScalarQueryParameter("at", "TIMESTAMP", from_micros(at)),))
+    sql = (
+        f"SELECT {select_list(columns)}\nFROM {table.sql} "
+        f"FOR SYSTEM_TIME AS OF {timestamp_literal(at)}{where}"
+    )
+    return Query(sql)
+
+
+def timestamp_literal(value: int) -> str:
+    """`TIMESTAMP '...'` of µs: for the places a parameter is not taken everywhere (the local
+    emulator's FOR SYSTEM_TIME AS OF); rendered from an integer, so it is always safe."""
+    return f"TIMESTAMP '{_civil_text(from_micros(int(value)))}+00'"
 
 
 def window_counts_query(
@@ -619,6 +629,7 @@ def bucket_digests_query(
     partitions: int,
     columns: Sequence[Column],
     newest_by: Sequence[Column] | None = None,
+    as_of: int | None = None,
 ) -> Query:
     """Per (partition, bucket) over `[edges[0], edges[-1])`, as `bucket_counts_query`: `n`
     (rows), `k` (rows kept), `h` and `l` (sums of the high and low 32 bits of
@@ -629,6 +640,8 @@ def bucket_digests_query(
     newest; ties broken by the larger fingerprint, as `sync.digest` does). Sums, unlike XOR,
     keep identical rows of an unkeyed table from cancelling out; 32-bit halves summed over
     fewer than 2^31 rows cannot overflow INT64. Scans the cursor, key and `columns` only.
+    With `as_of` (µs), the table as it was then (time travel): what a change feed had read
+    when its checkpoint stood there.
     """
     c = quote(cursor.name)
     params = [
@@ -647,12 +660,13 @@ def bucket_digests_query(
         f"{partition_sql(partition_key)} AS p, RANGE_BUCKET({micros}, @edges) AS b, "
         f"{fp} AS f, {kept} AS kept"
     )
+    travel = f" FOR SYSTEM_TIME AS OF {timestamp_literal(as_of)}" if as_of is not None else ""
     # Grouped in an outer query, as in window_counts_query. Identifiers are validated and
     # quoted; every value is a parameter or an integer literal.
     sql = (
         "SELECT p, b, COUNT(*) AS n, COUNTIF(kept) AS k,\n"  # noqa: S608
         f"  SUM(IF(kept, (f >> 32) & {_HALF}, 0)) AS h, SUM(IF(kept, f & {_HALF}, 0)) AS l\n"
-        f"FROM (\n  SELECT {items}\n  FROM {table.sql}\n  WHERE {c} >= @lo AND {c} < @hi\n"
+        f"FROM (\n  SELECT {items}\n  FROM {table.sql}{travel}\n  WHERE {c} >= @lo AND {c} < @hi\n"
         ")\nGROUP BY p, b\nORDER BY p, b"
     )
     return Query(sql, tuple(params))

@@ -54,15 +54,29 @@ def _live_table(service: SyncService, previous: dict[str, tuple[float, int]]) ->
 
 
 def _bigquery_distinct(
-    bq: bigquery.Client, table: str, key: tuple[str, ...], cursor: str, before: str
+    bq: bigquery.Client,
+    table: str,
+    key: tuple[str, ...],
+    cursor: str,
+    before: str,
+    *,
+    by_commit: bool,
 ) -> int:
-    """Distinct source keys older than the checkpoint: the records Harper must hold (rows
-    younger than `now - settle` when the sync stopped are left for its next pass, by design)."""
+    """Distinct source keys before the checkpoint: the records Harper must hold (rows younger
+    than `now - settle` when the sync stopped are left for its next pass, by design). A
+    change-feed checkpoint counts commit time: the rows inserted before it (the demo's tables
+    only receive inserts)."""
     columns = ", ".join(f"`{k}`" for k in key)
-    sql = (
-        f"SELECT COUNT(*) AS n FROM (SELECT DISTINCT {columns} FROM `{table}` "  # noqa: S608
-        f"WHERE `{cursor}` < @before)"
-    )
+    if by_commit:
+        sql = (
+            f"SELECT COUNT(*) AS n FROM (SELECT DISTINCT {columns} "  # noqa: S608
+            f"FROM APPENDS(TABLE `{table}`, NULL, @before))"
+        )
+    else:
+        sql = (
+            f"SELECT COUNT(*) AS n FROM (SELECT DISTINCT {columns} FROM `{table}` "  # noqa: S608
+            f"WHERE `{cursor}` < @before)"
+        )
     config = bigquery.QueryJobConfig(
         query_parameters=[
             bigquery.ScalarQueryParameter("before", "TIMESTAMP", parse_timestamp(before))
@@ -94,6 +108,9 @@ def demo(
     with console.status(f"synthesizing {hours:g} h of AIS traffic for {vessels} vessels…"):
         filled = synth.initialize(hours / 24)
     console.print(f"BigQuery rows written: {json.dumps(filled.rows)}")
+    # The sync reads commits older than `settle`: let the history just written get there, so
+    # the first pass copies all of it.
+    time.sleep(max(t.settle_s for t in cfg.tables) + 1)
 
     stop = threading.Event()
 
@@ -106,7 +123,11 @@ def demo(
     service = SyncService(cfg, harper, bq, once=not follow)
     generator = None
     if follow:
-        generator = threading.Thread(target=synth.run, args=(stop,), daemon=True)
+        # Live traffic only: the history is the `--hours` just written (a gap fill of the
+        # synthesizer's whole retention would bury the demo in backfill).
+        generator = threading.Thread(
+            target=synth.run, args=(stop,), kwargs={"backfill": False}, daemon=True
+        )
         generator.start()
     service.start()
     previous: dict[str, tuple[float, int]] = {}
@@ -158,13 +179,17 @@ def _report(
     ):
         view.add_column(column)
     ok = True
-    checkpoints = {s["table"]: s["checkpoint"] for s in table_statuses(cfg, harper)}
+    statuses = {s["table"]: s for s in table_statuses(cfg, harper)}
     for t in demo_flow.TABLES:
         # No checkpoint: nothing synced yet, so every source row counts (an empty table is fine).
-        before = checkpoints.get(t.id) or END_OF_TIME
+        status = statuses.get(t.id) or {}
+        before = status.get("checkpoint") or END_OF_TIME
+        by_commit = status.get("read") in ("snapshot", "following") and before != END_OF_TIME
         source = f"{bq.project}.{demo_flow.DEMO_DATASET}.{t.source}"
-        expected = _bigquery_distinct(bq, source, t.key, t.cursor, before)
-        got = harper.count_range(database, t.target, t.cursor, "", before)
+        expected = _bigquery_distinct(bq, source, t.key, t.cursor, before, by_commit=by_commit)
+        got = harper.count_range(
+            database, t.target, t.cursor, "", END_OF_TIME if by_commit else before
+        )
         ok &= expected == got
         mark = "✓" if expected == got else "✗"
         shown = "-" if before == END_OF_TIME else before

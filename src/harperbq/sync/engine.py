@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
-from harperbq.sync.feed import Mode, longest_range_us
+from harperbq.sync.feed import Mode, feed_window
 from harperbq.sync.grid import WATCH_LATENESS_MULTIPLE, compact
 from harperbq.sync.keys import WindowIds, key_id
 from harperbq.sync.state import CLOCK_COMMIT, CLOCK_EVENT, Checkpoint
@@ -40,6 +40,7 @@ from harperbq.sync.windows import (
     PhasePolicy,
     Window,
     adapt_length,
+    align_to_partitions,
     iso,
     next_window,
     parse_iso,
@@ -103,6 +104,12 @@ class FeedSource(Source, Protocol):
 
     def horizon_us(self) -> int:
         """Windows starting before this instant are read as a snapshot."""
+
+    def created_us(self) -> int | None:
+        """When the table was created (a snapshot cannot be older); None if unknown."""
+
+    def partition_unit(self) -> str | None:
+        """Event time: the time partitioning unit windows are aligned to (None: no alignment)."""
 
 
 class Sink(Protocol):
@@ -399,7 +406,9 @@ class TableEngine:
                 if isinstance(item, _WindowPage):
                     started = time.monotonic()
                     page = item.page
-                    if self.guard is not None and page.records:
+                    if self.guard is not None and page.records and not item.window.snapshot:
+                        # A snapshot holds each key's newest version as of its end, never
+                        # older than what an earlier read of the feed wrote.
                         self._apply_guard(page)
                     if page.records:
                         self.sink.upsert(page.records)
@@ -492,7 +501,9 @@ class TableEngine:
                     return
                 if window.snapshot:
                     self.status.read_mode = "snapshot"
-                phase = self.settings.policy.phase((now_us - window.lo) / MICROS)
+                # A snapshot is the table as of its end: its lag is the end's.
+                start = window.hi if window.snapshot else window.lo
+                phase = self.settings.policy.phase((now_us - start) / MICROS)
                 target = self.settings.policy.batch_size(phase)
                 ids = WindowIds(self.settings.primary_key)
                 rows = 0
@@ -531,18 +542,27 @@ class TableEngine:
             put(_Failed(exc))
 
     def _next_window(self, lo: int, cap: int, length: int) -> Window | None:
-        """Event time: `next_window`. Change feed: a snapshot up to `cap` when `lo` is before
-        the time-travel horizon (or the table was never synced), else a commit-time window no
-        longer than one change-history call may cover."""
+        """Event time: `next_window`. Change feed: a snapshot as of `cap` when `lo` is before
+        the time-travel horizon (or the table was never synced), else the next window of the
+        grid every worker shares (`feed.feed_window`)."""
         if self._mode == "none":
-            return next_window(lo, cap, 0, length)
-        if lo >= cap:
-            return None
+            window = next_window(lo, cap, 0, length)
+            if window is None or not isinstance(self.source, FeedSource):
+                return window
+            return align_to_partitions(window, cap, self.source.partition_unit())
         assert isinstance(self.source, FeedSource)
+        grid = self._grid_us
         if lo < self.source.horizon_us():
-            return Window(lo, cap, snapshot=True)
-        longest = longest_range_us(self._mode)
-        return next_window(lo, cap, 0, length if longest is None else min(length, longest))
+            # As of `now - settle`, but never before the table existed (BigQuery refuses
+            # that): a table younger than `settle` is copied as it was created, and its first
+            # rows come through the feed once they are old enough.
+            at = max(cap, self.source.created_us() or MIN_US)
+            return Window(lo, at, snapshot=True)
+        return feed_window(lo, cap, grid)
+
+    @property
+    def _grid_us(self) -> int:
+        return max(MICROS, int(self.settings.policy.steady_poll_s * MICROS))
 
     # -- bookkeeping ----------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""The change feed's rules: which clock a table is read by, how far back a range may start, and
-what one window of change-history rows does to Harper.
+"""The change feed's rules: how far back a range may start, how long one may be, and what one
+window of change-history rows does to Harper (the mode itself: `bigquery.history`).
 
 Why a commit-time clock: BigQuery's `APPENDS`/`CHANGES` return the rows committed in a range and
 bill the data written in it, not the table; a row inserted today with a November event time is
@@ -12,76 +12,21 @@ Pure functions over native values; the source applies them (`sync.feed_source`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from harperbq.bigquery.history import FeedChoice, FeedUnavailableError, Mode, Requested, choose
 from harperbq.bigquery.sql import CHANGE_TS_COLUMN, CHANGE_TYPE_COLUMN
-from harperbq.sync.windows import MICROS
+from harperbq.sync.windows import MICROS, Window
 
-Mode = Literal["appends", "changes", "none"]
-Requested = Literal["auto", "appends", "changes", "none"]
 Record = dict[str, Any]
 
-MAX_CHANGES_RANGE_US = 86_400 * MICROS
-"""`CHANGES` takes a range of at most one day per call."""
 HORIZON_MARGIN_US = 3600 * MICROS
 """A range must start inside the time-travel window when its query runs, not only when it was
 planned: ranges starting within this margin of the window's edge go through a snapshot."""
+__all__ = ["FeedChoice", "FeedUnavailableError", "Mode", "Requested", "choose"]
 READ_MODES = ("snapshot", "following", "event-time")
 """What `sync status` shows per table: copying a snapshot, following the change feed, or
 reading event-time windows."""
-
-
-class FeedUnavailableError(Exception):
-    """The configured `changeFeed` cannot read this table: the configuration must change."""
-
-    permanent = True
-
-
-@dataclass(frozen=True)
-class FeedChoice:
-    mode: Mode
-    reason: str
-
-
-def choose(
-    requested: Requested,
-    *,
-    table: str,
-    appends_ok: bool,
-    changes_ok: bool,
-    keyed: bool,
-    mirror_deletes: bool,
-) -> FeedChoice:
-    """The mode for a table, from what was configured and what BigQuery accepts for it
-    (`appends_ok`: a regular table; `changes_ok`: with `enable_change_history`). Raises
-    `FeedUnavailableError` naming the fix when an explicit choice cannot work."""
-    if requested == "none":
-        return FeedChoice("none", "changeFeed: none (event-time windows, by choice)")
-    if requested == "appends" and not appends_ok:
-        raise FeedUnavailableError(
-            f"changeFeed: appends cannot read {table}: BigQuery's APPENDS works on regular "
-            "tables only (not views, external or wildcard tables); set changeFeed: none"
-        )
-    if requested == "changes" and not changes_ok:
-        raise FeedUnavailableError(
-            f"changeFeed: changes cannot read {table}: CHANGES needs the table option "
-            f"enable_change_history (ALTER TABLE `{table}` SET OPTIONS "
-            "(enable_change_history = TRUE)); or set changeFeed: appends"
-        )
-    if requested in ("appends", "changes"):
-        return FeedChoice(requested, f"changeFeed: {requested} (configured)")
-    if not appends_ok:
-        return FeedChoice("none", "no change history (a view or external table): event-time")
-    if changes_ok and keyed:
-        return FeedChoice("changes", "enable_change_history is set and the table has a key")
-    if mirror_deletes:
-        return FeedChoice(
-            "none",
-            "deletes: mirror and no enable_change_history: APPENDS cannot see deletes, so "
-            "event-time windows with reconciliation (set the option to use changes)",
-        )
-    return FeedChoice("appends", "a regular table: inserts by commit time")
 
 
 def horizon_us(now_us: int, time_travel_hours: int) -> int:
@@ -90,9 +35,35 @@ def horizon_us(now_us: int, time_travel_hours: int) -> int:
     return now_us - time_travel_hours * 3600 * MICROS + HORIZON_MARGIN_US
 
 
-def longest_range_us(mode: Mode) -> int | None:
-    """The longest window one change-history call may cover (None: no limit)."""
-    return MAX_CHANGES_RANGE_US if mode == "changes" else None
+LONGEST_WINDOW_US = 3600 * MICROS
+"""A window covers at most an hour of commits (or one grid step, if longer; `pollInterval` is
+at most a day, the longest range `CHANGES` accepts): the unit a crash re-reads."""
+GROWTH = 8
+"""Window sizes are the grid step times a power of 8, each starting on a multiple of itself."""
+
+
+def feed_window(lo: int, cap: int, grid_us: int) -> Window | None:
+    """The next commit-time window from `lo`, or None when no whole grid step fits below
+    `cap` (caught up).
+
+    Windows lie on a grid every worker computes alike (the step is the table's poll interval):
+    the largest block `grid * 8^k` (at most an hour) that starts at `lo`, is aligned to its own
+    size and ends by `cap` rounded down to the grid. Two workers at the same checkpoint thus ask
+    for the same window, hence the same query, which BigQuery runs and bills once
+    (`bigquery.read.run_shared_query`). A start off the grid (where a snapshot ended) first
+    closes up to the next grid line."""
+    if grid_us < 1:
+        raise ValueError(f"grid step must be positive, got {grid_us}")
+    end = cap // grid_us * grid_us
+    if lo >= end:
+        return None
+    if lo % grid_us:
+        return Window(lo, min(-(-lo // grid_us) * grid_us, end))
+    size = grid_us
+    longest = max(grid_us, LONGEST_WINDOW_US)
+    while size * GROWTH <= longest and lo % (size * GROWTH) == 0 and lo + size * GROWTH <= end:
+        size *= GROWTH
+    return Window(lo, lo + size)
 
 
 def is_delete(record: Mapping[str, Any]) -> bool:

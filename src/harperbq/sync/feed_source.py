@@ -7,7 +7,8 @@ windows where it does not (`sync.feed` has the rules).
   image or the delete of its record;
 - a window flagged `snapshot` (no checkpoint yet, or one older than the time-travel window) is
   the whole table as of the window's end, through the Storage Read API with `snapshot_time`
-  (a time-travel query when the API is refused); the feed then goes on from that instant;
+  (a time-travel query with `readApi: query`, or when the API is refused or not configured);
+  the feed then goes on from that instant;
 - `none`: the event-time reads of `BigQuerySource`, unchanged.
 
 The mode is found out on first use (a `get_table` and two free dry runs) and kept.
@@ -15,6 +16,7 @@ The mode is found out on first use (a `get_table` and two free dry runs) and kep
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,14 +24,13 @@ from typing import Any
 
 from google.api_core import exceptions as api_exceptions
 
-from harperbq.bigquery import sql
-from harperbq.bigquery.retry import call_with_retry
+from harperbq.bigquery import history, read, sql
+from harperbq.bigquery.client import ClientSetupError
 from harperbq.sync.engine import Page
 from harperbq.sync.feed import (
     FeedChoice,
     Mode,
     change_rank,
-    choose,
     horizon_us,
     split_changes,
 )
@@ -40,7 +41,6 @@ from harperbq.sync.windows import MAX_US, MICROS, Window, from_micros, to_micros
 
 log = logging.getLogger("harperbq.sync.feed")
 
-DEFAULT_TIME_TRAVEL_HOURS = 7 * 24
 _CHANGE_COLUMNS = (
     sql.Column(sql.CHANGE_TS_COLUMN, "TIMESTAMP"),
     sql.Column(sql.CHANGE_TYPE_COLUMN, "STRING"),
@@ -59,6 +59,7 @@ class ChangeFeedSource:
         self.clock = clock
         self._choice: FeedChoice | None = None
         self._travel_hours: int | None = None
+        self._created_us: int | None = None
 
     # -- what status, metrics and the assembly read ------------------------------------------
 
@@ -77,6 +78,14 @@ class ChangeFeedSource:
     @property
     def bytes_billed(self) -> int:
         return self.base.bytes_billed
+
+    @property
+    def queries(self) -> int:
+        return self.base.queries
+
+    @property
+    def storage_bytes_scanned(self) -> int:
+        return self.base.storage_bytes_scanned
 
     def spent(self) -> dict[str, float | int]:
         return self.base.spent()
@@ -110,56 +119,29 @@ class ChangeFeedSource:
         return horizon_us(int(self.clock() * MICROS), self._travel_hours)
 
     def _probe(self) -> FeedChoice:
-        table = self.base.table
-        requested = table.change_feed
-        if requested == "none":
-            return choose("none", table=str(self.ref), appends_ok=False, changes_ok=False,
-                          keyed=False, mirror_deletes=False)  # fmt: skip
-        found = call_with_retry(
-            lambda: self.base.client.get_table(str(self.ref), retry=None),  # type: ignore[arg-type]
-            self.base.policy,
-            operation="get_table",
+        choice, created = history.resolve(
+            self.base.client, self.ref, self.base.table, self.base.policy
         )
-        regular = (found.table_type or "TABLE") == "TABLE"
-        appends_ok = regular and self._accepts("APPENDS")
-        changes_ok = appends_ok and self._accepts("CHANGES")
-        return choose(
-            requested,
-            table=str(self.ref),
-            appends_ok=appends_ok,
-            changes_ok=changes_ok,
-            keyed=bool(table.primary_key),
-            mirror_deletes=table.deletes == "mirror",
-        )
+        # BigQuery reports the creation time in ms, truncated: the first whole ms after it is
+        # surely after the creation.
+        self._created_us = to_micros(created) + 1000 if created is not None else None
+        return choice
 
-    def _accepts(self, function: str) -> bool:
-        """Whether BigQuery accepts `function` on the table: a dry run (free) of a one-minute
-        range that ended a minute ago."""
-        now = int(self.clock() * MICROS)
-        query = self._change_query(function, Window(now - 120 * MICROS, now - 60 * MICROS), None)
-        try:
-            self.base.client.query(
-                query.sql, job_config=query.job_config(dry_run=True, use_query_cache=False)
-            )
-        except (api_exceptions.BadRequest, api_exceptions.InvalidArgument) as exc:
-            log.info("table %s: %s refused: %s", self.base.table.id, function, exc)
-            return False
-        return True
+    def created_us(self) -> int | None:
+        """When the table was created: a snapshot cannot be older (None: unknown)."""
+        self.choice()
+        return self._created_us
 
     def _time_travel_hours(self) -> int:
-        project, dataset = self.ref.project, self.ref.dataset
-        found = call_with_retry(
-            lambda: self.base.client.get_dataset(f"{project}.{dataset}", retry=None),  # type: ignore[arg-type]
-            self.base.policy,
-            operation="get_dataset",
-        )
-        hours = getattr(found, "max_time_travel_hours", None)
-        return int(hours) if hours else DEFAULT_TIME_TRAVEL_HOURS
+        return history.time_travel_hours(self.base.client, self.ref, self.base.policy)
 
     # -- the engine's Source -----------------------------------------------------------------
 
     def first_cursor(self, parts: Sequence[int] | None, after: int | None = None) -> int | None:
         return self.base.first_cursor(parts, after)
+
+    def partition_unit(self) -> str | None:
+        return self.base.partition_unit()
 
     def read(self, window: Window, parts: Sequence[int] | None, page_rows: int) -> Iterator[Page]:
         mode = self.feed_mode()
@@ -186,9 +168,13 @@ class ChangeFeedSource:
         self, mode: Mode, window: Window, parts: Sequence[int] | None, page_rows: int
     ) -> Iterator[Page]:
         function = "CHANGES" if mode == "changes" else "APPENDS"
-        query = self._change_query(function, window, parts)
+        # One query per window for every worker (all partitions; each keeps its own): the
+        # windows are on a grid every worker plans alike (`TableEngine._next_window`).
+        query = self._change_query(function, window, None)
         try:
-            result = self.base.run(query, f"read_{function.lower()}", page_size=max(page_rows, 100))
+            result = self.base.run_shared(
+                query, shared_job_id(query), f"read_{function.lower()}", max(page_rows, 100)
+            )
         except api_exceptions.BadRequest as exc:
             if "time travel" not in str(exc).lower():
                 raise
@@ -204,6 +190,7 @@ class ChangeFeedSource:
             yield from self._snapshot(window.hi, parts, page_rows)
             return
         columns = [*self.base.columns, *_CHANGE_COLUMNS]
+        batches = self.base.owned_rows(result.batches(), parts)
         if mode == "changes":
             # The last change of each key wins: by commit time, then DELETE before UPDATE.
             versions = (
@@ -218,7 +205,7 @@ class ChangeFeedSource:
             )
         else:
             versions = self.base.newest_versions()
-        for batch in result.batches():
+        for batch in batches:
             page = self.base.page(batch, columns)
             if versions is not None:
                 page.records, page.partitions, page.superseded = versions.keep(
@@ -240,18 +227,36 @@ class ChangeFeedSource:
             if start is not None
             else ""
         )
-        storage = base.owned_rows(base.storage().read(base.ref, names, restriction, at), parts)
 
         def by_query() -> Iterator[Any]:
             query = sql.snapshot_query(base.ref, base.columns, at_us, restriction)
             rows = base.run(query, "read_snapshot", page_size=max(page_rows, 100))
             yield from base.owned_rows(rows.batches(), parts)
 
+        if base.cfg.read_api == "query":
+            batches = by_query()
+        else:
+            try:
+                reader = base.storage()
+            except ClientSetupError as exc:  # no Storage Read API here: the query it is
+                log.warning("table %s: snapshot by query: %s", base.table.id, exc)
+                batches = by_query()
+            else:
+                storage = base.owned_rows(reader.read(base.ref, names, restriction, at), parts)
+                batches = base.storage_or(storage, by_query)
         versions = base.newest_versions()
-        for batch in base.storage_or(storage, by_query):
+        for batch in batches:
             page = base.page(batch)
             if versions is not None:
                 page.records, page.partitions, page.superseded = versions.keep(
                     page.records, page.partitions
                 )
             yield page
+
+
+def shared_job_id(query: sql.Query) -> str:
+    """The same id for the same query text and parameters: every worker asking for one window
+    asks for one job (`read.run_shared_query`)."""
+    params = read.query_params(query)
+    text = query.sql + "|" + "|".join(f"{k}={params[k]}" for k in sorted(params))
+    return "harperbq_" + hashlib.sha256(text.encode()).hexdigest()[:40]

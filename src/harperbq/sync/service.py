@@ -299,6 +299,7 @@ class SyncService:
                     "state": str(h.runner.state),
                     "reconciled_at": _reconciled_at(h),
                     "bigquery": snapshot.spent(h),
+                    "read": h.engine.status.read_mode or None,
                 }
                 for h in self.handles
                 if h.worker_id == worker

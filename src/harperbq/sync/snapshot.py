@@ -77,6 +77,8 @@ def worker_status(service: SyncService, handle: TableHandle, now: float) -> dict
         "state": shown_state(service, handle),
         "running": running(handle),
         "phase": str(status.phase),
+        "read": status.read_mode or None,
+        "rows_deleted": status.rows_deleted,
         "checkpoint": iso_s(checkpoint),
         "lag_s": round(now - checkpoint, 3) if checkpoint is not None else None,
         # Caught up means late rows too: not while a due reconciliation has not run.

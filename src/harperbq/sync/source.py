@@ -13,7 +13,7 @@ from google.cloud import bigquery
 
 from harperbq.bigquery import cost, sql
 from harperbq.bigquery.client import make_read_client
-from harperbq.bigquery.read import StorageReader, run_query
+from harperbq.bigquery.read import StorageReader, run_query, run_shared_query
 from harperbq.bigquery.retry import RetryPolicy, call_with_retry
 from harperbq.bigquery.types import ConversionStats, ConvertOptions, records_from_batch
 from harperbq.config import BigQueryConfig, TableConfig
@@ -24,7 +24,7 @@ from harperbq.sync.engine import Page, RowProblem
 from harperbq.sync.partitions import keep_partitions, partition_of
 from harperbq.sync.target import cursor_micros
 from harperbq.sync.versions import NewestVersions
-from harperbq.sync.windows import Window
+from harperbq.sync.windows import PARTITION_UNITS, Window
 
 log = logging.getLogger("harperbq.sync.source")
 
@@ -60,6 +60,7 @@ class BigQuerySource:
         self._storage: StorageReader | None = None
         self._last_rows = 0
         self._storage_refused = False
+        self._partition_unit: str | None = None
 
     # -- schema -----------------------------------------------------------------------------------
 
@@ -72,7 +73,16 @@ class BigQuerySource:
             operation="get_table",
         )
         self._columns = sql.columns_from_schema(found.schema, self.table.columns)
+        self._partition_unit = _window_partition_unit(found, self.table.cursor_column)
         return self._columns
+
+    def partition_unit(self) -> str | None:
+        """The time partitioning unit event-time windows are aligned to (`windows.
+        align_to_partitions`): set when the table is partitioned by the cursor column and not
+        clustered on it first, so a window cannot prune below whole partitions."""
+        if self._columns is None:
+            self.refresh_schema()
+        return self._partition_unit
 
     @property
     def columns(self) -> list[sql.Column]:
@@ -106,6 +116,22 @@ class BigQuerySource:
     def run(self, query: sql.Query, operation: str, page_size: int = 10_000) -> Any:
         result = run_query(
             self.client, query, policy=self.policy, page_size=page_size, operation=operation
+        )
+        self.queries += 1
+        self.bytes_billed += result.stats.bytes_billed
+        return result
+
+    def run_shared(
+        self, query: sql.Query, job_id: str, operation: str, page_size: int = 10_000
+    ) -> Any:
+        """`run`, once for every worker asking for the same job (`read.run_shared_query`)."""
+        result = run_shared_query(
+            self.client,
+            query,
+            job_id=job_id,
+            policy=self.policy,
+            page_size=page_size,
+            operation=operation,
         )
         self.queries += 1
         self.bytes_billed += result.stats.bytes_billed
@@ -154,7 +180,12 @@ class BigQuerySource:
         return int(rows[0]["n"]) if rows else 0
 
     def digest_buckets(
-        self, edges: Sequence[int], columns: Sequence[sql.Column], *, newest_by_key: bool
+        self,
+        edges: Sequence[int],
+        columns: Sequence[sql.Column],
+        *,
+        newest_by_key: bool,
+        as_of: int | None = None,
     ) -> dict[tuple[int, int], tuple[int, Digest]]:
         """Per (partition, 1-based bucket of `edges`), in ONE aggregate query (see
         `sql.bucket_digests_query`): `(rows, digest of the rows kept)`; with `newest_by_key`
@@ -170,6 +201,7 @@ class BigQuerySource:
             partitions=self.table.partitions,
             columns=columns,
             newest_by=key or None,
+            as_of=as_of,
         )
         out: dict[tuple[int, int], tuple[int, Digest]] = {}
         for row in self.run(query, "digest_buckets").rows():
@@ -335,3 +367,11 @@ class BigQuerySource:
                 )
             )
         return kept, problems
+
+
+def _window_partition_unit(table: Any, cursor: str) -> str | None:
+    tp = getattr(table, "time_partitioning", None)
+    if tp is None or tp.field != cursor or tp.type_ not in PARTITION_UNITS:
+        return None
+    clustered = list(getattr(table, "clustering_fields", None) or [])
+    return None if clustered and clustered[0] == cursor else str(tp.type_)

@@ -1,6 +1,7 @@
 """Sync status from Harper's state tables alone, so it reads the same from any machine."""
 
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,8 +11,10 @@ from harperbq.harper.client import HarperClient
 from harperbq.sync import health
 from harperbq.sync.maintenance import RECONCILE_AUDIT
 from harperbq.sync.state import (
+    CLOCK_COMMIT,
     AuditEntry,
     AuditKind,
+    Checkpoint,
     StateIdentity,
     StateMismatchError,
     StateStore,
@@ -70,6 +73,7 @@ def table_statuses(
                 "notices": notices(state, table.id),
                 "reconcile": _reconciled(state, table, workers, now) if synced else None,
                 "bigquery": _spent(cfg, table.id, workers),
+                "read": read_mode(checkpoints, table.id, workers),
                 "state_mismatch": mismatch is not None,
             }
         )
@@ -117,6 +121,21 @@ def _notice_line(entry: AuditEntry) -> str:
     if entry.kind == "null_cursor":
         return f"{d.get('count')} source rows have a NULL {d.get('column')} (never synced)"
     return entry.message
+
+
+def read_mode(
+    checkpoints: Mapping[int, Checkpoint], table_id: str, live: list[WorkerRecord]
+) -> str | None:
+    """snapshot | following | event-time: what the live workers report (a snapshot while any
+    copies one), else what the stored checkpoints count (None before the first)."""
+    infos = [w.info.get("tables", {}).get(table_id) for w in live]
+    modes = {str(i["read"]) for i in infos if isinstance(i, dict) and i.get("read")}
+    if modes:
+        return "snapshot" if "snapshot" in modes else sorted(modes)[0]
+    clocks = {cp.clock for cp in checkpoints.values() if cp.hi}
+    if not clocks:
+        return None
+    return "following" if clocks == {CLOCK_COMMIT} else "event-time"
 
 
 def _spent(cfg: Config, table_id: str, live: list[WorkerRecord]) -> dict[str, float | int]:

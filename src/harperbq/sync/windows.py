@@ -118,6 +118,40 @@ def next_window(lo: int, now_us: int, settle_us: int, length_us: int) -> Window 
     return Window(lo, min(lo + max(length_us, MIN_WINDOW_US), end))
 
 
+PARTITION_UNITS = ("HOUR", "DAY", "MONTH", "YEAR")
+
+
+def partition_end(micros: int, unit: str) -> int:
+    """The end (exclusive, µs) of the BigQuery time partition holding `micros` (UTC)."""
+    if unit == "HOUR":
+        step = 3600 * MICROS
+    elif unit == "DAY":
+        step = 86_400 * MICROS
+    else:
+        moment = from_micros(min(max(micros, MIN_US), MAX_US))
+        if unit == "YEAR":
+            if moment.year >= 9999:
+                return MAX_US + 1
+            return to_micros(datetime(moment.year + 1, 1, 1, tzinfo=UTC))
+        if unit != "MONTH":
+            raise ValueError(f"not a time partitioning unit: {unit!r}")
+        if moment.month == 12:
+            if moment.year >= 9999:
+                return MAX_US + 1
+            return to_micros(datetime(moment.year + 1, 1, 1, tzinfo=UTC))
+        return to_micros(datetime(moment.year, moment.month + 1, 1, tzinfo=UTC))
+    return (micros // step + 1) * step
+
+
+def align_to_partitions(window: Window, cap: int, unit: str | None) -> Window:
+    """A window stretched to the end of the time partition its last instant is in (never past
+    `cap`): on a table partitioned by the cursor and not clustered on it, any window bills the
+    whole partitions it touches, so each is read in one window per pass, not one per window."""
+    if unit is None or window.hi >= cap:
+        return window
+    return Window(window.lo, min(cap, max(window.hi, partition_end(window.hi - 1, unit))))
+
+
 def adapt_length(length_us: int, rows: int, target: int, window: Window) -> int:
     """Next window length aiming at `target` rows: grow on sparse windows, shrink on dense ones.
 

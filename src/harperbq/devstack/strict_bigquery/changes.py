@@ -152,6 +152,16 @@ def range_relation(schema: str, table: str, lo: datetime, hi: datetime) -> str:
     )
 
 
+def as_of_relation(schema: str, table: str, at: datetime) -> str:
+    """DuckDB SQL for the table as of `at`: each row's last logged image at or before `at`,
+    unless that was its DELETE (an UPDATE logs the DELETE of the old image, then the new)."""
+    return (
+        f"(SELECT * EXCLUDE (_hbq_rn) FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {RID} "
+        f'ORDER BY {SEQ} DESC) AS _hbq_rn FROM "{schema}"."{table}" '
+        f"WHERE epoch_us({TS}) <= {_micros(at)}) WHERE _hbq_rn = 1 AND {TYPE} <> 'DELETE')"
+    )
+
+
 def _micros(at: datetime) -> int:
     delta = at.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

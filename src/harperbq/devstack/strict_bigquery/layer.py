@@ -17,6 +17,7 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import timedelta
 from typing import Any
 
 from sqlglot import exp
@@ -29,6 +30,8 @@ BLOCK_BYTES_ENV = "HARPERBQ_STRICT_BQ_BLOCK_BYTES"
 
 STREAMING = rules.StreamingLog()
 CHANGELOG = changes.ChangeLog()
+_AS_OF: contextvars.ContextVar[str | None] = contextvars.ContextVar("as_of", default=None)
+"""The relation a Storage Read session with `snapshot_time` reads instead of its table."""
 _ESTIMATE: contextvars.ContextVar[billing.Estimate | None] = contextvars.ContextVar(
     "strict_estimate", default=None
 )
@@ -367,6 +370,19 @@ def _wrap_jobs() -> None:
         _attach(response.setdefault("statistics", {}), est, dry=True)
         return response
 
+    original_handle = routes._handle_query_job
+
+    async def handle_query_job(project_id: str, job_id: str, *args: Any, **kwargs: Any) -> Any:
+        # Job ids are unique in a project: a second insert is refused, never run again.
+        # https://cloud.google.com/bigquery/docs/running-jobs#generate-jobid
+        ctx = kwargs.get("ctx")
+        if ctx is not None and ctx.catalog.get_job(project_id, job_id) is not None:
+            from bqemulator.domain.errors import AlreadyExistsError
+
+            raise AlreadyExistsError(f"Already Exists: Job {project_id}:{job_id}")
+        return await original_handle(project_id, job_id, *args, **kwargs)
+
+    setattr(routes, "_handle_query_job", handle_query_job)  # noqa: B010
     setattr(routes, "execute_query_job", execute_query_job)  # noqa: B010
     setattr(routes, "_execute_query_or_failed_meta", execute_or_failed)  # noqa: B010
     setattr(routes, "_build_dry_run_query_response", dry_run)  # noqa: B010
@@ -392,12 +408,56 @@ def _wrap_reads() -> None:
                 context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
                 context.set_details(str(exc))
                 return b""
-            out: bytes = super()._handle_create_read_session(request_bytes, context)
+            try:
+                relation = self._as_of(request.read_session)
+            except changes.ChangeHistoryError as exc:
+                context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+                context.set_details(str(exc))
+                return b""
+            token = _AS_OF.set(relation)
+            try:
+                out: bytes = super()._handle_create_read_session(request_bytes, context)
+            finally:
+                _AS_OF.reset(token)
             if not out:
                 return out
             session = types.ReadSession.deserialize(out)
             session.estimated_total_bytes_scanned = self._scanned(request.read_session)
             return bytes(types.ReadSession.serialize(session))
+
+        def _as_of(self, read_session: Any) -> str | None:
+            """With `table_modifiers.snapshot_time`, the table as it was then (from the change
+            log), after BigQuery's checks: within the time-travel window, not before the
+            table's creation, not in the future. None without one.
+            https://cloud.google.com/bigquery/docs/reference/storage/rpc/google.cloud.bigquery.storage.v1#tablemodifiers
+            """
+            modifiers = read_session.table_modifiers
+            if not modifiers or not modifiers.snapshot_time:
+                return None
+            at = modifiers.snapshot_time
+            match = re.fullmatch(
+                r"projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)", read_session.table
+            )
+            if match is None:
+                return None
+            key = (match.group(1), match.group(2), match.group(3))
+            meta = _table_meta(self._ctx, key, "A read with snapshot_time")
+            _record(self._ctx, key)
+            now = self._ctx.clock.now()
+            history = CHANGELOG.history(key, meta.creation_time)
+            earliest = max(meta.creation_time, now - timedelta(hours=history.time_travel_hours))
+            if at > now:
+                raise changes.ChangeHistoryError(
+                    f"snapshot_time {at.isoformat()} is in the future (now {now.isoformat()})"
+                )
+            if at < earliest:
+                raise changes.ChangeHistoryError(
+                    f"Invalid snapshot time {at.isoformat()} for table {'.'.join(key)}: "
+                    f"cannot read before {earliest.isoformat()} (the table's creation or "
+                    f"its time-travel window of {history.time_travel_hours} hours)"
+                )
+            schema, table = CHANGELOG.relation(key, meta.creation_time)
+            return changes.as_of_relation(schema, table, at)
 
         def _scanned(self, read_session: Any) -> int:
             # Storage Read bills the selected columns of the partitions left after pruning;
@@ -428,6 +488,13 @@ def _wrap_reads() -> None:
                 con.close()
             return upper
 
+    original_sql = read_servicer._build_read_sql
+
+    def build_read_sql(target_ref: str, *args: Any, **kwargs: Any) -> str:
+        relation = _AS_OF.get()
+        return original_sql(relation or target_ref, *args, **kwargs)
+
+    setattr(read_servicer, "_build_read_sql", build_read_sql)  # noqa: B010
     setattr(read_servicer, "BigQueryReadHandler", StrictReadHandler)  # noqa: B010
 
 
