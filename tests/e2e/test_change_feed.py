@@ -8,11 +8,11 @@ checkpoint older than the time-travel window resumes through a new snapshot.
 
 # ruff: noqa: S608 - test SQL over the tests' own tables
 
+import logging
 import os
 import random
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,13 +24,12 @@ from google.cloud import bigquery
 from google.cloud.bigquery import SchemaField as F
 from tests.e2e import test_sync_faults as faults
 from tests.e2e.live import records, running, wait_for
-from tests.support import make_source, run_once, run_to_end
+from tests.support import make_source, run_once
 
-from harperbq.bigquery.client import make_client
 from harperbq.config import Config
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
-from harperbq.sync.service import SyncService, TableHandle
+from harperbq.sync.service import TableHandle
 from harperbq.sync.state import CLOCK_COMMIT, StateStore
 from harperbq.sync.validate import validate_tables
 from harperbq.sync.windows import iso_text
@@ -222,27 +221,36 @@ def _keyed_rows(first: int, count: int, at: datetime) -> list[dict[str, Any]]:
     ]
 
 
-def _quiet_phase_of_the_grid(grid_s: int, after: float = 0.0) -> None:
-    """Wait until the clock is early in a grid step that began after `after` (epoch s), so
-    that runs started now plan the same windows (a grid line passing between two runs would
-    give one of them one more window) and see every commit made before `after`."""
+class _Queries(logging.Handler):
+    """The sync's `bigquery.query` log events: job id, bytes billed, shared or run."""
 
-    def early() -> bool:
-        now = datetime.now(UTC).timestamp()
-        return now // grid_s > after // grid_s and 2 <= now % grid_s < grid_s / 2
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.events: list[dict[str, Any]] = []
 
-    wait_for("an early moment of a new grid step", early, timeout_s=2 * grid_s + 5)
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "bigquery.query" and getattr(record, "operation", "") == (
+            "read_appends"
+        ):
+            self.events.append(
+                {
+                    "job": str(getattr(record, "job_id", "")),
+                    "table": str(getattr(record, "table", "")),
+                    "billed": int(getattr(record, "bytes_billed", 0)),
+                    "shared": bool(getattr(record, "shared", False)),
+                }
+            )
 
 
 def test_one_and_three_workers_bill_the_same_bytes(
     bq: bigquery.Client, harper_client: HarperClient, write_config: WriteConfig, unique: str
 ) -> None:
     """Each window is one query whatever the number of workers: three workers bill what one
-    does (within 5 %), and each writes about a third of the rows."""
-
+    does per window (within 5 %), every window is billed by exactly one of them and read by
+    the others, and each writes about a third of the rows."""
     now = datetime.now(UTC).replace(microsecond=0)
     dataset = f"billing_{unique}"
-    grid_s = 30
+    grid_s = 5
     configs = {}
     for name, workers in (("one", 1), ("three", 3)):
         make_source(bq, dataset, name, SCHEMA, _keyed_rows(0, 3_000, now))
@@ -258,49 +266,61 @@ def test_one_and_three_workers_bill_the_same_bytes(
             validation={"enabled": False},
         )
         configs[name] = cfg
+    queries = _Queries()
+    reads = logging.getLogger("harperbq.bigquery.read")
+    with (
+        running(configs["one"], harper_client) as one,
+        running(configs["three"], harper_client) as three,
+    ):
+        services = {"one": one, "three": three}
+        engines = [h.engine for s in services.values() for h in s.handles]
 
-    def run_both() -> dict[str, SyncService]:
-        services = {
-            n: SyncService(c, harper_client, make_client(c.bigquery), once=True)
-            for n, c in configs.items()
+        def on_the_grid() -> bool:  # past the snapshot and the window closing up to the grid
+            return all(
+                e.status.read_mode == "following"
+                and e.status.checkpoint_us is not None
+                and e.status.checkpoint_us % (grid_s * 1_000_000) == 0
+                for e in engines
+            )
+
+        wait_for("every worker following on the grid", on_the_grid, timeout_s=90)
+        first = {
+            n: sum(h.engine.status.rows_synced for h in s.handles) for n, s in services.items()
         }
-        results: dict[str, tuple[bool, bool]] = {}
-        threads = [
-            threading.Thread(target=lambda n=n, s=s: results.update({n: run_to_end(s, 120)}))
-            for n, s in services.items()
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert all(ok for ok, _ in results.values()), results
-        return services
+        reads.addHandler(queries)
+        reads.setLevel(logging.INFO)
+        try:
+            for name in configs:
+                for part in range(3):
+                    rows = _keyed_rows(10_000 + 1_000 * part, 1_000, now)
+                    bq.load_table_from_json(rows, f"{bq.project}.{dataset}.{name}").result()
+            loaded = int(datetime.now(UTC).timestamp() * 1_000_000)
 
-    def billed(service: SyncService) -> tuple[int, int]:
-        sources = [h.engine.source for h in service.handles]
-        return (
-            sum(s.bytes_billed for s in sources),  # type: ignore[attr-defined]
-            sum(s.base.storage_bytes_scanned for s in sources),  # type: ignore[attr-defined]
-        )
+            def synced() -> bool:
+                return all(
+                    harper_content(harper_client, c.harper.database, f"Bill_{n}")
+                    == source_rows(bq, f"{bq.project}.{dataset}.{n}")
+                    for n, c in configs.items()
+                ) and all((e.status.checkpoint_us or 0) > loaded for e in engines)
 
-    _quiet_phase_of_the_grid(grid_s)
-    first = run_both()  # snapshots
-    one_snapshot, three_snapshot = billed(first["one"])[1], billed(first["three"])[1]
-    assert one_snapshot > 0 and three_snapshot > 0
-    for name in configs:
-        for part in range(3):
-            rows = _keyed_rows(10_000 + 1_000 * part, 1_000, now)
-            bq.load_table_from_json(rows, f"{bq.project}.{dataset}.{name}").result()
-    _quiet_phase_of_the_grid(grid_s, after=datetime.now(UTC).timestamp() + 1)
-    second = run_both()  # the change feed
-    one, three = billed(second["one"])[0], billed(second["three"])[0]
-    assert one > 0
-    assert abs(three - one) <= 0.05 * one, (one, three)
-    for name, cfg in configs.items():
-        source = source_rows(bq, f"{bq.project}.{dataset}.{name}")
-        assert harper_content(harper_client, cfg.harper.database, f"Bill_{name}") == source
-    shares = [h.engine.status.rows_synced for h in second["three"].handles]
-    assert len(shares) == 3
+            wait_for("the loads in Harper, every worker past them", synced, timeout_s=120)
+        finally:
+            reads.removeHandler(queries)
+
+    by_table: dict[str, list[dict[str, Any]]] = {"one": [], "three": []}
+    for event in queries.events:
+        by_table[event["table"].rsplit(".", 1)[1]].append(event)
+    per_window = {}
+    for name, events in by_table.items():
+        windows = {e["job"].rsplit("_", 1)[0] for e in events}
+        ran = [e for e in events if not e["shared"]]
+        assert windows and len(ran) == len(windows), (name, events)  # each billed once
+        per_window[name] = sum(e["billed"] for e in events) / len(windows)
+    assert any(e["shared"] for e in by_table["three"]), "the other workers read the result"
+    assert abs(per_window["three"] - per_window["one"]) <= 0.05 * per_window["one"], per_window
+    shares = [h.engine.status.rows_synced for h in three.handles]
+    synced_now = sum(shares) - first["three"]
+    assert synced_now >= 3_000 and len(shares) == 3
     for share in shares:
         assert abs(share / sum(shares) - 1 / 3) <= 0.15 / 3, shares
 

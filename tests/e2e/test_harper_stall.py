@@ -52,6 +52,7 @@ def metric(text: str, name: str, *labels: str) -> float | None:
     return None
 
 
+@pytest.mark.change_feed("none")  # needs many small windows mid catch-up
 def test_stopped_harper_is_a_stall_error_then_recovers(
     bq: bigquery.Client, stoppable: HarperNode, write_config: WriteConfig, unique: str
 ) -> None:

@@ -113,7 +113,7 @@ def test_state_without_identity_is_adopted_and_stamped(
 ) -> None:
     dataset = f"adopt_{unique}"
     spec = keyed_table(bq, dataset, ROWS)
-    _, cfg = write_config([spec])
+    _, cfg = write_config([spec], sync=SETTLED)
     run_once(cfg, harper_client)
     state = StateStore(harper_client, cfg.harper.state_database)
     # As the previous version stored them: no identity fields.

@@ -129,6 +129,7 @@ def run_shared_query(
     policy: RetryPolicy,
     page_size: int = 10_000,
     operation: str = "query",
+    table: str | None = None,
 ) -> QueryResult:
     """Run `query` once for every caller that asks with the same `job_id`: BigQuery refuses a
     second job of one id (409), so later callers read the first one's result (kept a day,
@@ -167,6 +168,7 @@ def run_shared_query(
             "bigquery.query",
             extra={
                 "operation": operation,
+                "table": table,
                 "job_id": stats.job_id,
                 "shared": not ran,
                 "bytes_processed": stats.bytes_processed,

@@ -142,6 +142,9 @@ class EngineSettings:
     chunk_rows: int = 5_000
     retention_us: int | None = None
     """Records older than this may be expired on purpose: their probes prove nothing."""
+    tail_to_cap: bool = False
+    """Change feed, `--once`: after the grid, one last window up to `now - settle` (not shared
+    with other workers), so a run catches up to where it says it does."""
 
 
 @dataclass
@@ -558,7 +561,10 @@ class TableEngine:
             # rows come through the feed once they are old enough.
             at = max(cap, self.source.created_us() or MIN_US)
             return Window(lo, at, snapshot=True)
-        return feed_window(lo, cap, grid)
+        window = feed_window(lo, cap, grid)
+        if window is None and self.settings.tail_to_cap and lo < cap:
+            return Window(lo, cap)
+        return window
 
     @property
     def _grid_us(self) -> int:

@@ -35,7 +35,7 @@ from harperbq.sync.windows import MICROS, PhasePolicy, to_micros
 log = logging.getLogger("harperbq.sync.service")
 
 
-def engine_settings(table: TableConfig) -> EngineSettings:
+def engine_settings(table: TableConfig, *, once: bool = False) -> EngineSettings:
     return EngineSettings(
         table_id=table.id,
         primary_key=tuple(table.primary_key),
@@ -52,6 +52,7 @@ def engine_settings(table: TableConfig) -> EngineSettings:
         ),
         start_us=to_micros(table.start_timestamp) if table.start_timestamp else None,
         retention_us=int(table.retention_s * MICROS) if table.retention_s else None,
+        tail_to_cap=once,
     )
 
 
@@ -205,7 +206,7 @@ class SyncService:
             on_evolved=lambda _: self.metrics.record_event(table.id, worker, "schema_evolved"),
         )
         engine = TableEngine(
-            engine_settings(table),
+            engine_settings(table, once=self.once),
             side.feed,
             sink,
             worker,

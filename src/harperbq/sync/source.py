@@ -132,6 +132,7 @@ class BigQuerySource:
             policy=self.policy,
             page_size=page_size,
             operation=operation,
+            table=str(self.ref),
         )
         self.queries += 1
         self.bytes_billed += result.stats.bytes_billed

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import timedelta
 from typing import Any
 
+import pyarrow as pa
 from sqlglot import exp
 
 from harperbq.devstack.strict_bigquery import billing, changes, rules
@@ -30,6 +31,7 @@ BLOCK_BYTES_ENV = "HARPERBQ_STRICT_BQ_BLOCK_BYTES"
 
 STREAMING = rules.StreamingLog()
 CHANGELOG = changes.ChangeLog()
+READ_RESPONSE_BYTES = 4 * 1024 * 1024
 _AS_OF: contextvars.ContextVar[str | None] = contextvars.ContextVar("as_of", default=None)
 """The relation a Storage Read session with `snapshot_time` reads instead of its table."""
 _ESTIMATE: contextvars.ContextVar[billing.Estimate | None] = contextvars.ContextVar(
@@ -488,6 +490,20 @@ def _wrap_reads() -> None:
                 con.close()
             return upper
 
+    original_stream_data = getattr(read_servicer, "get_stream_data")  # noqa: B009
+
+    def stream_data(session_name: str, stream_name: str) -> Any:
+        # BigQuery sends a stream in responses of a few MB; the emulator slices 65 536 rows a
+        # response, which for wide rows passes gRPC's message limit. Chunks of at most
+        # READ_RESPONSE_BYTES keep every response under it (`to_batches` never merges chunks).
+        table = original_stream_data(session_name, stream_name)
+        if table is None or table.num_rows == 0:
+            return table
+        per_row = max(1, table.nbytes // table.num_rows)
+        rows = max(1, READ_RESPONSE_BYTES // per_row)
+        return pa.Table.from_batches(table.to_batches(max_chunksize=rows), schema=table.schema)
+
+    setattr(read_servicer, "get_stream_data", stream_data)  # noqa: B010
     original_sql = read_servicer._build_read_sql
 
     def build_read_sql(target_ref: str, *args: Any, **kwargs: Any) -> str:
