@@ -11,9 +11,7 @@ checkpoint older than the time-travel window resumes through a new snapshot.
 import logging
 import os
 import random
-import signal
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -363,30 +361,7 @@ def test_sync_killed_ten_times_during_a_change_feed_catch_up(
     def progress() -> int:
         return faults.record_count(harper_client, db, "Keyed")
 
-    targets = sorted(rng.sample(range(len(rows) // 25, len(rows) * 7 // 10), 10))
-    ceiling = len(rows) * 9 // 10
-    log = tmp_path / "sync.log"
-    killed_at: list[int] = []
-    for target in targets:
-        goal = min(max(target, progress() + 1), ceiling)
-        proc = faults.start_sync(config, env, log)
-        try:
-
-            def reached(goal: int = goal, proc: subprocess.Popen[bytes] = proc) -> bool:
-                return progress() >= goal or proc.poll() is not None
-
-            faults.wait_for(reached, 90, f"the sync to reach {goal} rows")
-            time.sleep(rng.uniform(0, 0.3))  # anywhere in a window: reading, upserting, saving
-            assert proc.poll() is None, f"the sync exited by itself:\n{log.read_text()[-2000:]}"
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-            killed_at.append(progress())
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-    assert len(killed_at) == 10, (targets, killed_at)
-    assert sum(k < len(rows) for k in killed_at) >= 8, (targets, killed_at)  # mid catch-up
+    faults.kill_ten_times(config, env, tmp_path / "sync.log", progress, len(rows), rng)
     once()
     n = faults.check_table(bq, harper_client, db, dataset, "keyed", "Keyed", cols, ["k"])
     assert n == len(rows)

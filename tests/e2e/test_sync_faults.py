@@ -209,6 +209,43 @@ def start_sync(config: Path, env: Mapping[str, str], log: Path) -> subprocess.Po
         )
 
 
+def kill_ten_times(
+    config: Path,
+    env: Mapping[str, str],
+    log: Path,
+    progress: Callable[[], int],
+    total: int,
+    rng: random.Random,
+) -> None:
+    """Start `sync run` and kill -9 it at 10 moments of a catch-up of `total` rows (amounts of
+    progress spread over it, never its very end), restarting it each time."""
+    targets = sorted(rng.sample(range(total // 25, total * 7 // 10), 10))
+    # Never wait for more than 90 %: a fast run may already be past a target when it restarts,
+    # and the count is Harper's estimate, which need not reach the exact total.
+    ceiling = total * 9 // 10
+    killed_at: list[int] = []
+    for target in targets:
+        goal = min(max(target, progress() + 1), ceiling)  # at least one new row when possible
+        proc = start_sync(config, env, log)
+        try:
+
+            def reached(goal: int = goal, proc: subprocess.Popen[bytes] = proc) -> bool:
+                return progress() >= goal or proc.poll() is not None
+
+            wait_for(reached, 90, f"the sync to reach {goal} rows")
+            time.sleep(rng.uniform(0, 0.3))  # anywhere in a window: reading, upserting, saving
+            assert proc.poll() is None, f"the sync exited by itself:\n{log.read_text()[-2000:]}"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            killed_at.append(progress())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert len(killed_at) == 10, (targets, killed_at)
+    assert sum(k < total for k in killed_at) >= 8, (targets, killed_at)  # mid catch-up
+
+
 def test_sync_process_killed_ten_times(
     bq: bigquery.Client,
     harper_client: HarperClient,
@@ -259,33 +296,7 @@ def test_sync_process_killed_ten_times(
     def progress() -> int:
         return record_count(harper_client, db, "Keyed") + record_count(harper_client, db, "Unkeyed")
 
-    # Ten moments, as amounts of progress spread over the catch-up (never its very end).
-    targets = sorted(rng.sample(range(total // 25, total * 7 // 10), 10))
-    # Never wait for more than 90 %: a fast run may already be past a target when it restarts,
-    # and the count is Harper's estimate, which need not reach the exact total.
-    ceiling = total * 9 // 10
-    log = tmp_path / "sync.log"
-    killed_at: list[int] = []
-    for target in targets:
-        goal = min(max(target, progress() + 1), ceiling)  # at least one new row when possible
-        proc = start_sync(config, env, log)
-        try:
-
-            def reached(goal: int = goal, proc: subprocess.Popen[bytes] = proc) -> bool:
-                return progress() >= goal or proc.poll() is not None
-
-            wait_for(reached, 90, f"the sync to reach {goal} rows")
-            time.sleep(rng.uniform(0, 0.3))  # anywhere in a window: reading, upserting, saving
-            assert proc.poll() is None, f"the sync exited by itself:\n{log.read_text()[-2000:]}"
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-            killed_at.append(progress())
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-    assert len(killed_at) == 10, (targets, killed_at)
-    assert sum(k < total for k in killed_at) >= 8, (targets, killed_at)  # mid catch-up
+    kill_ten_times(config, env, tmp_path / "sync.log", progress, total, rng)
 
     done = subprocess.run(
         sync_command(config, "--once"),
