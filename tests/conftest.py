@@ -85,3 +85,22 @@ def harper_cluster(
     finally:
         for node in nodes:
             harper.stop(node)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group tests for `pytest -n 2 --dist loadgroup` (what `make test` runs).
+
+    A module stays on one worker, so its module-scoped services start once; every test that uses
+    the three-node cluster goes to the same worker, because the cluster binds fixed loopback hosts
+    and is costly to start twice.
+    """
+
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    clustered = {
+        module(item) for item in items if "harper_cluster" in getattr(item, "fixturenames", ())
+    }
+    for item in items:
+        group = "cluster" if module(item) in clustered else module(item)
+        item.add_marker(pytest.mark.xdist_group(group))
