@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from harperbq.devstack.paths import harper_install_dir
 from harperbq.harper.client import HarperClient
 from harperbq.sync.service import SyncService
 from harperbq.sync.source import BigQuerySource
-from sync_throughput import load, rows_table, write_config
+from sync_throughput import load, rows_table, wait_at_most, write_config
 
 
 def run(cfg_path: Path, password: str, timeout_s: float) -> dict[str, object]:
@@ -40,12 +39,11 @@ def run(cfg_path: Path, password: str, timeout_s: float) -> dict[str, object]:
         )
         started = time.perf_counter()
         service.start()
-        stop = threading.Event()
-        threading.Timer(timeout_s, stop.set).start()
-        ok = service.wait(stop)
-        elapsed = time.perf_counter() - started
-        service.stop()
-        stop.set()
+        try:
+            ok = wait_at_most(service.wait, timeout_s)
+            elapsed = time.perf_counter() - started
+        finally:
+            service.stop()
     per_worker = {h.worker_id: h.engine.status.rows_synced for h in service.handles}
     sources = [
         h.engine.source for h in service.handles if isinstance(h.engine.source, BigQuerySource)
