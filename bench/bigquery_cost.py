@@ -49,7 +49,7 @@ from harperbq.harper.client import HarperClient
 from harperbq.sync.service import SyncService
 from harperbq.synth.params import SynthParams
 from harperbq.synth.window import Synthesizer
-from sync_throughput import write_config
+from sync_throughput import wait_at_most, write_config
 
 DATASET = "cost"
 DEFAULT_VESSELS = 100_000
@@ -146,12 +146,10 @@ def catch_up(cfg: Config, password: str, bills: BillLog) -> dict[str, Any]:
         service = SyncService(cfg, client, make_client(cfg.bigquery), once=True)
         bills.take()
         service.start()
-        stop = threading.Event()
-        timer = threading.Timer(1800, stop.set)
-        timer.start()
-        ok = service.wait(stop)
-        timer.cancel()
-        service.stop()
+        try:
+            ok = wait_at_most(service.wait, 1800)
+        finally:
+            service.stop()
     rows = sum(h.engine.status.rows_synced for h in service.handles)
     windows = sum(h.engine.status.windows for h in service.handles)
     spent, processed, count = bills.take()

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -24,9 +23,10 @@ from harperbq.config import load_config
 from harperbq.devstack import emulator, harper
 from harperbq.devstack.paths import harper_install_dir
 from harperbq.harper.client import HarperClient
+from harperbq.sync.feed_source import ChangeFeedSource
 from harperbq.sync.service import SyncService
 from harperbq.sync.source import BigQuerySource
-from sync_throughput import load, rows_table, write_config
+from sync_throughput import load, rows_table, wait_at_most, write_config
 
 
 def run(cfg_path: Path, password: str, timeout_s: float) -> dict[str, object]:
@@ -40,19 +40,22 @@ def run(cfg_path: Path, password: str, timeout_s: float) -> dict[str, object]:
         )
         started = time.perf_counter()
         service.start()
-        stop = threading.Event()
-        threading.Timer(timeout_s, stop.set).start()
-        ok = service.wait(stop)
-        elapsed = time.perf_counter() - started
-        service.stop()
-        stop.set()
+        try:
+            ok = wait_at_most(service.wait, timeout_s)
+            elapsed = time.perf_counter() - started
+        finally:
+            service.stop()
     per_worker = {h.worker_id: h.engine.status.rows_synced for h in service.handles}
+    # Either source (the change feed is the default): the feed's counters are its base's.
     sources = [
-        h.engine.source for h in service.handles if isinstance(h.engine.source, BigQuerySource)
+        h.engine.source
+        for h in service.handles
+        if isinstance(h.engine.source, BigQuerySource | ChangeFeedSource)
     ]
     rows = sum(per_worker.values())
     queries = sum(s.queries for s in sources)
     billed = sum(s.bytes_billed for s in sources)
+    storage = sum(s.storage_bytes_scanned for s in sources)
     return {
         "ok": ok,
         "seconds": round(elapsed, 2),
@@ -62,6 +65,7 @@ def run(cfg_path: Path, password: str, timeout_s: float) -> dict[str, object]:
         "queries": queries,
         "queries_per_1000_rows": round(1000 * queries / max(rows, 1), 2),
         "bytes_billed_per_row": round(billed / max(rows, 1), 2),
+        "storage_read_bytes_per_row": round(storage / max(rows, 1), 2),
     }
 
 
@@ -97,9 +101,10 @@ def main() -> None:
             emulator.stop(emu)
             harper.stop(node)
     base = float(results[str(args.workers[0])]["rows_per_s"])  # type: ignore[arg-type]
+    caveat = " ".join((__doc__ or "").split("with the figures:", 1)[1].split())
     print(
         json.dumps(
-            {"rows": args.rows, "results": results, "caveat": __doc__.split("Caveat")[1].strip()},
+            {"rows": args.rows, "results": results, "caveat": caveat},
             indent=2,
         )
     )

@@ -3,7 +3,12 @@
 Loads N position-like rows into the emulator, then (1) upserts the very records the engine would
 write into a fresh table of the same definition, as fast as one client can (the ceiling), and
 (2) runs `harperbq sync run --once` as a subprocess over the same rows. Prints JSON and one
-summary line: the ratio engine/ceiling (aim >= 0.7) and the sync process's peak RSS.
+summary line: the ratio engine/ceiling (aim >= 0.7) and the sync process's peak RSS (its own
+VmHWM, sampled while it runs: `getrusage(RUSAGE_CHILDREN)` would report this bench's peak, which
+Linux carries into a child across exec).
+
+Also the helpers the other sync benches share: the config they write, the rows they load, and a
+deadline that leaves no thread behind.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ import argparse
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -109,19 +115,58 @@ def ceiling(
 
 def engine(config: Path, password: str) -> dict[str, float]:
     env = dict(os.environ, BENCH_HARPER_PASSWORD=password)
+    log = config.with_suffix(".log")
     started = time.perf_counter()
-    done = subprocess.run(
+    code, peak_kib = run_measured(
         [sys.executable, "-m", "harperbq", "sync", "run", "--once", "--config", str(config)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+        env,
+        log,
     )
     elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"sync failed ({done.returncode}): {done.stderr[-2000:]}")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if code != 0:
+        raise SystemExit(f"sync failed ({code}): {log.read_text()[-2000:]}")
     return {"seconds": round(elapsed, 2), "peak_rss_mib": round(peak_kib / 1024, 1)}
+
+
+def vm_hwm_kib(pid: int) -> int:
+    """The process's own peak resident set (VmHWM) in KiB; 0 once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0  # a zombie: no memory left to report
+
+
+def run_measured(
+    argv: list[str], env: dict[str, str], log: Path, every_s: float = 0.05
+) -> tuple[int, int]:
+    """(exit code, peak RSS in KiB) of a command, output to `log`. The peak is the child's own
+    VmHWM, read every `every_s` until it exits (VmHWM never decreases, so the last read before
+    the exit is the peak up to then)."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, vm_hwm_kib(proc.pid))
+            time.sleep(every_s)
+    return proc.returncode, peak
+
+
+def wait_at_most(wait: Callable[[threading.Event], bool], timeout_s: float) -> bool:
+    """`wait(stop)` (e.g. `SyncService.wait`) with `stop` set after `timeout_s`. The timer is
+    cancelled and joined however `wait` ends: a pending non-daemon timer would keep the
+    interpreter alive for the rest of `timeout_s` after the bench printed its result."""
+    stop = threading.Event()
+    timer = threading.Timer(timeout_s, stop.set)
+    timer.start()
+    try:
+        return wait(stop)
+    finally:
+        timer.cancel()
+        timer.join()
 
 
 def write_config(

@@ -27,6 +27,7 @@ from google.oauth2 import credentials as oauth2_credentials
 from google.oauth2 import service_account
 
 from harperbq import __version__
+from harperbq.bigquery.errors import ClientSetupError as ClientSetupError
 from harperbq.config import BigQueryConfig
 
 SCOPES = (
@@ -35,10 +36,6 @@ SCOPES = (
 )
 USER_AGENT = f"harperbq/{__version__}"
 DEFAULT_LABELS = {"app": "harperbq"}
-
-
-class ClientSetupError(RuntimeError):
-    """A BigQuery client cannot be built; the message says why and what to do."""
 
 
 def credentials_for(cfg: BigQueryConfig) -> tuple[Credentials, str | None]:

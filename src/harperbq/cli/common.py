@@ -1,21 +1,30 @@
-"""What every command shares: the --config option and loading it with readable errors."""
+"""What every command shares: the --config option and loading it with readable errors.
+
+Imports only light modules at import time (`--help` must not load BigQuery, pyarrow or the
+HTTP client); the config, Harper and BigQuery layers are imported inside the functions that
+use them.
+"""
+
+from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harperbq.bigquery.client import ClientSetupError
-from harperbq.config import Config, ConfigError, ConfigProblem, load_config
-from harperbq.harper.client import HarperClient
-from harperbq.harper.connect import MissingCredentials, harper_client
-from harperbq.harper.errors import HarperError, Unavailable
+from harperbq.bigquery.errors import ClientSetupError
+from harperbq.harper.errors import HarperError, MissingCredentials, Unavailable
+
+if TYPE_CHECKING:
+    from harperbq.config import Config, ConfigProblem
+    from harperbq.harper.client import HarperClient
 
 DEFAULT_CONFIG = Path("config.yaml")
 ConfigOption: Path = typer.Option(
@@ -35,6 +44,8 @@ def problem_table(problems: list[ConfigProblem], source: str | None) -> Table:
 
 def load_or_exit(path: Path) -> Config:
     """The config, or every problem in it printed as a table and exit code 2."""
+    from harperbq.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -78,6 +89,8 @@ PROBE_TIMEOUT_S = 5.0
 
 def probe_client(cfg: Config) -> HarperClient:
     """A Harper client that answers within seconds and never retries: for start-up probes."""
+    from harperbq.harper.connect import harper_client
+
     fast = replace(cfg.harper, timeout_s=PROBE_TIMEOUT_S, connect_timeout_s=PROBE_TIMEOUT_S)
     return harper_client(fast, max_retries=0)
 

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from harperbq.bigquery.checks import Check, check_table
-from harperbq.bigquery.client import ClientSetupError, make_client, make_read_client
-from harperbq.bigquery.read import StorageReader
-from harperbq.bigquery.retry import RetryPolicy
+from harperbq.bigquery.errors import ClientSetupError
 from harperbq.cli.common import DEFAULT_CONFIG, problem_table
-from harperbq.config import Config, ConfigError, load_config
-from harperbq.readiness import Readiness
+
+if TYPE_CHECKING:
+    from harperbq.bigquery.checks import Check
+    from harperbq.config import Config
 
 app = typer.Typer(help="Validate and inspect the config file.", no_args_is_help=True)
 console = Console()
-
-# Pre-flight must answer quickly even when BigQuery is unreachable: a short retry budget.
-PREFLIGHT_POLICY = RetryPolicy(max_attempts=2, initial_delay_s=0.5, total_timeout_s=20.0)
 
 
 def _check_table(checks: list[Check]) -> Table:
@@ -53,6 +49,14 @@ def _summary(cfg: Config) -> Table:
 
 
 def _online(cfg: Config) -> list[Check]:
+    from harperbq.bigquery.checks import Check, check_table
+    from harperbq.bigquery.client import make_client, make_read_client
+    from harperbq.bigquery.read import StorageReader
+    from harperbq.bigquery.retry import RetryPolicy
+    from harperbq.readiness import Readiness
+
+    # Pre-flight must answer quickly even when BigQuery is unreachable: a short retry budget.
+    policy = RetryPolicy(max_attempts=2, initial_delay_s=0.5, total_timeout_s=20.0)
     try:
         client = make_client(cfg.bigquery)
     except ClientSetupError as exc:
@@ -64,7 +68,7 @@ def _online(cfg: Config) -> list[Check]:
             storage = StorageReader(
                 make_read_client(cfg.bigquery),
                 billing_project=cfg.bigquery.project_id or client.project,
-                policy=PREFLIGHT_POLICY,
+                policy=policy,
             )
         except ClientSetupError as exc:
             # `auto` reads large windows only through it: a problem then, not yet.
@@ -72,9 +76,7 @@ def _online(cfg: Config) -> list[Check]:
             storage_problem = Check("-", "Storage Read client", not required, str(exc))
     for table in cfg.tables:
         checks.extend(
-            check_table(
-                client, table, PREFLIGHT_POLICY, storage=storage, prices=cfg.bigquery.prices
-            )
+            check_table(client, table, policy, storage=storage, prices=cfg.bigquery.prices)
         )
     if storage_problem is not None:
         checks.append(storage_problem)
@@ -102,6 +104,8 @@ def check(
 ) -> None:
     """Validate the config; unless --offline, check every table, column and key in BigQuery.
     Exits 1 on any problem."""
+    from harperbq.config import ConfigError, load_config
+
     report: dict[str, Any] = {"config": str(config), "ok": True, "problems": [], "checks": []}
     try:
         cfg = load_config(config)

@@ -7,26 +7,24 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
-from google.cloud import bigquery
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from harperbq import demo as demo_flow
 from harperbq import logs
 from harperbq.bigquery import cost
-from harperbq.bigquery.client import make_client
 from harperbq.bigquery.cost import human_bytes
-from harperbq.config import Config, parse_timestamp
 from harperbq.devstack import DevStackError
-from harperbq.harper.client import HarperClient
-from harperbq.harper.connect import harper_client
-from harperbq.sync.service import SyncService
-from harperbq.sync.status import table_statuses
-from harperbq.synth.params import params_from_config
-from harperbq.synth.window import Synthesizer
+
+if TYPE_CHECKING:  # BigQuery, the sync and the stack load inside `demo`, not for `--help`
+    from google.cloud import bigquery
+
+    from harperbq.config import Config
+    from harperbq.harper.client import HarperClient
+    from harperbq.sync.service import SyncService
 
 console = Console()
 END_OF_TIME = "9999-12-31T23:59:59.999999Z"
@@ -66,6 +64,10 @@ def _bigquery_distinct(
     than `now - settle` when the sync stopped are left for its next pass, by design). A
     change-feed checkpoint counts commit time: the rows inserted before it (the demo's tables
     only receive inserts)."""
+    from google.cloud import bigquery
+
+    from harperbq.config import parse_timestamp
+
     columns = ", ".join(f"`{k}`" for k in key)
     if by_commit:
         sql = (
@@ -93,6 +95,13 @@ def demo(
     ),
 ) -> None:
     """Start the local stack, fill BigQuery with AIS traffic, sync it to Harper, compare."""
+    from harperbq import demo as demo_flow
+    from harperbq.bigquery.client import make_client
+    from harperbq.harper.connect import harper_client
+    from harperbq.sync.service import SyncService
+    from harperbq.synth.params import params_from_config
+    from harperbq.synth.window import Synthesizer
+
     logs.configure("console", debug=False)
     try:
         with console.status("starting the local Harper and BigQuery emulator…"):
@@ -166,6 +175,9 @@ def _report(
     cfg: Config,
     spent: dict[str, dict[str, float | int]],
 ) -> bool:
+    from harperbq import demo as demo_flow
+    from harperbq.sync.status import table_statuses
+
     database = cfg.harper.database
     view = Table(title="BigQuery vs Harper, up to each table's checkpoint")
     for column in (

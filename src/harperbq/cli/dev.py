@@ -1,19 +1,29 @@
-"""`harperbq dev up|down|status`: the local Harper and BigQuery emulator."""
+"""`harperbq dev up|down|status`: the local Harper and BigQuery emulator.
+
+The stack's modules (and the HTTP client they use) are imported inside the commands.
+"""
+
+from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from harperbq.devstack import DevStackError, stack
-from harperbq.devstack.harper import HARPER_VERSION
+from harperbq.devstack import DevStackError
+
+if TYPE_CHECKING:
+    from harperbq.devstack import stack
 
 app = typer.Typer(help="Run a local Harper and a local BigQuery emulator.", no_args_is_help=True)
 console = Console()
 
 
 def _render(s: stack.Stack, running: dict[str, bool]) -> None:
+    from harperbq.devstack.harper import HARPER_VERSION
+
     table = Table(title="harperbq local stack")
     for column in ("service", "state", "pid", "endpoint"):
         table.add_column(column)
@@ -35,6 +45,8 @@ def _render(s: stack.Stack, running: dict[str, bool]) -> None:
 @app.command()
 def up() -> None:
     """Install Harper if missing, start both services (or reuse running ones), print endpoints."""
+    from harperbq.devstack import stack
+
     try:
         with console.status("starting Harper and the BigQuery emulator…"):
             s = stack.up()
@@ -53,6 +65,8 @@ def up() -> None:
 @app.command()
 def down() -> None:
     """Stop the processes `dev up` started (by recorded pid; nothing else is touched)."""
+    from harperbq.devstack import stack
+
     stopped = stack.down()
     console.print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
 
@@ -60,6 +74,8 @@ def down() -> None:
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Show what runs."""
+    from harperbq.devstack import stack
+
     s = stack.load()
     if s is None:
         if as_json:

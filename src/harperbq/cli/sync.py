@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -18,7 +18,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from harperbq import logs
-from harperbq.bigquery.client import make_client
 from harperbq.bigquery.cost import human_bytes
 from harperbq.cli.common import (
     ConfigOption,
@@ -29,16 +28,13 @@ from harperbq.cli.common import (
     user_errors,
 )
 from harperbq.cli.validate import validate
-from harperbq.config import Config
-from harperbq.harper.connect import harper_client
 from harperbq.harper.errors import HarperError
-from harperbq.harper.transport import RequestEvent
-from harperbq.metrics import SyncMetrics
-from harperbq.readiness import Readiness
-from harperbq.server import InsecureBind, serve
-from harperbq.sync.service import SyncService
-from harperbq.sync.state import StateStore
-from harperbq.sync.status import table_statuses, worker_statuses
+
+if TYPE_CHECKING:  # the sync, BigQuery and HTTP layers load inside the commands that use them
+    from harperbq.config import Config
+    from harperbq.harper.transport import RequestEvent
+    from harperbq.metrics import SyncMetrics
+    from harperbq.sync.service import SyncService
 
 app = typer.Typer(help="Sync BigQuery tables into Harper.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -66,6 +62,13 @@ def run(
     no_control: bool = typer.Option(False, "--no-control", help="Do not serve the control API."),
 ) -> None:
     """Run the sync for every configured table (or --table ...) until SIGTERM/SIGINT."""
+    from harperbq.bigquery.client import make_client
+    from harperbq.harper.connect import harper_client
+    from harperbq.metrics import SyncMetrics
+    from harperbq.readiness import Readiness
+    from harperbq.server import InsecureBind, serve
+    from harperbq.sync.service import SyncService
+
     logs.configure(log_format, debug)
     cfg = load_or_exit(config)
     _known_tables(cfg, table)
@@ -241,6 +244,9 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Per table: checkpoint, lag, phase, rows synced, last error (read from Harper's state)."""
+    from harperbq.harper.connect import harper_client
+    from harperbq.sync.status import table_statuses, worker_statuses
+
     cfg = load_or_exit(config)
     require_harper(cfg)
     # A hung Harper must not hang `status` for timeout x retries: a few small reads, each
@@ -322,6 +328,9 @@ def reset(
 ) -> None:
     """Forget a table's checkpoints so it re-syncs from its start (rows are upserted again,
     never duplicated). Stop running syncs of the table first."""
+    from harperbq.harper.connect import harper_client
+    from harperbq.sync.state import StateStore
+
     cfg = load_or_exit(config)
     _known_tables(cfg, [table])
     require_harper(cfg)

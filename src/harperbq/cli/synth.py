@@ -1,8 +1,11 @@
 """`harperbq synth ...` (alias `maritime-data-synthesizer`): the maritime data synthesizer's CLI.
 
 Thin: parse, build the client and parameters from the config file, call `harperbq.synth.window`,
-render with rich (or JSON).
+render with rich (or JSON). The synthesizer and BigQuery load inside the commands, so `--help`
+stays fast.
 """
+
+from __future__ import annotations
 
 import json
 import re
@@ -11,10 +14,9 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from google.cloud import bigquery
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -27,10 +29,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from harperbq.bigquery.client import ClientSetupError
+from harperbq.bigquery.errors import ClientSetupError
 from harperbq.synth.params import SCENARIOS, SynthParams, params_from_config
-from harperbq.synth.window import FillResult, Synthesizer
-from harperbq.synth.write import GenerationMismatchError
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
+
+    from harperbq.synth.window import FillResult, Synthesizer
 
 app = typer.Typer(
     name="synth",
@@ -81,6 +86,8 @@ def _client(bq: Any) -> bigquery.Client:
     Uses `harperbq.bigquery.client.make_client` when the BigQuery layer provides it; until then
     builds the client here: an `endpoint` means a local emulator with anonymous credentials.
     """
+    from google.cloud import bigquery
+
     from harperbq.bigquery import client as client_module
 
     make_client = getattr(client_module, "make_client", None)
@@ -162,7 +169,17 @@ def _report_fill(result: FillResult, as_json: bool) -> None:
         out.print(f"{kind:<10} {rows:>12,} rows in {result.jobs.get(kind, 0)} load job(s)")
 
 
+def _synthesizer(
+    client: bigquery.Client, params: SynthParams, reporter: RichReporter | None = None
+) -> Synthesizer:
+    from harperbq.synth.window import Synthesizer
+
+    return Synthesizer(client, params, reporter)
+
+
 def _run(fn: Any) -> Any:
+    from harperbq.synth.write import GenerationMismatchError
+
     try:
         return fn()
     except GenerationMismatchError as exc:
@@ -184,7 +201,7 @@ def initialize(
     days = scenario_days(scenario)
     params, client = load(config, seed=seed, total_vessels=vessels)
     with _progress() as progress:
-        synth = Synthesizer(client, params, RichReporter(progress))
+        synth = _synthesizer(client, params, RichReporter(progress))
         result = _run(lambda: synth.initialize(days))
     _report_fill(result, as_json)
 
@@ -211,7 +228,7 @@ def start(
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with _progress() as progress:
-            synth = Synthesizer(client, params, RichReporter(progress))
+            synth = _synthesizer(client, params, RichReporter(progress))
             stats = _run(
                 lambda: synth.run(
                     stop,
@@ -253,7 +270,7 @@ def backfill(
         raise typer.BadParameter("--to must be after --from")
     params, client = load(config, seed=seed, total_vessels=vessels)
     with _progress() as progress:
-        synth = Synthesizer(client, params, RichReporter(progress))
+        synth = _synthesizer(client, params, RichReporter(progress))
         result = _run(lambda: synth.backfill(lo, hi))
     _report_fill(result, as_json)
 
@@ -262,7 +279,7 @@ def backfill(
 def cleanup(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Delete rows older than retentionDays (partition expiration does this too)."""
     params, client = load(config)
-    deleted = Synthesizer(client, params).cleanup()
+    deleted = _synthesizer(client, params).cleanup()
     out.print_json(json.dumps({"deleted": deleted})) if as_json else out.print(
         f"deleted: {deleted}"
     )
@@ -272,7 +289,7 @@ def cleanup(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
 def stats(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Per table: rows, time range, vessels, bytes."""
     params, client = load(config)
-    data = Synthesizer(client, params).stats()
+    data = _synthesizer(client, params).stats()
     if as_json:
         out.print_json(json.dumps(data))
         return
@@ -300,7 +317,7 @@ def stats(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
 def clear(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Empty the three tables: dropped and recreated with the same definition (no DML)."""
     params, client = load(config)
-    deleted = Synthesizer(client, params).clear()
+    deleted = _synthesizer(client, params).clear()
     out.print_json(json.dumps({"deleted": deleted})) if as_json else out.print(
         f"deleted: {deleted}"
     )
@@ -310,7 +327,7 @@ def clear(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
 def clean(config: Path = ConfigOption, as_json: bool = JsonOption) -> None:
     """Drop the three tables."""
     params, client = load(config)
-    dropped = Synthesizer(client, params).clean()
+    dropped = _synthesizer(client, params).clean()
     out.print_json(json.dumps({"dropped": dropped})) if as_json else out.print(
         f"dropped: {dropped}"
     )
@@ -329,5 +346,5 @@ def reset(
         raise typer.BadParameter("days must be positive")
     params, client = load(config, seed=seed, total_vessels=vessels)
     with _progress() as progress:
-        result = Synthesizer(client, params, RichReporter(progress)).reset(days)
+        result = _synthesizer(client, params, RichReporter(progress)).reset(days)
     _report_fill(result, as_json)

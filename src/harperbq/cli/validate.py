@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from harperbq.bigquery.client import make_client
 from harperbq.cli.common import ConfigOption, load_or_exit, require_harper, user_errors
-from harperbq.config import parse_duration
-from harperbq.harper.connect import harper_client
-from harperbq.sync.health import STALLED
-from harperbq.sync.validate import ValidationResult, validate_tables
+
+if TYPE_CHECKING:
+    from harperbq.sync.validate import ValidationResult
 
 console = Console(stderr=True)
 
@@ -44,6 +43,11 @@ def validate(
     """Per closed window and partition, BigQuery vs Harper: a digest of every record, then the
     differing windows record by record (missing, foreign, changed, moved); results also go to
     SyncAudit (kind validation)."""
+    from harperbq.bigquery.client import make_client
+    from harperbq.config import parse_duration
+    from harperbq.harper.connect import harper_client
+    from harperbq.sync.validate import validate_tables
+
     cfg = load_or_exit(config)
     try:
         since_s = parse_duration(since) if since is not None else None
@@ -67,6 +71,8 @@ def validate(
 
 def _passed(result: ValidationResult) -> bool:
     """Healthy or lagging when the run ended (after the repair, with --repair)."""
+    from harperbq.sync.health import STALLED
+
     return result.ok and result.final_health != STALLED
 
 

@@ -4,12 +4,9 @@ from collections.abc import Callable
 
 from harperbq.config import HarperConfig
 from harperbq.harper.client import HarperClient
+from harperbq.harper.errors import MissingCredentials as MissingCredentials
 from harperbq.harper.transport import RequestEvent
 from harperbq.logs import register_secret
-
-
-class MissingCredentials(ValueError):  # noqa: N818 (reads as what is wrong)
-    """The config names no Harper user or password (a setup error, not a bug)."""
 
 
 def harper_client(

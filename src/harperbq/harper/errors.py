@@ -96,3 +96,8 @@ class IncompleteWriteError(HarperError):
         super().__init__(message, operation=operation, url=url)
         self.missing_ids = list(missing_ids)
         self.confirmed_rows = confirmed_rows
+
+
+class MissingCredentials(ValueError):  # noqa: N818 (reads as what is wrong)
+    """The config names no Harper user or password (a setup error, not a bug); here, beside the
+    other Harper errors, so the CLI catches it without importing the HTTP client."""
