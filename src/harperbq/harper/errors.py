@@ -9,7 +9,8 @@ name and Harper's reply only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 
 
 class HarperError(Exception):
@@ -96,3 +97,23 @@ class IncompleteWriteError(HarperError):
         super().__init__(message, operation=operation, url=url)
         self.missing_ids = list(missing_ids)
         self.confirmed_rows = confirmed_rows
+
+
+class PeerSchemaError(Exception):
+    """A node refused a schema change Harper does not replicate: the table stops until an
+    operator runs the requests there (then starts the table again)."""
+
+    permanent = True
+
+    def __init__(
+        self, failures: Sequence[tuple[str, str]], requests: Sequence[Mapping[str, object]]
+    ) -> None:
+        self.failures = list(failures)
+        self.requests = [dict(r) for r in requests]
+        nodes = "; ".join(f"{url}: {reason}" for url, reason in failures)
+        run = " then ".join(json.dumps(r) for r in self.requests)
+        super().__init__(
+            f"a schema change did not apply on {len(failures)} Harper node(s) ({nodes}). Harper "
+            "does not replicate it: run these Operations API requests on each node named (as "
+            f"the sync's user or a super user): {run}; then start the table again"
+        )
