@@ -131,3 +131,8 @@ def test_a_node_that_refuses_is_named_with_the_request_to_run(
         assert c.describe_table(DB, table).attribute("x") is not None, c.url
     # The node not known stays typed: drop_attribute does not replicate in Harper 4.7.
     assert x_type(clients[2], table) == "Float"
+    # The refused node stays pending: retried (and still refused) before the next evolve step.
+    with pytest.raises(PeerSchemaError) as again:
+        known.retry_pending(DB, table)
+    assert [url for url, _ in again.value.failures] == [dead]
+    known.retry_pending(DB, "another_table")  # other tables are not held up

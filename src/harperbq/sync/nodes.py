@@ -82,6 +82,7 @@ class KnownNodes:
         self.local = local
         self.published = published
         self.connect = connect or (lambda url: client_for(cfg, url))
+        self._pending: list[tuple[str, str, str, str, bool]] = []
 
     def urls(self) -> list[str]:
         try:
@@ -95,36 +96,44 @@ class KnownNodes:
         """Drop the attribute's declaration and re-add it untyped, on this node then on every
         other known node (neither step replicates reliably: a peer where only the drop ran was
         seen without the attribute). Already done is fine anywhere. Raises `PeerSchemaError`
-        naming each node that refused, after trying all."""
+        naming each node that refused, after trying all; those stay pending (`retry_pending`)."""
         _untype(self.local, database, table, attribute, indexed)
+        self._apply([(url, database, table, attribute, indexed) for url in self.urls()[1:]])
+
+    def retry_pending(self, database: str, table: str) -> None:
+        """Retry what nodes refused before for this table (this process's memory); raises
+        `PeerSchemaError` while any still refuses, so the table stays in error until the node is
+        fixed, then goes on by itself."""
+        self._apply([p for p in self._pending if p[1:3] == (database, table)])
+
+    def _apply(self, work: list[tuple[str, str, str, str, bool]]) -> None:
         failures: list[tuple[str, str]] = []
-        for url in self.urls()[1:]:
+        requests: list[dict[str, object]] = []
+        for item in work:
+            url, database, table, attribute, indexed = item
             try:
                 with self.connect(url) as peer:
                     _untype(peer, database, table, attribute, indexed)
             except Exception as exc:
+                if item not in self._pending:
+                    self._pending.append(item)
                 failures.append((url, f"{type(exc).__name__}: {exc}"))
+                requests.extend(_requests(database, table, attribute, indexed))
             else:
+                if item in self._pending:
+                    self._pending.remove(item)
                 log.info("untyped attribute %s.%s.%s on %s", database, table, attribute, url)
         if failures:
-            raise PeerSchemaError(
-                failures,
-                [
-                    {
-                        "operation": "drop_attribute",
-                        "database": database,
-                        "table": table,
-                        "attribute": attribute,
-                    },
-                    {
-                        "operation": "create_attribute",
-                        "database": database,
-                        "table": table,
-                        "attribute": attribute,
-                        "indexed": indexed,
-                    },
-                ],
-            )
+            unique = [r for i, r in enumerate(requests) if r not in requests[:i]]
+            raise PeerSchemaError(failures, unique)
+
+
+def _requests(database: str, table: str, attribute: str, indexed: bool) -> list[dict[str, object]]:
+    where = {"database": database, "table": table, "attribute": attribute}
+    return [
+        {"operation": "drop_attribute", **where},
+        {"operation": "create_attribute", **where, "indexed": indexed},
+    ]
 
 
 def _untype(client: HarperClient, database: str, table: str, attribute: str, indexed: bool) -> None:

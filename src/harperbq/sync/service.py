@@ -187,6 +187,8 @@ class SyncService:
         source, sink = side.source, side.sink
 
         def ensure_target(specs: list[ColumnSpec]) -> None:
+            # A node that refused an evolve keeps the table in error until it takes it.
+            self.nodes.retry_pending(self.config.harper.database, table.target_table)
             ensure_target_table(
                 self.harper,
                 self.config.harper.database,
