@@ -291,3 +291,13 @@ def test_fabric_up_needs_the_password(tmp_path: Path) -> None:
     result, calls = _up(tmp_path, "a https://a:9925\n")
     assert result.returncode == 2 and "HARPERBQ_HARPER_PASSWORD" in result.stderr
     assert calls == []
+
+
+def test_the_node_name_variable_up_sh_sets_is_the_one_sync_run_reads() -> None:
+    from typer.testing import CliRunner
+
+    from harperbq.cli.main import app
+
+    result = CliRunner().invoke(app, ["sync", "run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "HARPERBQ_NODE_NAME" in result.output and "HARPERBQ_NODE_NAME" in UP.read_text()
