@@ -308,6 +308,7 @@ class HarperModel(_Model):
     connect_timeout_s: Seconds = Field(10.0, alias="connectTimeout")
     timeout_s: Seconds = Field(120.0, alias="timeout")
     stall_timeout_s: Seconds = Field(30.0, alias="stallTimeout")
+    peers: list[str] = Field(default_factory=list, alias="peers")
 
 
 class BigQueryModel(_Model):
@@ -511,6 +512,9 @@ class HarperConfig:
     timeout_s: float = 120.0
     stall_timeout_s: float = 30.0
     """A request unanswered this long while Harper also fails a liveness probe is a stall."""
+    peers: tuple[str, ...] = ()
+    """Operations API URLs of the other Harper nodes (schema changes Harper does not replicate
+    are applied there too; `config check` checks the user there)."""
 
 
 @dataclass(frozen=True)
@@ -1224,6 +1228,7 @@ def _resolve_harper(
             redact_url(url),
             'write it like "http://localhost:9925"',
         )
+    peers = _resolve_peers(h.peers, check)
     username = h.username or (ops.username if ops else None)
     password = h.password or (ops.password if ops else None)
     password_file = _resolve_path(h.password_file, base_dir)
@@ -1280,7 +1285,33 @@ def _resolve_harper(
         connect_timeout_s=h.connect_timeout_s,
         timeout_s=h.timeout_s,
         stall_timeout_s=h.stall_timeout_s,
+        peers=peers,
     )
+
+
+def _resolve_peers(values: list[str], check: _Checker) -> tuple[str, ...]:
+    """`harper.peers`: http(s) URLs without credentials, each once."""
+    out: list[str] = []
+    for index, value in enumerate(values):
+        key = f"harper.peers[{index}]"
+        if _userinfo(value):
+            check.add(
+                key,
+                "the URL contains a user name or password; every node uses harper.username "
+                "and its password",
+                redact_url(value),
+                "remove `user:password@` from the URL",
+            )
+        elif not re.match(r"^https?://[^/\s]+", value):
+            check.add(
+                key,
+                "not an http(s) URL",
+                value,
+                'write the Operations API URL of the node, like "https://node2:9925"',
+            )
+        elif value.rstrip("/") not in out:
+            out.append(value.rstrip("/"))
+    return tuple(out)
 
 
 def _resolve_bigquery(

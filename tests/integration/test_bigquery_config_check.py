@@ -1,6 +1,8 @@
 """`harperbq config check` against the emulator: exit code, rich table and --json."""
 
+import contextlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,8 @@ from harperbq.config import ENV_VARIABLES
 from harperbq.devstack.emulator import Emulator
 from harperbq.devstack.harper import HarperNode
 from harperbq.devstack.ports import free_port
+from harperbq.harper.client import HarperClient
+from harperbq.harper.errors import AuthenticationError, HarperError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 POLICY = RetryPolicy(max_attempts=2, initial_delay_s=0.1, total_timeout_s=30)
@@ -112,6 +116,7 @@ def test_a_good_config_passes(
         "window query accepted",
         "Storage Read session",
         "Harper reachable",
+        f"Harper user on {harper_node.url}",
     ]
     assert all(c["ok"] for c in report["checks"])
     detail = {c["check"]: c["detail"] for c in report["checks"]}
@@ -211,3 +216,72 @@ def test_an_unreachable_harper_fails_the_check(
     failed = [c for c in json.loads(output)["checks"] if not c["ok"]]
     assert code == 1 and [c["check"] for c in failed] == ["Harper reachable"]
     assert "secret-pw" not in output
+
+
+def _logs_in(node: HarperNode, user: str, password: str) -> bool:
+    with HarperClient(node.url, user, password, max_retries=0) as client:
+        try:
+            client.operation({"operation": "user_info"})
+        except AuthenticationError:
+            return False
+    return True
+
+
+def _op(node: HarperNode, body: dict[str, Any]) -> None:
+    with HarperClient(node.url, node.username, node.password) as client:
+        client.operation(body)
+
+
+def test_the_user_is_checked_on_every_node_of_the_cluster(
+    tmp_path: Path,
+    bq_emulator: Emulator,
+    dataset: str,
+    harper_cluster: list[HarperNode],
+    harper_node: HarperNode,
+) -> None:
+    """Three cluster nodes OK; a node outside it (no replication of users there) without the
+    user, then with the user lacking the permission, is named with the fix."""
+    user, password = f"i14chk_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    lone, role = harper_node, f"i14chk_role_{uuid.uuid4().hex[:8]}"
+    path = write(tmp_path, bq_emulator.endpoint, bq_emulator.project, [good(dataset)])
+    peers = [n.url for n in harper_cluster[1:]] + [lone.url]
+    harper = {"url": harper_cluster[0].url, "username": user, "password": password}
+    path.write_text(path.read_text() + yaml.safe_dump({"harper": {**harper, "peers": peers}}))
+    add = {"operation": "add_user", "username": user, "password": password, "active": True}
+    _op(harper_cluster[0], {**add, "role": "super_user"})
+    try:
+        # Harper 4.7 replicates add_user (seen within 0.1 s on loopback), unlike its docs say.
+        deadline = time.monotonic() + 10
+        for node in harper_cluster[1:]:
+            while not _logs_in(node, user, password):
+                assert time.monotonic() < deadline, f"{user} never reached {node.url}"
+                time.sleep(0.1)
+
+        def user_checks() -> dict[str, dict[str, Any]]:
+            _, output = check(path, "--json")
+            assert password not in output
+            checks = json.loads(output)["checks"]
+            return {c["check"]: c for c in checks if c["check"].startswith("Harper user on")}
+
+        users = user_checks()
+        assert list(users) == [f"Harper user on {url}" for url in [harper["url"], *peers]]
+        assert [users[f"Harper user on {n.url}"]["ok"] for n in harper_cluster] == [True] * 3
+        lone_check = users[f"Harper user on {lone.url}"]
+        assert not lone_check["ok"] and lone_check["detail"].startswith("missing user")
+        assert '"operation": "add_user"' in lone_check["detail"]
+        _op(lone, {"operation": "add_role", "role": role, "permission": {"super_user": False}})
+        _op(lone, {**add, "role": role})
+        lone_check = user_checks()[f"Harper user on {lone.url}"]
+        assert not lone_check["ok"], lone_check
+        assert lone_check["detail"].startswith("missing permission"), lone_check
+        assert f'"operation": "alter_user", "username": "{user}"' in lone_check["detail"]
+        code, _ = check(path, "--json")
+        assert code == 1
+    finally:
+        for node, body in (
+            (harper_cluster[0], {"operation": "drop_user", "username": user}),
+            (lone, {"operation": "drop_user", "username": user}),
+            (lone, {"operation": "drop_role", "id": role}),
+        ):
+            with contextlib.suppress(HarperError):  # not created (failed before): nothing to drop
+                _op(node, body)

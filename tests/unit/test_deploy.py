@@ -190,3 +190,114 @@ def test_containerfile_runs_unprivileged_with_a_health_check() -> None:
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
         for item in source.split():
             assert (REPO / item).exists(), item
+
+
+FABRIC = DEPLOY / "fabric"
+UP = FABRIC / "up.sh"
+FAKE_ENGINE = """#!/bin/sh
+# A recording stand-in for docker/podman: one line per call, arguments separated by a tab.
+printf '%s\\t' "$@" >> "$RECORD"
+printf '\\n' >> "$RECORD"
+"""
+
+
+def _up(
+    tmp_path: Path, instances: str, **env: str
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    engine = bin_dir / "fake-engine"
+    engine.write_text(FAKE_ENGINE)
+    engine.chmod(0o755)
+    (tmp_path / "instances").write_text(instances)
+    (tmp_path / "config.yaml").write_text("harper: {username: sync}\n")
+    record = tmp_path / "calls"
+    result = subprocess.run(
+        ["bash", str(UP), str(tmp_path / "instances")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "RECORD": str(record),
+            "CONTAINER_ENGINE": "fake-engine",
+            "HARPERBQ_CONFIG_FILE": str(tmp_path / "config.yaml"),
+            **env,
+        },
+        check=False,
+    )
+    calls = (
+        [line.rstrip("\t").split("\t") for line in record.read_text().splitlines()]
+        if (record.exists())
+        else []
+    )
+    return result, calls
+
+
+def test_fabric_up_is_valid_bash() -> None:
+    subprocess.run(["bash", "-n", str(UP)], check=True)
+    if shutil.which("shellcheck"):
+        subprocess.run(["shellcheck", str(UP)], check=True)
+
+
+def test_fabric_up_starts_one_container_per_instance_without_secrets_on_the_command_line(
+    tmp_path: Path,
+) -> None:
+    password, token = "pw-S3cret-harper", "tok-S3cret-control"
+    (tmp_path / "token").write_text(token + "\n")
+    result, calls = _up(
+        tmp_path,
+        (FABRIC / "instances.example").read_text(),
+        HARPERBQ_HARPER_PASSWORD=password,
+        HARPERBQ_CONTROL_TOKEN_FILE=str(tmp_path / "token"),
+    )
+    assert result.returncode == 0, result.stderr
+    runs = [c for c in calls if c[0] == "run"]
+    assert [c[c.index("--name") + 1] for c in runs] == [
+        "harperbq-node-a",
+        "harperbq-node-b",
+        "harperbq-node-c",
+    ]
+    for run, name in zip(runs, ("node-a", "node-b", "node-c"), strict=True):
+        envs = [run[i + 1] for i, arg in enumerate(run) if arg == "--env"]
+        assert f"HARPERBQ_NODE_NAME={name}" in envs
+        assert f"HARPERBQ_HARPER_URL=https://{name}.your-cluster.example:9925" in envs
+        assert "HARPERBQ_HARPER_PASSWORD" in envs and "HARPERBQ_CONTROL_TOKEN" in envs
+        assert run[-1] == "harperbq:latest"
+        assert f"{tmp_path / 'config.yaml'}:/etc/harperbq/config.yaml:ro" in run
+    everything = json.dumps(calls) + result.stdout + result.stderr
+    assert password not in everything and token not in everything
+
+
+@pytest.mark.parametrize(
+    ("instances", "message"),
+    [
+        ("a https://a:9925\nb http://b:9925\n", "http://b:9925 is http://"),
+        ("a https://a:9925\na https://b:9925\n", "node name 'a' twice"),
+        ("a https://u:pw@a:9925\n", "no user, no path"),
+        ("a\n", "write 'name https://host:port'"),
+        ("# nothing\n", "lists no instance"),
+    ],
+)
+def test_fabric_up_refuses_bad_instances_before_starting_anything(
+    tmp_path: Path, instances: str, message: str
+) -> None:
+    result, calls = _up(tmp_path, instances, HARPERBQ_HARPER_PASSWORD="pw")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert calls == []
+
+
+def test_fabric_up_needs_the_password(tmp_path: Path) -> None:
+    result, calls = _up(tmp_path, "a https://a:9925\n")
+    assert result.returncode == 2 and "HARPERBQ_HARPER_PASSWORD" in result.stderr
+    assert calls == []
+
+
+def test_the_node_name_variable_up_sh_sets_is_the_one_sync_run_reads() -> None:
+    from typer.testing import CliRunner
+
+    from harperbq.cli.main import app
+
+    result = CliRunner().invoke(app, ["sync", "run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "HARPERBQ_NODE_NAME" in result.output and "HARPERBQ_NODE_NAME" in UP.read_text()

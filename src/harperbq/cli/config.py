@@ -12,10 +12,17 @@ from rich.table import Table
 
 from harperbq.bigquery.errors import ClientSetupError
 from harperbq.cli.common import DEFAULT_CONFIG, problem_table
+<<<<<<< HEAD
 
 if TYPE_CHECKING:
     from harperbq.bigquery.checks import Check
     from harperbq.config import Config
+=======
+from harperbq.config import Config, ConfigError, load_config
+from harperbq.harper.connect import MissingCredentials
+from harperbq.readiness import Readiness
+from harperbq.sync.nodes import check_nodes
+>>>>>>> i14-nodes
 
 app = typer.Typer(help="Validate and inspect the config file.", no_args_is_help=True)
 console = Console()
@@ -90,7 +97,26 @@ def _online(cfg: Config) -> list[Check]:
     checks.append(
         Check("-", "Harper reachable", harper["ok"], harper.get("error") or cfg.harper.url)
     )
+    if harper["ok"]:  # unreachable: the same failure would repeat once per node
+        checks.extend(_node_checks(cfg))
     return checks
+
+
+def _node_checks(cfg: Config) -> list[Check]:
+    """The sync's user on every known Harper node (users may not replicate)."""
+    try:
+        found = check_nodes(cfg.harper, cfg.sync.lease_s)
+    except MissingCredentials as exc:
+        return [Check("-", "Harper user", False, str(exc))]
+    return [
+        Check(
+            "-",
+            f"Harper user on {node.url}",
+            node.ok,
+            node.detail if node.ok else f"{node.status}: {node.detail}; fix: {node.fix or '-'}",
+        )
+        for node in found
+    ]
 
 
 @app.command()

@@ -51,7 +51,10 @@ def run(
     log_format: str = typer.Option("console", "--log-format", help="json | console"),
     debug: bool = typer.Option(False, "--debug", help="Log every query and Harper request."),
     node_name: str | None = typer.Option(
-        None, "--node-name", help="Name in worker ids (default: the Harper node's name)."
+        None,
+        "--node-name",
+        envvar="HARPERBQ_NODE_NAME",
+        help="Name in worker ids (default: the Harper node's name).",
     ),
     control_host: str | None = typer.Option(
         None, "--control-host", help="Control API address (default control.host, 127.0.0.1)."

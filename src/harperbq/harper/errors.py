@@ -9,7 +9,8 @@ name and Harper's reply only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 
 
 class HarperError(Exception):
@@ -101,3 +102,23 @@ class IncompleteWriteError(HarperError):
 class MissingCredentials(ValueError):  # noqa: N818 (reads as what is wrong)
     """The config names no Harper user or password (a setup error, not a bug); here, beside the
     other Harper errors, so the CLI catches it without importing the HTTP client."""
+
+
+class PeerSchemaError(Exception):
+    """A node refused a schema change Harper does not replicate: the table stops until an
+    operator runs the requests there (then starts the table again)."""
+
+    permanent = True
+
+    def __init__(
+        self, failures: Sequence[tuple[str, str]], requests: Sequence[Mapping[str, object]]
+    ) -> None:
+        self.failures = list(failures)
+        self.requests = [dict(r) for r in requests]
+        nodes = "; ".join(f"{url}: {reason}" for url, reason in failures)
+        run = " then ".join(json.dumps(r) for r in self.requests)
+        super().__init__(
+            f"a schema change did not apply on {len(failures)} Harper node(s) ({nodes}). Harper "
+            "does not replicate it: run these Operations API requests on each node named (as "
+            f"the sync's user or a super user): {run}; then start the table again"
+        )

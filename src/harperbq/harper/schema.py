@@ -29,6 +29,10 @@ that Harper would reject, follows `on_schema_change`: "fail" (default) raises
 `SchemaConflictError` naming table, column and types; "evolve" adds the attribute, or drops the
 attribute's declaration and re-adds it untyped (values are kept).
 
+In a cluster `drop_attribute` does not replicate: the caller passes `untype` that evolves the
+attribute on every node (`harperbq.sync.nodes.KnownNodes`); a node that refuses raises
+`PeerSchemaError` after every other node was evolved, naming the requests to run there.
+
 Race safety: every step tolerates another worker doing the same step at the same time
 (`AlreadyExistsError` and `NotFound` on create/drop are expected outcomes, not errors).
 """
@@ -36,19 +40,27 @@ Race safety: every step tolerates another worker doing the same step at the same
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from harperbq.harper.client import PRIMARY_KEY, HarperClient
-from harperbq.harper.errors import AlreadyExistsError, NotFound, SchemaConflictError
+from harperbq.harper.errors import (
+    AlreadyExistsError,
+    NotFound,
+    PeerSchemaError,
+    SchemaConflictError,
+)
 from harperbq.harper.models import Attribute, TableInfo
 
 log = logging.getLogger("harperbq.harper.schema")
 
 OnSchemaChange = Literal["fail", "evolve"]
+UntypeAttribute = Callable[[str, str, str, bool], None]
+"""(database, table, attribute, indexed) -> None: drop the declaration, re-add it untyped."""
 
 _STRING_TYPES = frozenset(
     {"STRING", "BYTES", "DATE", "DATETIME", "TIME", "TIMESTAMP", "INTERVAL", "GEOGRAPHY"}
@@ -176,6 +188,7 @@ def ensure_target_table(
     indexes: Sequence[str] = (),
     on_schema_change: OnSchemaChange = "fail",
     options: TypeOptions | None = None,
+    untype: UntypeAttribute | None = None,
 ) -> TableReport:
     """Make `database.table` ready to take the converted rows of `columns` (see module doc)."""
     attributes = target_attributes(
@@ -186,7 +199,13 @@ def ensure_target_table(
         for c in columns
     }
     return ensure_table(
-        client, database, table, attributes, on_schema_change=on_schema_change, sources=sources
+        client,
+        database,
+        table,
+        attributes,
+        on_schema_change=on_schema_change,
+        sources=sources,
+        untype=untype,
     )
 
 
@@ -200,6 +219,7 @@ def ensure_table(
     primary_key: str = PRIMARY_KEY,
     sources: Mapping[str, str] | None = None,
     appear_timeout_s: float = 30.0,
+    untype: UntypeAttribute | None = None,
 ) -> TableReport:
     """Create the table with `attributes` if missing, else add missing attributes and check types.
 
@@ -231,7 +251,8 @@ def ensure_table(
         )
         log.warning(warning)
         return TableReport(database, table, created, False, warnings=(warning,))
-    return _reconcile(client, info, attributes, on_schema_change, sources or {}, created)
+    untype = untype or functools.partial(_untype, client)
+    return _reconcile(client, info, attributes, on_schema_change, sources or {}, created, untype)
 
 
 def _wait_for_table(client: HarperClient, database: str, table: str, timeout_s: float) -> TableInfo:
@@ -254,6 +275,7 @@ def _reconcile(
     on_schema_change: OnSchemaChange,
     sources: Mapping[str, str],
     created: bool,
+    untype: UntypeAttribute,
 ) -> TableReport:
     database, table = info.database, info.name
     conflicts: list[tuple[Attribute, Attribute]] = []
@@ -290,6 +312,7 @@ def _reconcile(
             url=client.url,
         )
     evolved: list[str] = []
+    refused: list[PeerSchemaError] = []
     for have, want in conflicts:
         log.warning(
             "evolving %s.%s.%s: typed %s -> untyped (source type now %s)",
@@ -299,10 +322,13 @@ def _reconcile(
             have.type,
             sources.get(want.name, "?"),
         )
-        with contextlib.suppress(NotFound):  # another worker evolved it already
-            client.drop_attribute(database, table, want.name)
-        _add_attribute(client, database, table, want.name, have.indexed or want.indexed)
+        try:
+            untype(database, table, want.name, have.indexed or want.indexed)
+        except PeerSchemaError as exc:  # done here and on the others: report the node(s)
+            refused.append(exc)
         evolved.append(want.name)
+    if refused:
+        raise refused[0]
     for want in missing:
         _add_attribute(client, database, table, want.name, want.indexed)
     warnings = []
@@ -322,6 +348,13 @@ def _reconcile(
         missing_indexes=tuple(missing_indexes),
         warnings=tuple(warnings),
     )
+
+
+def _untype(client: HarperClient, database: str, table: str, name: str, indexed: bool) -> None:
+    """On one node: drop the declaration and re-add the attribute untyped (values are kept)."""
+    with contextlib.suppress(NotFound):  # another worker evolved it already
+        client.drop_attribute(database, table, name)
+    _add_attribute(client, database, table, name, indexed)
 
 
 def _add_attribute(

@@ -22,7 +22,7 @@ from harperbq.harper.client import HarperClient
 from harperbq.harper.schema import ColumnSpec, TypeOptions, ensure_target_table
 from harperbq.harper.watchdog import Stall, StallWatchdog
 from harperbq.metrics import SyncMetrics
-from harperbq.sync import membership, snapshot
+from harperbq.sync import membership, nodes, snapshot
 from harperbq.sync.assembly import assemble
 from harperbq.sync.engine import EngineSettings, TableEngine
 from harperbq.sync.maintenance import Maintenance, build_maintenance
@@ -141,6 +141,11 @@ class SyncService:
         self.node = node_name or self._node_name()
         workers = [f"{self.node}-{i}" for i in range(config.sync.workers)]
         self.membership = Membership(self.state, self.node, workers, config.sync.lease_s)
+        self.nodes = nodes.KnownNodes(
+            config.harper,
+            harper,
+            lambda: nodes.heartbeat_urls(self.state.workers(), config.sync.lease_s),
+        )
         self.policy = RetryPolicy.from_config(config.retry, config.bigquery)
         self.handles: list[TableHandle] = []
         self._stop = threading.Event()
@@ -182,6 +187,8 @@ class SyncService:
         source, sink = side.source, side.sink
 
         def ensure_target(specs: list[ColumnSpec]) -> None:
+            # A node that refused an evolve keeps the table in error until it takes it.
+            self.nodes.retry_pending(self.config.harper.database, table.target_table)
             ensure_target_table(
                 self.harper,
                 self.config.harper.database,
@@ -194,6 +201,7 @@ class SyncService:
                     numeric_as_float=table.numeric_as == "float",
                     geography_as_geojson=table.geography_as == "geojson",
                 ),
+                untype=self.nodes.untype_attribute,
             )
 
         schema = SchemaWatch(
@@ -293,6 +301,7 @@ class SyncService:
 
     def _worker_info(self, worker: str) -> dict[str, Any]:
         return {
+            "harper": nodes.heartbeat_info(self.config.harper),
             "tables": {
                 h.table.id: {
                     "partitions": len(h.engine.owned()),
@@ -304,7 +313,7 @@ class SyncService:
                 }
                 for h in self.handles
                 if h.worker_id == worker
-            }
+            },
         }
 
     def _heartbeats(self) -> None:
