@@ -12,17 +12,10 @@ from rich.table import Table
 
 from harperbq.bigquery.errors import ClientSetupError
 from harperbq.cli.common import DEFAULT_CONFIG, problem_table
-<<<<<<< HEAD
 
 if TYPE_CHECKING:
     from harperbq.bigquery.checks import Check
     from harperbq.config import Config
-=======
-from harperbq.config import Config, ConfigError, load_config
-from harperbq.harper.connect import MissingCredentials
-from harperbq.readiness import Readiness
-from harperbq.sync.nodes import check_nodes
->>>>>>> i14-nodes
 
 app = typer.Typer(help="Validate and inspect the config file.", no_args_is_help=True)
 console = Console()
@@ -104,6 +97,10 @@ def _online(cfg: Config) -> list[Check]:
 
 def _node_checks(cfg: Config) -> list[Check]:
     """The sync's user on every known Harper node (users may not replicate)."""
+    from harperbq.bigquery.checks import Check
+    from harperbq.harper.errors import MissingCredentials
+    from harperbq.sync.nodes import check_nodes
+
     try:
         found = check_nodes(cfg.harper, cfg.sync.lease_s)
     except MissingCredentials as exc:
