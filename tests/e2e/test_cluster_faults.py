@@ -4,7 +4,11 @@ One flow, in order, each phase ending with every Harper node equal to BigQuery r
 (a) one Harper node frozen with SIGSTOP for twice the lease: its worker can no longer heartbeat,
     the other two take its partitions; after SIGCONT it takes its share back;
 (b) replication to one node cut: its worker leaves and its Harper is frozen while the other two
-    go on writing; healed, it catches up on everything written meanwhile.
+    go on writing; healed, it catches up on everything written meanwhile;
+(c) one Harper node killed (SIGKILL) right after its worker moved a checkpoint, then restarted:
+    Harper 4.7 can come back without the transactions of its last moment (its own and those
+    replicated to it) while its peers have them; the worker notices the new Harper process and
+    validates and repairs the recent range there (`harper.restarts`), with no operator.
 
 Faults are process-level (signals to Harper's own process), never a stand-in for our code.
 """
@@ -33,9 +37,12 @@ from tests.e2e.test_cluster import (
 )
 from tests.support import make_source
 
+from harperbq.devstack import harper
 from harperbq.devstack.emulator import Emulator
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
+from harperbq.sync import membership
+from harperbq.sync.state import StateStore
 
 pytestmark = pytest.mark.cluster
 DB, STATE = "faults", "faults_state"  # databases of their own on the shared cluster
@@ -86,6 +93,7 @@ def shares(client: HarperClient) -> dict[str, int]:
 def test_node_paused_and_replication_cut_end_equal(
     tmp_path: Path,
     harper_cluster: list[HarperNode],
+    harper_install: Path,
     bq_emulator: Emulator,
     bq: bigquery.Client,
 ) -> None:
@@ -136,7 +144,26 @@ def test_node_paused_and_replication_cut_end_equal(
                 )
             workers.start("f2", harper_cluster[2])
             poll(lambda: sorted(shares(clients[0]).values()) == [4, 4, 4], 60, "f2 back")
+
+            # (c) node 1 killed (SIGKILL) right after a checkpoint moved on it, then restarted.
+            store = StateStore(clients[1], STATE)
+            mine = set(membership.owned("positions", PARTITIONS, [f"{n}-0" for n in NAMES], "f1-0"))
+
+            def his() -> dict[int, str | None]:
+                return {p: c.hi for p, c in store.get_checkpoints("positions").items() if p in mine}
+
+            seen = his()
+            poll(lambda: his() != seen, 60, "f1 to move a checkpoint on node 1")
+            harper.kill(harper_cluster[1])
+            harper.start(harper_cluster[1], harper_install)
+            clients[1].close()
+            clients[1] = HarperClient(
+                harper_cluster[1].url, harper_cluster[1].username, harper_cluster[1].password
+            )
         assert_every_node_equals_source(clients, expected_ids(bq, dataset), 180, db=DB)
+        # Not luck: f1 saw the new Harper process and repaired the recent range on it.
+        f1_log = (tmp_path / "f1.log").read_text()
+        assert "restarted" in f1_log and "after the Harper restart" in f1_log
     finally:
         workers.close()
         for client in clients:
