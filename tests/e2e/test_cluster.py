@@ -65,8 +65,20 @@ def poll(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
 class Workers:
     """Sync processes, one per (node, name), started and stopped like an operator would."""
 
-    def __init__(self, tmp: Path, nodes: list[HarperNode], emulator: Emulator, dataset: str):
+    def __init__(
+        self,
+        tmp: Path,
+        nodes: list[HarperNode],
+        emulator: Emulator,
+        dataset: str,
+        *,
+        db: str = DB,
+        state: str = STATE,
+        tables: tuple[str, ...] = TABLES,
+        partitions: int = PARTITIONS,
+    ):
         self.tmp, self.nodes, self.emulator, self.dataset = tmp, nodes, emulator, dataset
+        self.db, self.state, self.tables, self.partitions = db, state, tables, partitions
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def config(self, node: HarperNode) -> Path:
@@ -75,8 +87,8 @@ class Workers:
                 "url": node.url,
                 "username": node.username,
                 "password": "${CLUSTER_HARPER_PASSWORD}",
-                "database": DB,
-                "stateDatabase": STATE,
+                "database": self.db,
+                "stateDatabase": self.state,
             },
             "bigquery": {
                 "projectId": self.emulator.project,
@@ -90,10 +102,10 @@ class Workers:
                         "columns": ["ts", "mmsi", "lat"],
                         "targetTable": table.capitalize(),
                         "primaryKey": ["mmsi", "ts"],
-                        "partitions": PARTITIONS,
+                        "partitions": self.partitions,
                         "sync": {"initialBatchSize": 400, "catchupBatchSize": 400},
                     }
-                    for table in TABLES
+                    for table in self.tables
                 ],
             },
             "sync": {
@@ -164,11 +176,13 @@ def cluster_flow(
             client.close()
 
 
-def worker_info(client: HarperClient, table_id: str = "positions") -> dict[str, dict[str, Any]]:
+def worker_info(
+    client: HarperClient, table_id: str = "positions", state: str = STATE
+) -> dict[str, dict[str, Any]]:
     """Each worker's last heartbeat: live or not, partitions owned, rows written this run."""
     now = datetime.now(UTC)
     out = {}
-    for w in StateStore(client, STATE).workers():
+    for w in StateStore(client, state).workers():
         table = w.info.get("tables", {}).get(table_id, {})
         out[w.worker_id] = {
             "live": w.age_s(now) < LEASE_S,
@@ -186,27 +200,31 @@ def expected_ids(bq: bigquery.Client, dataset: str, table: str = "positions") ->
     }
 
 
-def record_count(client: HarperClient, target: str) -> int:
+def record_count(client: HarperClient, target: str, db: str = DB) -> int:
     try:
-        return len(harper_rows(client, DB, target))
+        return len(harper_rows(client, db, target))
     except NotFound:  # the target table has not reached this node yet
         return 0
 
 
 def assert_every_node_equals_source(
-    clients: list[HarperClient], want: set[str], timeout_s: float, target: str = "Positions"
+    clients: list[HarperClient],
+    want: set[str],
+    timeout_s: float,
+    target: str = "Positions",
+    db: str = DB,
 ) -> None:
     for client in clients:
 
         def arrived(c: HarperClient = client) -> bool:
-            return record_count(c, target) >= len(want)
+            return record_count(c, target, db) >= len(want)
 
         poll(
             arrived,
             timeout_s,
             f"every row of {target} on {client.url}",
         )
-        assert set(harper_rows(client, DB, target)) == want, client.url
+        assert set(harper_rows(client, db, target)) == want, client.url
 
 
 def test_cluster_shares_work_survives_kill_and_rebalances(

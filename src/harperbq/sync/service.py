@@ -19,6 +19,7 @@ from typing import Any
 from harperbq.bigquery.retry import RetryPolicy
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
+from harperbq.harper.restarts import RestartWatch, boot_id
 from harperbq.harper.schema import ColumnSpec, TypeOptions, ensure_target_table
 from harperbq.harper.watchdog import Stall, StallWatchdog
 from harperbq.metrics import SyncMetrics
@@ -150,6 +151,8 @@ class SyncService:
         self.handles: list[TableHandle] = []
         self._stop = threading.Event()
         self._beater: threading.Thread | None = None
+        self._restarts = RestartWatch()
+        self._repairing: threading.Thread | None = None
         self.started_at = clock()
         self.metrics = metrics or SyncMetrics()
         self.watchdog = StallWatchdog(
@@ -273,6 +276,7 @@ class SyncService:
                 self.handles.append(self._build(table, worker))
         for handle in self.handles:
             handle.runner.start()
+        self._watch_restarts()  # the first reading: Harper's identity to compare with
         self._beater = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
         self._beater.start()
         self.watchdog.start()
@@ -323,6 +327,51 @@ class SyncService:
                 self.membership.beat(self._worker_info)
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
+            self._watch_restarts()
+
+    def _watch_restarts(self) -> None:
+        """A restarted Harper may have lost what it had just received (`harper.restarts`):
+        validate and repair the recent range of every table on it, in the background."""
+        try:
+            restart = self._restarts.observe(boot_id(self.harper))
+        except Exception as exc:  # Harper down or restarting: the next beat asks again
+            log.debug("could not read Harper's process identity: %s", exc)
+            return
+        if restart is None:
+            return
+        log.warning(
+            "Harper at %s restarted (%s, was %s): validating and repairing the last %.0f s",
+            self.harper.url,
+            restart.after,
+            restart.before,
+            restart.check_s,
+        )
+        for table in self.tables:
+            self.metrics.record_event(table.id, self.node, "harper_restart")
+        if self._repairing is not None and self._repairing.is_alive():
+            log.warning("a repair after an earlier restart still runs; this one waits for it")
+        previous = self._repairing
+
+        def repair() -> None:
+            if previous is not None:
+                previous.join()
+            try:
+                results = validate_tables(
+                    self.config,
+                    self.harper,
+                    self.bigquery,
+                    repair=True,
+                    since_s=restart.check_s,
+                    worker_id=self.node,
+                )
+            except Exception as exc:
+                log.warning("repair after the Harper restart failed: %s", exc)
+                return
+            for result in results:
+                log.info("after the Harper restart, %s: %s", result.table_id, result.final_health)
+
+        self._repairing = threading.Thread(target=repair, name="restart-repair", daemon=True)
+        self._repairing.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop every runner (a window in flight is abandoned: its checkpoint did not move)."""

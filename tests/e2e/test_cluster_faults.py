@@ -1,0 +1,170 @@
+"""Faults of a real three-node Harper cluster while three sync workers follow live writes (G4).
+
+One flow, in order, each phase ending with every Harper node equal to BigQuery row by row:
+(a) one Harper node frozen with SIGSTOP for twice the lease: its worker can no longer heartbeat,
+    the other two take its partitions; after SIGCONT it takes its share back;
+(b) replication to one node cut: its worker leaves and its Harper is frozen while the other two
+    go on writing; healed, it catches up on everything written meanwhile;
+(c) one Harper node killed (SIGKILL) right after its worker moved a checkpoint, then restarted:
+    Harper 4.7 can come back without the transactions of its last moment (its own and those
+    replicated to it) while its peers have them; the worker notices the new Harper process and
+    validates and repairs the recent range there (`harper.restarts`), with no operator.
+
+Faults are process-level (signals to Harper's own process), never a stand-in for our code.
+"""
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from google.cloud import bigquery
+from tests.e2e.test_cluster import (
+    LEASE_S,
+    SCHEMA,
+    Workers,
+    assert_every_node_equals_source,
+    expected_ids,
+    poll,
+    record_count,
+    rows_at,
+    worker_info,
+)
+from tests.support import make_source
+
+from harperbq.devstack import harper
+from harperbq.devstack.emulator import Emulator
+from harperbq.devstack.harper import HarperNode
+from harperbq.harper.client import HarperClient
+from harperbq.sync import membership
+from harperbq.sync.state import StateStore
+
+pytestmark = pytest.mark.cluster
+DB, STATE = "faults", "faults_state"  # databases of their own on the shared cluster
+PARTITIONS = 12
+NAMES = ("f0", "f1", "f2")
+
+
+@contextmanager
+def frozen(node: HarperNode) -> Iterator[None]:
+    """Harper's process stopped (SIGSTOP) for the block, resumed (SIGCONT) whatever happens."""
+    pid = node.pid()
+    assert pid, f"no pid for {node.url}"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+@contextmanager
+def live_writes(bq: bigquery.Client, table: bigquery.Table) -> Iterator[None]:
+    """New rows into the source every half second, as a live feed would add them."""
+    stop = threading.Event()
+
+    def generate() -> None:
+        batch = 0
+        while not stop.is_set():
+            fresh = rows_at(datetime.now(UTC) - timedelta(seconds=1), 100, 50_000 + batch, 1)
+            bq.load_table_from_json(fresh, table).result()
+            batch += 1
+            stop.wait(0.5)
+
+    thread = threading.Thread(target=generate, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(60)
+
+
+def shares(client: HarperClient) -> dict[str, int]:
+    """Partitions owned per live worker, as one node's copy of the heartbeats says."""
+    info = worker_info(client, state=STATE)
+    return {w: i["partitions"] for w, i in info.items() if i["live"]}
+
+
+def test_node_paused_and_replication_cut_end_equal(
+    tmp_path: Path,
+    harper_cluster: list[HarperNode],
+    harper_install: Path,
+    bq_emulator: Emulator,
+    bq: bigquery.Client,
+) -> None:
+    dataset = f"faults_{int(time.time())}"
+    make_source(bq, dataset, "positions", SCHEMA, rows_at(datetime(2024, 6, 1, tzinfo=UTC), 6_000))
+    table = bigquery.Table(f"{bq.project}.{dataset}.positions", schema=SCHEMA)
+    workers = Workers(
+        tmp_path,
+        harper_cluster,
+        bq_emulator,
+        dataset,
+        db=DB,
+        state=STATE,
+        tables=("positions",),
+        partitions=PARTITIONS,
+    )
+    clients = [HarperClient(n.url, n.username, n.password) for n in harper_cluster]
+    try:
+        for name, node in zip(NAMES, harper_cluster, strict=True):
+            workers.start(name, node)
+        assert_every_node_equals_source(clients, expected_ids(bq, dataset), 180, db=DB)
+        poll(lambda: sorted(shares(clients[0]).values()) == [4, 4, 4], 60, "an even split")
+
+        with live_writes(bq, table):
+            # (a) node 1 frozen for twice the lease: f1 cannot heartbeat and is handed over.
+            with frozen(harper_cluster[1]):
+                paused_at = time.monotonic()
+                poll(
+                    lambda: shares(clients[0]) == {"f0-0": 6, "f2-0": 6},
+                    2 * LEASE_S + 30,
+                    "f0 and f2 to own every partition while node 1 is frozen",
+                )
+                remaining = 2 * LEASE_S - (time.monotonic() - paused_at)
+                if remaining > 0:
+                    time.sleep(remaining)  # the fault's length, not a wait for a condition
+            poll(lambda: sorted(shares(clients[0]).values()) == [4, 4, 4], 60, "f1 back")
+
+            # (b) replication to node 2 cut: its worker leaves, its Harper is frozen while the
+            # others write on; the rows they write meanwhile must reach it once healed.
+            workers.stop("f2")
+            poll(lambda: "f2-0" not in shares(clients[0]), 30, "f2 to leave")
+            before = record_count(clients[0], "Positions", DB)
+            with frozen(harper_cluster[2]):
+                poll(
+                    lambda: record_count(clients[0], "Positions", DB) >= before + 1_000,
+                    120,
+                    "rows written on the other nodes while node 2 is frozen",
+                )
+            workers.start("f2", harper_cluster[2])
+            poll(lambda: sorted(shares(clients[0]).values()) == [4, 4, 4], 60, "f2 back")
+
+            # (c) node 1 killed (SIGKILL) right after a checkpoint moved on it, then restarted.
+            store = StateStore(clients[1], STATE)
+            mine = set(membership.owned("positions", PARTITIONS, [f"{n}-0" for n in NAMES], "f1-0"))
+
+            def his() -> dict[int, str | None]:
+                return {p: c.hi for p, c in store.get_checkpoints("positions").items() if p in mine}
+
+            seen = his()
+            poll(lambda: his() != seen, 60, "f1 to move a checkpoint on node 1")
+            harper.kill(harper_cluster[1])
+            harper.start(harper_cluster[1], harper_install)
+            clients[1].close()
+            clients[1] = HarperClient(
+                harper_cluster[1].url, harper_cluster[1].username, harper_cluster[1].password
+            )
+        assert_every_node_equals_source(clients, expected_ids(bq, dataset), 180, db=DB)
+        # Not luck: f1 saw the new Harper process and repaired the recent range on it.
+        f1_log = (tmp_path / "f1.log").read_text()
+        assert "restarted" in f1_log and "after the Harper restart" in f1_log
+    finally:
+        workers.close()
+        for client in clients:
+            client.close()
