@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install faketime demo test lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,10 +13,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install harperbq with its dev tools (idempotent)
 
+# libfaketime (Debian package `faketime`) for the clock-skew test; as root without sudo.
+faketime:  ## install libfaketime if missing (idempotent)
+	@if dpkg -s faketime >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get install -y faketime; \
+	else sudo apt-get install -y faketime; fi
+
 demo: install  ## start a local Harper + BigQuery emulator and run the demo end to end
 	$(BIN)/harperbq demo
 
-test: install  ## install Harper if missing, then the whole suite (the harness starts the services)
+test: install faketime  ## install Harper if missing, then the whole suite (the harness starts the services)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install  ## ruff lint, ruff format check, mypy
