@@ -96,7 +96,10 @@ _CLOCKS_LOCK = threading.Lock()
 def for_client(client: Any) -> ServerClock:
     """One clock per BigQuery client (so per process in practice), shared by every table."""
     with _CLOCKS_LOCK:
-        clock = _CLOCKS.get(client)
+        try:
+            clock = _CLOCKS.get(client)
+        except TypeError:  # not weak-referenceable (no client at all): not shared
+            return ServerClock(lambda: ask_bigquery(client))
         if clock is None:
             clock = _CLOCKS[client] = ServerClock(lambda: ask_bigquery(client))
         return clock
