@@ -15,9 +15,10 @@ install: $(STAMP)  ## create .venv and install harperbq with its dev tools (idem
 
 # libfaketime (Debian package `faketime`) for the clock-skew test; as root without sudo.
 faketime:  ## install libfaketime if missing (idempotent)
-	@if dpkg -s faketime >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ]; then apt-get install -y faketime; \
-	else sudo apt-get install -y faketime; fi
+	@if dpkg -s faketime >/dev/null 2>&1; then :; else \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get install -y faketime || { $$sudo apt-get update && $$sudo apt-get install -y faketime; }; \
+	fi
 
 demo: install  ## start a local Harper + BigQuery emulator and run the demo end to end
 	$(BIN)/harperbq demo

@@ -7,10 +7,12 @@ Faults only at process level: SIGKILL of one process, then a restart.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -67,6 +69,40 @@ def owned(state: StateStore) -> dict[str, int]:
         w.worker_id: int(w.info.get("tables", {}).get("t", {}).get("partitions", 0))
         for w in state.workers()
     }
+
+
+PROBE = """
+import threading, time
+t0 = time.monotonic()
+threading.Event().wait(0.2)
+waited = time.monotonic() - t0
+try:
+    time.sleep(0.01)
+    slept = "ok"
+except OSError as exc:
+    slept = exc.errno
+print(time.time(), waited, slept)
+"""
+
+
+def test_faketime_skews_the_wall_clock_only() -> None:
+    """What the launcher relies on: the wall clock is off, timed waits work, and `time.sleep`
+    fails with EINVAL (hence `skewed_sync.py` replaces it)."""
+    if faketime.library() is None:
+        pytest.fail(faketime.INSTALL_HINT)
+    started = time.time()
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env=faketime.skewed_env("+10m"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    wall, waited, slept = done.stdout.split()
+    assert 590 < float(wall) - started < 630
+    assert 0.19 < float(waited) < 5
+    assert slept == str(errno.EINVAL)
 
 
 def test_clocks_ten_minutes_apart_share_the_work(
