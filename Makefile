@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # Two pytest workers (the machine budget is 2 cores); `make test PYTEST_ARGS=` runs serially.
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install faketime demo test lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,10 +15,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install harperbq with its dev tools (idempotent)
 
+# libfaketime (Debian package `faketime`) for the clock-skew test; as root without sudo.
+faketime:  ## install libfaketime if missing (idempotent)
+	@if dpkg -s faketime >/dev/null 2>&1; then :; else \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get install -y faketime || { $$sudo apt-get update && $$sudo apt-get install -y faketime; }; \
+	fi
+
 demo: install  ## start a local Harper + BigQuery emulator and run the demo end to end
 	$(BIN)/harperbq demo
 
-test: install  ## install Harper if missing, then the whole suite (the harness starts the services)
+test: install faketime  ## install Harper if missing, then the whole suite (the harness starts the services)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install  ## ruff lint, ruff format check, mypy

@@ -50,6 +50,7 @@ def test_run_once_status_reset_and_resync(
     assert table["partitions_synced"] == table["partitions"] == 16
     assert table["lag_s"] is not None and table["lag_s"] < 600
     assert [w["worker"] for w in report["workers"]] == []  # a clean exit leaves no heartbeat
+    assert "monotonic clock" in report["liveness"]  # how liveness was judged
     assert harper_node.password not in status.stdout + status.stderr
 
     reset = cli(path, harper_node, "sync", "reset", "--table", "t")

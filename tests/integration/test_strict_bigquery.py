@@ -2,6 +2,7 @@
 restrictions and estimates, and the streaming-buffer DML rule (docs/strict-bigquery.md)."""
 
 import io
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from google.cloud import bigquery
 from google.cloud.bigquery import SchemaField as F
 from google.cloud.bigquery_storage_v1 import types as storage_types
 
+from harperbq.bigquery import server_clock
 from harperbq.bigquery.client import make_read_client
 from harperbq.config import BigQueryConfig
 from harperbq.devstack.emulator import Emulator
@@ -185,3 +187,14 @@ def test_dml_on_recently_streamed_rows_fails_as_bigquery_does(
     bq.delete_table(streamed)
     make_table(bq, dataset, "streamed")
     bq.query(f"DELETE FROM `{streamed}` WHERE TRUE").result()  # noqa: S608
+
+
+def test_bigquery_clock_is_read_for_free(bq: bigquery.Client) -> None:
+    """`SELECT CURRENT_TIMESTAMP()` references no table: BigQuery bills it 0 bytes (no 10 MB
+    minimum), so the feed's server clock (`bigquery.server_clock`) costs nothing."""
+    job = bq.query(server_clock.QUERY)
+    (now,) = next(iter(job.result()))
+    assert isinstance(now, datetime)
+    assert abs(now.timestamp() - time.time()) < 30  # the emulator runs on this machine's clock
+    assert job.total_bytes_billed == 0
+    assert abs(server_clock.ask_bigquery(bq) - time.time()) < 30

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harperbq.bigquery.history import FeedUnavailableError, choose
+from harperbq.bigquery.history import FeedUnavailableError, choose, refusal_means_unsupported
 from harperbq.bigquery.sql import CHANGE_TS_COLUMN, CHANGE_TYPE_COLUMN
 from harperbq.sync.feed import LONGEST_WINDOW_US, feed_window, split_changes
 from harperbq.sync.windows import MICROS
@@ -97,3 +97,15 @@ def test_one_windows_changes_split_into_upserts_and_deletes() -> None:
     upserts, up_parts, deletes, del_parts = split_changes(rows, [0, 1, 2])
     assert upserts == [{"k": 1}, {"k": 3}] and up_parts == [0, 2]
     assert deletes == [{"k": 2}] and del_parts == [1]
+
+
+def test_only_a_missing_change_history_makes_a_refused_probe_a_mode() -> None:
+    """The messages the strict local BigQuery gives (as BigQuery's): a view, no option; a range
+    in BigQuery's future (a node clock far ahead) is an error, never "a view"."""
+    view = "APPENDS requires a regular BigQuery table; p.d.v is a VIEW"
+    option = "CHANGES cannot be used on table p.d.t: the table option enable_change_history ..."
+    future = "Invalid end_timestamp 2026-12-02T04:10:00+00:00 for APPENDS: it is in the future"
+    assert refusal_means_unsupported("APPENDS", view)
+    assert refusal_means_unsupported("CHANGES", option)
+    assert not refusal_means_unsupported("APPENDS", future)
+    assert not refusal_means_unsupported("CHANGES", future.replace("APPENDS", "CHANGES"))

@@ -1,11 +1,9 @@
 """Partition assignment: total, disjoint, as even as P allows, identical everywhere, stable."""
 
-from datetime import UTC, datetime, timedelta
-
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harperbq.sync.membership import assign, live_workers
+from harperbq.sync.membership import assign
 
 worker_sets = st.sets(
     st.text(alphabet="abcdefgh-0123456789", min_size=1, max_size=12), min_size=1, max_size=8
@@ -44,9 +42,3 @@ def test_balance_with_divisible_partitions() -> None:
     for count in (2, 3, 4, 5):
         plan = assign("t", 60, [f"w{i}" for i in range(count)])
         assert {len(p) for p in plan.values()} == {60 // count}
-
-
-def test_live_workers_by_lease() -> None:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    beats = [("a", now - timedelta(seconds=5)), ("b", now - timedelta(seconds=31)), ("c", now)]
-    assert live_workers(beats, 30, now) == ["a", "c"]

@@ -32,6 +32,7 @@ def test_known_urls_put_this_node_first_then_peers_then_published_each_once() ->
 
 
 def test_only_live_workers_publish_and_old_heartbeats_without_the_field_are_skipped() -> None:
+    live = ["n1-0", "n2-0", "n4-0", "n5-0"]  # as the caller's leases judged: n3-0 is dead
     records = [
         record("n1-0", 1, {"harper": heartbeat_info(harper())}),
         record("n2-0", 5, {"harper": {"url": "https://b:9925"}}),
@@ -39,7 +40,7 @@ def test_only_live_workers_publish_and_old_heartbeats_without_the_field_are_skip
         record("n4-0", 1, {"tables": {}}),  # a worker from before the field existed
         record("n5-0", 1, {"harper": "https://malformed"}),
     ]
-    assert heartbeat_urls(records, lease_s=30, now=NOW) == ["https://a:9925", "https://b:9925"]
+    assert heartbeat_urls(records, live) == ["https://a:9925", "https://b:9925"]
 
 
 def base(**harper_block: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
+from harperbq.bigquery import server_clock
 from harperbq.bigquery.retry import RetryPolicy, call_with_retry
 from harperbq.bigquery.sql import TableRef
 from harperbq.config import TableConfig
@@ -51,8 +52,27 @@ def support(client: bigquery.Client, ref: TableRef, policy: RetryPolicy) -> Hist
     return HistorySupport(appends, changes, kind, found.created)
 
 
+class ProbeRefusedError(Exception):
+    """BigQuery refused a probe for a reason other than the table lacking change history (a
+    range out of bounds, a permission, a typo): an error to fix, never taken for a mode."""
+
+
+_UNSUPPORTED = {
+    # What BigQuery says when the table itself cannot have the function: only these make
+    # a refusal mean "no change history" (anything else is `ProbeRefusedError`).
+    "APPENDS": ("regular", "view", "external", "not supported", "materialized"),
+    "CHANGES": ("enable_change_history", "change history"),
+}
+
+
+def refusal_means_unsupported(function: str, message: str) -> bool:
+    text = message.lower()
+    return any(marker in text for marker in _UNSUPPORTED[function])
+
+
 def _accepts(client: bigquery.Client, ref: TableRef, function: str) -> bool:
-    now = datetime.now(UTC).replace(microsecond=0)
+    # BigQuery's now, not ours: a range ending in its future is refused (`server_clock`).
+    now = datetime.fromtimestamp(server_clock.for_client(client).now(), UTC).replace(microsecond=0)
     config = bigquery.QueryJobConfig(
         dry_run=True,
         use_query_cache=False,
@@ -65,6 +85,11 @@ def _accepts(client: bigquery.Client, ref: TableRef, function: str) -> bool:
     try:
         client.query(sql, job_config=config)
     except (api_exceptions.BadRequest, api_exceptions.InvalidArgument) as exc:
+        if not refusal_means_unsupported(function, str(exc)):
+            raise ProbeRefusedError(
+                f"BigQuery refused the {function} probe of {ref} for a reason other than a "
+                f"missing change history: {exc}; fix the cause, or set changeFeed: none"
+            ) from exc
         log.info("%s refused on %s: %s", function, ref, exc)
         return False
     return True

@@ -102,7 +102,7 @@ def _node_checks(cfg: Config) -> list[Check]:
     from harperbq.sync.nodes import check_nodes
 
     try:
-        found = check_nodes(cfg.harper, cfg.sync.lease_s)
+        found = check_nodes(cfg)
     except MissingCredentials as exc:
         return [Check("-", "Harper user", False, str(exc))]
     return [

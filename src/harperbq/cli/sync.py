@@ -248,7 +248,8 @@ def status(
 ) -> None:
     """Per table: checkpoint, lag, phase, rows synced, last error (read from Harper's state)."""
     from harperbq.harper.connect import harper_client
-    from harperbq.sync.status import table_statuses, worker_statuses
+    from harperbq.sync.state import StateStore
+    from harperbq.sync.status import judge_liveness, table_statuses, worker_statuses
 
     cfg = load_or_exit(config)
     require_harper(cfg)
@@ -256,10 +257,12 @@ def status(
     # bounded by the stall timeout (a running sync shows its tables as `stalled` in /status).
     timeout = min(cfg.harper.timeout_s, cfg.harper.stall_timeout_s)
     with user_errors(), harper_client(cfg.harper, max_retries=1, timeout_s=timeout) as harper:
-        rows = table_statuses(cfg, harper)
-        workers = worker_statuses(cfg, harper)
+        liveness = judge_liveness(cfg, StateStore(harper, cfg.harper.state_database))
+        rows = table_statuses(cfg, harper, liveness=liveness)
+        workers = worker_statuses(cfg, harper, liveness)
     if as_json:
-        sys.stdout.write(json.dumps({"tables": rows, "workers": workers}, indent=2) + "\n")
+        body = {"tables": rows, "workers": workers, "liveness": liveness.how}
+        sys.stdout.write(json.dumps(body, indent=2) + "\n")
         return
     view = Table(title="harperbq sync status")
     for column in (
@@ -299,7 +302,7 @@ def status(
                 f"table {row['table']}: {notice['at']} {notice['kind']}: {notice['message']}"
             )
     cluster = Table(title="workers")
-    for column in ("worker", "node", "live", "last seen", "table", "partitions", "rows", "state"):
+    for column in ("worker", "node", "live", "beat", "table", "partitions", "rows", "state"):
         cluster.add_column(column)
     for w in workers:
         for table_id, info in sorted(w["tables"].items()) or [("-", {})]:
@@ -307,13 +310,14 @@ def status(
                 w["worker"],
                 w["node"],
                 "yes" if w["live"] else "no",
-                f"{w['last_seen_s']:.0f} s ago",
+                str(w["beat"]),
                 table_id,
                 str(info.get("partitions", "-")),
                 f"{info.get('rows', 0):,}",
                 str(info.get("state", "-")),
             )
     Console().print(cluster)
+    Console().print(f"liveness: {liveness.how}")
 
 
 def _reconciled_text(reconcile: dict[str, object] | None) -> str:

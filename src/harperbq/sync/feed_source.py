@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from google.api_core import exceptions as api_exceptions
 
-from harperbq.bigquery import history, read, sql
+from harperbq.bigquery import history, read, server_clock, sql
 from harperbq.bigquery.client import ClientSetupError
 from harperbq.sync.engine import Page
 from harperbq.sync.feed import (
@@ -54,9 +53,10 @@ def _change_micros(value: Any) -> int | None:
 class ChangeFeedSource:
     """Reads one table for the engine by the clock its mode says (see the module doc)."""
 
-    def __init__(self, base: BigQuerySource, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, base: BigQuerySource, clock: Callable[[], float] | None = None) -> None:
         self.base = base
-        self.clock = clock
+        # BigQuery's clock, not ours: ranges are judged against it (`bigquery.server_clock`).
+        self.clock = clock or server_clock.for_client(base.client).now
         self._choice: FeedChoice | None = None
         self._travel_hours: int | None = None
         self._created_us: int | None = None

@@ -1,4 +1,5 @@
-"""Who owns which partition: live workers by lease, partitions by capacity-bounded rendezvous.
+"""Who owns which partition: partitions by capacity-bounded rendezvous over the live workers
+(who is live: `sync.leases`).
 
 Every worker computes the same assignment from the same inputs (the live set read from the
 replicated `SyncWorker` table), so no coordinator is needed. Plain rendezvous hashing moves few
@@ -7,8 +8,7 @@ bounding each worker to ceil(P/W) partitions keeps the split as even as P allows
 partition still prefers its highest-ranked worker, so a change moves only a few partitions.
 """
 
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable
 
 import farmhash
 
@@ -33,11 +33,3 @@ def assign(table_id: str, partitions: int, workers: Iterable[str]) -> dict[str, 
 
 def owned(table_id: str, partitions: int, workers: Iterable[str], me: str) -> list[int]:
     return assign(table_id, partitions, workers).get(me, [])
-
-
-def live_workers(
-    beats: Sequence[tuple[str, datetime]], lease_s: float, now: datetime | None = None
-) -> list[str]:
-    """Workers whose last heartbeat is younger than the lease."""
-    now = now or datetime.now(UTC)
-    return sorted(w for w, seen in beats if (now - seen).total_seconds() < lease_s)

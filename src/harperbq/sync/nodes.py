@@ -12,15 +12,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Iterable
 
-from harperbq.config import HarperConfig
+from harperbq.config import Config, HarperConfig
 from harperbq.harper.access import NodeAccess, check_access
 from harperbq.harper.client import HarperClient
 from harperbq.harper.connect import harper_client
 from harperbq.harper.errors import AlreadyExistsError, NotFound, PeerSchemaError
-from harperbq.sync import membership
 from harperbq.sync.state import StateStore, WorkerRecord
 
 log = logging.getLogger("harperbq.sync.nodes")
@@ -31,16 +29,9 @@ def heartbeat_info(cfg: HarperConfig) -> dict[str, str]:
     return {"url": cfg.url}
 
 
-def heartbeat_urls(
-    records: Iterable[WorkerRecord], lease_s: float, now: datetime | None = None
-) -> list[str]:
-    """The Operations API URLs published by the live workers (oldest heartbeat format: none)."""
-    records = list(records)
-    live = set(
-        membership.live_workers(
-            [(r.worker_id, r.last_seen_at) for r in records], lease_s, now or datetime.now(UTC)
-        )
-    )
+def heartbeat_urls(records: Iterable[WorkerRecord], live: Collection[str]) -> list[str]:
+    """The Operations API URLs published by the live workers (oldest heartbeat format: none);
+    `live` as the caller judged it (`sync.leases`: by beats, never by wall clocks)."""
     urls: list[str] = []
     for record in records:
         harper = record.info.get("harper")
@@ -143,21 +134,26 @@ def _untype(client: HarperClient, database: str, table: str, attribute: str, ind
         client.create_attribute(database, table, attribute, indexed=indexed)
 
 
-def published_urls(cfg: HarperConfig, lease_s: float) -> list[str]:
-    """The URLs live workers published, read through `harper.url` (none before the first run,
-    or when it cannot be read: the configured nodes are still checked)."""
+def published_urls(config: Config) -> list[str]:
+    """The URLs live workers published, read through `harper.url` and judged live as `sync
+    status` judges them (none before the first run, or when they cannot be read: the configured
+    nodes are still checked)."""
+    from harperbq.sync.status import judge_liveness
+
+    cfg = config.harper
     try:
         with client_for(cfg, cfg.url, max_retries=0) as client:
-            return heartbeat_urls(StateStore(client, cfg.state_database).workers(), lease_s)
+            liveness = judge_liveness(config, StateStore(client, cfg.state_database))
+            return heartbeat_urls(liveness.records, liveness.live)
     except Exception as exc:
         log.info("no published nodes read from %s: %s", cfg.url, exc)
         return []
 
 
-def check_nodes(cfg: HarperConfig, lease_s: float) -> list[NodeAccess]:
+def check_nodes(config: Config) -> list[NodeAccess]:
     """`check_access` on every known node, this one first."""
     out: list[NodeAccess] = []
-    for url in known_urls(cfg, published_urls(cfg, lease_s)):
-        with client_for(cfg, url, max_retries=0) as client:
+    for url in known_urls(config.harper, published_urls(config)):
+        with client_for(config.harper, url, max_retries=0) as client:
             out.append(check_access(client))
     return out

@@ -13,9 +13,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from harperbq.bigquery import server_clock
 from harperbq.bigquery.retry import RetryPolicy
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
@@ -26,6 +26,7 @@ from harperbq.metrics import SyncMetrics
 from harperbq.sync import membership, nodes, snapshot
 from harperbq.sync.assembly import assemble
 from harperbq.sync.engine import EngineSettings, TableEngine
+from harperbq.sync.leases import Leases
 from harperbq.sync.maintenance import Maintenance, build_maintenance
 from harperbq.sync.runner import Backoff, RunState, TableRunner
 from harperbq.sync.schema_watch import SchemaWatch
@@ -66,16 +67,15 @@ class Membership:
         self.workers = list(workers)
         self.lease_s = lease_s
         self._live: list[str] = list(workers)
+        self._leases = Leases(lease_s)
         self._lock = threading.Lock()
 
     def beat(self, info: Callable[[str], dict[str, Any]]) -> None:
         for worker in self.workers:
             self.state.heartbeat(worker, self.node, info(worker))
         records = self.state.workers()
-        now = datetime.now(UTC)
-        live = membership.live_workers(
-            [(w.worker_id, w.last_seen_at) for w in records], self.lease_s, now
-        )
+        # By this process's monotonic clock only: other nodes' wall clocks may be off.
+        live = self._leases.observe([(w.worker_id, w.beat) for w in records], time.monotonic())
         with self._lock:
             # Our own workers are live by definition, even if the read lagged behind our write.
             self._live = sorted(set(live) | set(self.workers))
@@ -122,13 +122,15 @@ class SyncService:
         table_ids: Sequence[str] | None = None,
         once: bool = False,
         node_name: str | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         metrics: SyncMetrics | None = None,
     ) -> None:
         self.config = config
         self.harper = harper
         self.bigquery = bigquery
         self.once = once
+        # Feed windows end at BigQuery's now, whatever this node's clock says.
+        clock = clock or server_clock.for_client(bigquery).now
         self.clock = clock
         wanted = set(table_ids or [t.id for t in config.tables])
         unknown = wanted - {t.id for t in config.tables}
@@ -145,7 +147,7 @@ class SyncService:
         self.nodes = nodes.KnownNodes(
             config.harper,
             harper,
-            lambda: nodes.heartbeat_urls(self.state.workers(), config.sync.lease_s),
+            lambda: nodes.heartbeat_urls(self.state.workers(), self.membership.live()),
         )
         self.policy = RetryPolicy.from_config(config.retry, config.bigquery)
         self.handles: list[TableHandle] = []
@@ -306,6 +308,8 @@ class SyncService:
     def _worker_info(self, worker: str) -> dict[str, Any]:
         return {
             "harper": nodes.heartbeat_info(self.config.harper),
+            # The workers this one sees as live: what a one-shot reader (`sync status`) uses.
+            "live": self.membership.live(),
             "tables": {
                 h.table.id: {
                     "partitions": len(h.engine.owned()),

@@ -300,7 +300,8 @@ class WorkerRecord:
         return parse_iso(self.last_seen)
 
     def age_s(self, now: datetime | None = None) -> float:
-        """Seconds since the heartbeat by the reader's clock (negative if clocks disagree)."""
+        """Seconds since the heartbeat by the reader's clock (negative if clocks disagree):
+        for display on one machine only; liveness never compares clocks (`sync.leases`)."""
         return ((now or datetime.now(UTC)) - self.last_seen_at).total_seconds()
 
     @classmethod

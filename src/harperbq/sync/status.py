@@ -1,14 +1,15 @@
 """Sync status from Harper's state tables alone, so it reads the same from any machine."""
 
 import time
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from harperbq.bigquery import cost
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
 from harperbq.sync import health
+from harperbq.sync.leases import Leases
 from harperbq.sync.maintenance import RECONCILE_AUDIT
 from harperbq.sync.state import (
     CLOCK_COMMIT,
@@ -23,13 +24,68 @@ from harperbq.sync.state import (
 from harperbq.sync.windows import MICROS, parse_iso
 
 
+@dataclass(frozen=True)
+class Liveness:
+    """Which workers a one-shot reader takes for live, from what, and how it judged."""
+
+    records: list[WorkerRecord]
+    live: list[str]
+    how: str
+
+    def live_records(self) -> list[WorkerRecord]:
+        return [w for w in self.records if w.worker_id in self.live]
+
+
+def judge_liveness(
+    cfg: Config,
+    state: StateStore,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    wait: Callable[[float], None] = time.sleep,
+) -> Liveness:
+    """Watch the workers' beat counters for up to two heartbeat intervals (by this reader's
+    monotonic clock; wall clocks are never compared, `sync.leases`), stopping once every one
+    changed. Live: each worker seen beating, and whoever those running workers publish as
+    live in their heartbeat (`info.live`: their own leases, so a worker whose record did not
+    change during the watch but still beats for them is not taken for dead)."""
+    leases = Leases(cfg.sync.lease_s)
+    watch_s = 2 * cfg.sync.heartbeat_interval_s
+    started = monotonic()
+    records = state.workers()
+    leases.observe([(w.worker_id, w.beat) for w in records], started)
+    while records and monotonic() - started < watch_s:
+        if set(leases.changed_since_first_sight()) >= {w.worker_id for w in records}:
+            break
+        wait(min(0.5, cfg.sync.heartbeat_interval_s / 4))
+        records = state.workers()
+        leases.observe([(w.worker_id, w.beat) for w in records], monotonic())
+    watched = monotonic() - started
+    ids = {w.worker_id for w in records}
+    beating = set(leases.changed_since_first_sight()) & ids
+    published: set[str] = set()
+    for w in records:
+        if w.worker_id in beating:
+            named = w.info.get("live")
+            published |= {str(x) for x in named} if isinstance(named, list) else set()
+    live = sorted(beating | (published & ids))
+    how = (
+        f"beat counters watched {watched:.1f} s by this reader's monotonic clock "
+        f"({len(beating)} of {len(ids)} seen beating), plus the live sets the beating workers "
+        "publish; wall clocks are not compared"
+    )
+    return Liveness(records, live, how)
+
+
 def table_statuses(
-    cfg: Config, harper: HarperClient, now: float | None = None
+    cfg: Config,
+    harper: HarperClient,
+    now: float | None = None,
+    liveness: Liveness | None = None,
 ) -> list[dict[str, Any]]:
     """Per table: checkpoint (the oldest partition's), lag, phase, rows, last error."""
     now = time.time() if now is None else now
     state = StateStore(harper, cfg.harper.state_database)
-    workers = [w for w in state.workers() if w.age_s() < cfg.sync.lease_s]
+    workers = (liveness or judge_liveness(cfg, state)).live_records()
     out: list[dict[str, Any]] = []
     for table in cfg.tables:
         checkpoints = state.get_checkpoints(table.id)
@@ -190,22 +246,21 @@ def _state_mismatch(cfg: Config, table: TableConfig, checkpoints: Any) -> str | 
 
 
 def worker_statuses(
-    cfg: Config, harper: HarperClient, now: datetime | None = None
+    cfg: Config, harper: HarperClient, liveness: Liveness | None = None
 ) -> list[dict[str, Any]]:
-    """The cluster as the workers report it in `SyncWorker`: live or not, and per table the
-    partitions owned, rows written and state."""
-    now = now or datetime.now(UTC)
+    """The cluster as the workers report it in `SyncWorker`: live or not (`judge_liveness`),
+    its heartbeat count, and per table the partitions owned, rows written and state."""
     state = StateStore(harper, cfg.harper.state_database)
-    out = []
-    for worker in state.workers():
-        age = worker.age_s(now)
-        out.append(
-            {
-                "worker": worker.worker_id,
-                "node": worker.node,
-                "live": age < cfg.sync.lease_s,
-                "last_seen_s": round(age, 1),
-                "tables": worker.info.get("tables", {}),
-            }
-        )
-    return out
+    judged = liveness or judge_liveness(cfg, state)
+    return [
+        {
+            "worker": worker.worker_id,
+            "node": worker.node,
+            "live": worker.worker_id in judged.live,
+            "beat": worker.beat,
+            # The writer's own clock: shown, never compared with ours.
+            "last_seen": worker.last_seen,
+            "tables": worker.info.get("tables", {}),
+        }
+        for worker in judged.records
+    ]

@@ -37,6 +37,7 @@ from typing import Any
 
 from google.cloud import bigquery
 
+from harperbq.bigquery import server_clock
 from harperbq.bigquery.sql import Column, digest_columns
 from harperbq.config import Config
 from harperbq.harper.client import HarperClient
@@ -255,7 +256,7 @@ class Validator:
         self,
         side: ReadSide[BigQuerySource],
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.side = side
@@ -263,7 +264,8 @@ class Validator:
         self.table = side.table
         self.harper = side.harper
         self.worker_id = side.worker_id
-        self.clock = clock
+        # BigQuery's clock: "now" of a commit-time validation is an as-of time it must accept.
+        self.clock = clock or server_clock.for_client(side.source.client).now
         self.rng = rng or random.Random()
         self.state = side.state
         self.source = side.source

@@ -1,0 +1,22 @@
+"""Runs the harperbq CLI under libfaketime (`devstack.faketime`): `python skewed_sync.py ARGS`.
+
+With `FAKETIME_DONT_FAKE_MONOTONIC=1`, `time.sleep` fails with EINVAL, so it is replaced by a
+timed wait of the same length (which libfaketime leaves working) before the CLI starts.
+"""
+
+import sys
+import threading
+import time
+from typing import SupportsIndex
+
+
+def _sleep(seconds: float | SupportsIndex) -> None:
+    threading.Event().wait(float(seconds))
+
+
+if __name__ == "__main__":
+    time.sleep = _sleep
+    from harperbq.cli.main import main
+
+    sys.argv[0] = "harperbq"
+    main()
