@@ -14,8 +14,11 @@ from harperbq.bigquery.checks import Check, check_table
 from harperbq.bigquery.client import ClientSetupError, make_client, make_read_client
 from harperbq.bigquery.read import StorageReader
 from harperbq.bigquery.retry import RetryPolicy
-from harperbq.cli.common import DEFAULT_CONFIG, problem_table
+from harperbq.cli.common import DEFAULT_CONFIG, probe_client, problem_table
 from harperbq.config import Config, ConfigError, load_config
+from harperbq.harper.connect import MissingCredentials
+from harperbq.harper.errors import HarperError
+from harperbq.harper.replication import Confirmations
 from harperbq.readiness import Readiness
 
 app = typer.Typer(help="Validate and inspect the config file.", no_args_is_help=True)
@@ -88,7 +91,20 @@ def _online(cfg: Config) -> list[Check]:
     checks.append(
         Check("-", "Harper reachable", harper["ok"], harper.get("error") or cfg.harper.url)
     )
+    if harper["ok"]:
+        checks.append(_confirmations(cfg))
     return checks
+
+
+def _confirmations(cfg: Config) -> Check:
+    """How many peers will confirm each data write, decided as the sync decides it."""
+    try:
+        with probe_client(cfg) as probe:
+            holder = Confirmations(probe.cluster_status, cfg.harper.replicated_confirmation)
+            decision = holder.decision()
+    except (HarperError, MissingCredentials) as exc:
+        return Check("-", "replicated confirmation", False, str(exc))
+    return Check("-", "replicated confirmation", True, f"{decision.count}: {decision.reason}")
 
 
 @app.command()
