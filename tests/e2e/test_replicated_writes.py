@@ -13,13 +13,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from google.cloud import bigquery
 from tests.e2e.test_cluster import poll
-from tests.support import harper_rows, make_source, run_once
+from tests.support import harper_rows, make_source, run_once, run_to_end
 
-from harperbq.config import parse_config
+from harperbq.bigquery.client import make_client
+from harperbq.config import Config, parse_config
 from harperbq.devstack.emulator import Emulator
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
@@ -35,6 +37,8 @@ from harperbq.harper.replication import (
     ReplicationConfigError,
     ReplicationUnconfirmed,
 )
+from harperbq.sync.service import SyncService
+from harperbq.sync.state import StateStore
 
 pytestmark = pytest.mark.cluster
 DB, TABLE = "repl_writes", "t"
@@ -146,19 +150,11 @@ def test_a_non_super_user_may_confirm_but_not_read_cluster_status(
     assert decision.count == 0 and "super_user" in decision.reason and KEY in decision.reason
 
 
-def test_a_sync_with_auto_confirms_on_a_peer_and_equals_bigquery(
-    harper_cluster: list[HarperNode],
-    clients: list[HarperClient],
-    bq_emulator: Emulator,
-    bq: bigquery.Client,
-) -> None:
-    dataset = f"repl_{uuid.uuid4().hex[:8]}"
-    start = datetime(2024, 3, 1, tzinfo=UTC)
-    rows = [{"ts": (start + timedelta(seconds=i)).isoformat(), "k": i} for i in range(120)]
-    schema = [bigquery.SchemaField("ts", "TIMESTAMP"), bigquery.SchemaField("k", "INT64")]
-    make_source(bq, dataset, "t", schema, rows)
-    node = harper_cluster[0]
-    cfg = parse_config(
+def sync_config(
+    node: HarperNode, emulator: Emulator, dataset: str, table_id: str = "t", **harper: Any
+) -> Config:
+    """One keyed table `dataset.t` synced into `repl_writes_sync.<table_id>` on `node`."""
+    return parse_config(
         {
             "harper": {
                 "url": node.url,
@@ -166,19 +162,20 @@ def test_a_sync_with_auto_confirms_on_a_peer_and_equals_bigquery(
                 "password": node.password,
                 "database": SYNC_DB,
                 "stateDatabase": SYNC_STATE,
+                **harper,
             },
             "bigquery": {
-                "projectId": bq_emulator.project,
-                "endpoint": bq_emulator.endpoint,
-                "storageEndpoint": bq_emulator.grpc_endpoint,
+                "projectId": emulator.project,
+                "endpoint": emulator.endpoint,
+                "storageEndpoint": emulator.grpc_endpoint,
                 "tables": [
                     {
-                        "id": "t",
+                        "id": table_id,
                         "dataset": dataset,
                         "table": "t",
                         "timestampColumn": "ts",
                         "columns": ["ts", "k"],
-                        "targetTable": "T",
+                        "targetTable": table_id.upper(),
                         "primaryKey": ["k"],
                         "partitions": 2,
                         "sync": {"changeFeed": "none"},  # by event time: the rows are old
@@ -189,6 +186,26 @@ def test_a_sync_with_auto_confirms_on_a_peer_and_equals_bigquery(
         },
         environ={},
     )
+
+
+def source_rows(bq: bigquery.Client, count: int) -> tuple[str, list[dict[str, Any]]]:
+    """A fresh dataset with table `t`: `count` rows one second apart, key `k`."""
+    dataset = f"repl_{uuid.uuid4().hex[:8]}"
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    rows = [{"ts": (start + timedelta(seconds=i)).isoformat(), "k": i} for i in range(count)]
+    schema = [bigquery.SchemaField("ts", "TIMESTAMP"), bigquery.SchemaField("k", "INT64")]
+    make_source(bq, dataset, "t", schema, rows)
+    return dataset, rows
+
+
+def test_a_sync_with_auto_confirms_on_a_peer_and_equals_bigquery(
+    harper_cluster: list[HarperNode],
+    clients: list[HarperClient],
+    bq_emulator: Emulator,
+    bq: bigquery.Client,
+) -> None:
+    dataset, rows = source_rows(bq, 120)
+    cfg = sync_config(harper_cluster[0], bq_emulator, dataset)
     assert cfg.harper.replicated_confirmation == "auto"
     service = run_once(cfg, clients[0])
     metrics = service.metrics
@@ -200,6 +217,25 @@ def test_a_sync_with_auto_confirms_on_a_peer_and_equals_bigquery(
     for row in rows:
         stored = synced[str(row["k"])]
         assert stored["k"] == row["k"]
+
+
+def test_a_sync_asking_more_peers_than_exist_fails_at_once_without_checkpoints(
+    harper_cluster: list[HarperNode],
+    clients: list[HarperClient],
+    bq_emulator: Emulator,
+    bq: bigquery.Client,
+) -> None:
+    dataset, _ = source_rows(bq, 10)
+    cfg = sync_config(
+        harper_cluster[0], bq_emulator, dataset, table_id="toomany", replicatedConfirmation=5
+    )
+    service = SyncService(cfg, clients[0], make_client(cfg.bigquery), once=True)
+    ok, by_itself = run_to_end(service, 120)
+    assert not ok and by_itself  # given up at once: permanent, not retried to the budget
+    runner = service.runners()[0]
+    assert runner.attempts == 1
+    assert KEY in (runner.engine.status.last_error or ""), runner.engine.status.last_error
+    assert StateStore(clients[0], SYNC_STATE).get_checkpoints("toomany") == {}
 
 
 def test_an_unanswered_confirmation_is_unknown_not_success(
