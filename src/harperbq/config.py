@@ -187,6 +187,32 @@ def _columns(value: Any) -> Any:
     return value
 
 
+MAX_CONFIRMATIONS = 100
+
+
+def _confirmation(value: Any) -> int | str:
+    """`harper.replicatedConfirmation`: "auto" or a whole number of peers (0: do not wait)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None or not 0 <= number <= MAX_CONFIRMATIONS:
+        raise PydanticCustomError(
+            "confirmation",
+            'must be "auto" or a whole number from 0 to {limit}',
+            {
+                "limit": MAX_CONFIRMATIONS,
+                "fix": 'write "auto" (1 when the node has a replicating peer, else 0) or a whole '
+                f"number of peers from 0 to {MAX_CONFIRMATIONS} (0: do not wait for peers)",
+            },
+        )
+    return number
+
+
+Confirmation = Annotated[int | Literal["auto"], BeforeValidator(_confirmation)]
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
 KeyList = Annotated[list[str], BeforeValidator(_as_list)]
 ColumnList = Annotated[list[str] | None, BeforeValidator(_columns)]
@@ -309,6 +335,8 @@ class HarperModel(_Model):
     timeout_s: Seconds = Field(120.0, alias="timeout")
     stall_timeout_s: Seconds = Field(30.0, alias="stallTimeout")
     peers: list[str] = Field(default_factory=list, alias="peers")
+    replicated_confirmation: Confirmation = Field("auto", alias="replicatedConfirmation")
+    replication_timeout_s: Seconds = Field(60.0, alias="replicationTimeout")
 
 
 class BigQueryModel(_Model):
@@ -515,6 +543,10 @@ class HarperConfig:
     peers: tuple[str, ...] = ()
     """Operations API URLs of the other Harper nodes (schema changes Harper does not replicate
     are applied there too; `config check` checks the user there)."""
+    replicated_confirmation: int | Literal["auto"] = "auto"
+    """Peers that must confirm each data write before Harper answers it (harper/replication.py)."""
+    replication_timeout_s: float = 60.0
+    """The read timeout of confirmed writes: how long to wait for the peers' confirmations."""
 
 
 @dataclass(frozen=True)
@@ -1272,6 +1304,13 @@ def _resolve_harper(
             h.stall_timeout_s,
             'use e.g. "30s" (the default)',
         )
+    if not STALL_TIMEOUT_MIN_S <= h.replication_timeout_s <= STALL_TIMEOUT_MAX_S:
+        check.add(
+            "harper.replicationTimeout",
+            f"must be between {STALL_TIMEOUT_MIN_S:g} s and {STALL_TIMEOUT_MAX_S:g} s",
+            h.replication_timeout_s,
+            'use e.g. "60s" (the default): how long a data write may wait for its peers',
+        )
     return HarperConfig(
         url=url.rstrip("/"),
         username=username,
@@ -1286,6 +1325,8 @@ def _resolve_harper(
         timeout_s=h.timeout_s,
         stall_timeout_s=h.stall_timeout_s,
         peers=peers,
+        replicated_confirmation=h.replicated_confirmation,
+        replication_timeout_s=h.replication_timeout_s,
     )
 
 

@@ -121,6 +121,25 @@ METRICS: tuple[MetricSpec, ...] = (
         "schema_evolved; state_mismatch: stopped).",
         (*TW, "reason"),
     ),
+    MetricSpec(
+        "harperbq_replication_wait_seconds",
+        "histogram",
+        "One data write confirmed by harper.replicatedConfirmation peers, sent to answered.",
+        (),
+    ),
+    MetricSpec(
+        "harperbq_replication_unconfirmed_total",
+        "counter",
+        "Data writes whose peer confirmation never came, by reason: timeout, connection_lost "
+        "(outcome unknown; the window is retried), refused (more peers asked than known).",
+        ("reason",),
+    ),
+    MetricSpec(
+        "harperbq_replication_confirmations",
+        "gauge",
+        "Peers that must confirm each data write now (harper.replicatedConfirmation decided).",
+        (),
+    ),
     # state, read at scrape time
     MetricSpec(
         "harperbq_lag_seconds",
@@ -321,6 +340,9 @@ class SyncMetrics:
         self.validated_at = gauge("harperbq_validation_timestamp_seconds")
         self.harper_retries = counter("harperbq_harper_request_retries_total")
         self.table_events = counter("harperbq_table_events_total")
+        self.replication_wait = histogram("harperbq_replication_wait_seconds", WINDOW_BUCKETS)
+        self.replication_unconfirmed = counter("harperbq_replication_unconfirmed_total")
+        self.replication_confirmations = gauge("harperbq_replication_confirmations")
         self._written: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._watching = False
@@ -388,6 +410,17 @@ class SyncMetrics:
         """For every validation (scheduled or asked for): rows missing or extra in Harper."""
         self.drift_rows.labels(table).set(drift_rows)
         self.validated_at.labels(table).set(self.clock())
+
+    def replication_decided(self, decision: Any) -> None:
+        """The confirmation holder's `on_decision(Decision)`."""
+        self.replication_confirmations.set(int(decision.count))
+
+    def replication_observed(self, seconds: float | None, reason: str | None) -> None:
+        """The Harper sink's `on_replication`: a confirmed write's wait, or why it failed."""
+        if seconds is not None:
+            self.replication_wait.observe(seconds)
+        if reason is not None:
+            self.replication_unconfirmed.labels(reason).inc()
 
     def harper_request(self, event: Any) -> None:
         """The Harper client's `on_event(RequestEvent)`."""

@@ -116,10 +116,13 @@ def test_a_good_config_passes(
         "window query accepted",
         "Storage Read session",
         "Harper reachable",
+        "replicated confirmation",
         f"Harper user on {harper_node.url}",
     ]
     assert all(c["ok"] for c in report["checks"])
     detail = {c["check"]: c["detail"] for c in report["checks"]}
+    # a lone node: auto decides 0, and says why
+    assert detail["replicated confirmation"].startswith("0: auto: this node has no replicating")
     assert detail["layout"].startswith("not partitioned, not clustered")
     assert "bill the selected columns of the WHOLE table" in detail["layout"]
     assert detail["change feed"].startswith("appends: a regular table"), detail["change feed"]

@@ -91,8 +91,25 @@ def _online(cfg: Config) -> list[Check]:
         Check("-", "Harper reachable", harper["ok"], harper.get("error") or cfg.harper.url)
     )
     if harper["ok"]:  # unreachable: the same failure would repeat once per node
+        checks.append(_confirmations(cfg))
         checks.extend(_node_checks(cfg))
     return checks
+
+
+def _confirmations(cfg: Config) -> Check:
+    """How many peers will confirm each data write, decided as the sync decides it."""
+    from harperbq.bigquery.checks import Check
+    from harperbq.cli.common import probe_client
+    from harperbq.harper.errors import HarperError, MissingCredentials
+    from harperbq.harper.replication import Confirmations
+
+    try:
+        with probe_client(cfg) as probe:
+            holder = Confirmations(probe.cluster_status, cfg.harper.replicated_confirmation)
+            decision = holder.decision()
+    except (HarperError, MissingCredentials) as exc:
+        return Check("-", "replicated confirmation", False, str(exc))
+    return Check("-", "replicated confirmation", True, f"{decision.count}: {decision.reason}")
 
 
 def _node_checks(cfg: Config) -> list[Check]:

@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from harperbq.harper.errors import IncompleteWriteError, NotFound, ValidationError
+from harperbq.harper import replication
+from harperbq.harper.errors import HarperError, IncompleteWriteError, NotFound, ValidationError
 from harperbq.harper.models import (
     Attribute,
     ClusterStatus,
@@ -260,6 +261,8 @@ class HarperClient:
         *,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         on_chunk: Callable[[int], None] | None = None,
+        replicated_confirmation: int = 0,
+        timeout: float | None = None,
     ) -> UpsertResult:
         """Upsert (merge) records in chunks; returns only when Harper confirmed EVERY id.
 
@@ -270,6 +273,9 @@ class HarperClient:
         typed error is raised with a note saying how many rows were confirmed before it; if Harper
         answers without confirming every id, `IncompleteWriteError` lists the missing ones. Retrying
         the whole call is always safe (upsert is idempotent).
+
+        `replicated_confirmation` N > 0: each chunk returns only once N peers confirmed it
+        (`_write`); `timeout` bounds that wait (default: the client's read timeout).
         """
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be >= 1")
@@ -278,7 +284,14 @@ class HarperClient:
         for chunk in _chunks(records, chunk_rows):
             merged = _merge_by_id(chunk, offset=rows)
             try:
-                self._upsert_chunk(database, table, merged, confirmed_rows=rows)
+                self._upsert_chunk(
+                    database,
+                    table,
+                    merged,
+                    confirmed_rows=rows,
+                    replicated_confirmation=replicated_confirmation,
+                    timeout=timeout,
+                )
             except Exception as exc:
                 exc.add_note(
                     f"{rows} rows in {chunks} chunks were confirmed by Harper before this chunk "
@@ -293,18 +306,18 @@ class HarperClient:
         return UpsertResult(rows, distinct, chunks, time.monotonic() - started)
 
     def _upsert_chunk(
-        self, database: str, table: str, records: list[Record], *, confirmed_rows: int
+        self,
+        database: str,
+        table: str,
+        records: list[Record],
+        *,
+        confirmed_rows: int,
+        replicated_confirmation: int,
+        timeout: float | None,
     ) -> None:
-        body = {"operation": "upsert", "database": database, "table": table, "records": records}
-        try:
-            payload = encode(body)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(
-                f"cannot send to {database}.{table}: {_unencodable(records)}: {exc}",
-                operation="upsert",
-                url=self.url,
-            ) from exc
-        result = self._transport.call(body, retry=Retry.SAFE, content=payload)
+        result = self._write(
+            "upsert", database, table, "records", records, replicated_confirmation, timeout
+        )
         missing = unconfirmed_ids(records, result)
         if missing:
             shown = ", ".join(missing[:_MISSING_SHOWN])
@@ -323,21 +336,73 @@ class HarperClient:
             )
 
     def delete(
-        self, database: str, table: str, ids: Iterable[str], *, chunk_rows: int = 10_000
+        self,
+        database: str,
+        table: str,
+        ids: Iterable[str],
+        *,
+        chunk_rows: int = 10_000,
+        replicated_confirmation: int = 0,
+        timeout: float | None = None,
     ) -> int:
         """Delete records by id; returns how many ids Harper reported deleted.
 
         Harper reports a missing id as deleted too, so the count is of ids sent and confirmed.
+        `replicated_confirmation` and `timeout` as for `upsert`.
         """
         total = 0
         for chunk in _chunks(ids, chunk_rows):
-            result = self._transport.call(
-                {"operation": "delete", "database": database, "table": table, "ids": chunk},
-                retry=Retry.SAFE,
+            result = self._write(
+                "delete", database, table, "ids", chunk, replicated_confirmation, timeout
             )
             deleted = result.get("deleted_hashes") if isinstance(result, dict) else None
             total += len(deleted or ())
         return total
+
+    def _write(
+        self,
+        operation: str,
+        database: str,
+        table: str,
+        key: str,
+        items: list[Any],
+        replicated_confirmation: int,
+        timeout: float | None,
+    ) -> Any:
+        """One upsert or delete request; with `replicated_confirmation` N > 0 Harper answers only
+        after N peers confirmed it.
+
+        A confirmed write is not repeated here once sent: its wait can be long, and a timeout or
+        a lost answer means the outcome is unknown (`ReplicationUnconfirmed`: the caller repeats
+        the idempotent write). Harper's refusal of N (more than the nodes it knows) becomes
+        `ReplicationConfigError`.
+        """
+        if replicated_confirmation < 0:
+            raise ValueError("replicated_confirmation must be >= 0")
+        body: dict[str, Any] = {
+            "operation": operation,
+            "database": database,
+            "table": table,
+            key: items,
+        }
+        if replicated_confirmation:
+            body["replicatedConfirmation"] = replicated_confirmation
+        try:
+            payload = encode(body)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(
+                f"cannot send to {database}.{table}: {_unencodable(items)}: {exc}",
+                operation=operation,
+                url=self.url,
+            ) from exc
+        if not replicated_confirmation:
+            return self._transport.call(body, retry=Retry.SAFE, content=payload, timeout_s=timeout)
+        try:
+            return self._transport.call(
+                body, retry=Retry.UNSENT, content=payload, timeout_s=timeout
+            )
+        except HarperError as exc:
+            raise replication.classify(exc, replicated_confirmation) from exc
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -478,7 +543,7 @@ def _unencodable(records: Sequence[Record]) -> str:
         try:
             encode(record)
         except (TypeError, ValueError):
-            key = record.get(PRIMARY_KEY)
+            key = record.get(PRIMARY_KEY) if isinstance(record, Mapping) else record
             return f"record id {key!r} is not JSON (NaN, Infinity or a non-JSON type)"
     return "the records are not JSON"
 

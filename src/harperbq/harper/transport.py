@@ -192,6 +192,7 @@ class Transport:
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self._on_event = on_event
+        self._connect_timeout_s = connect_timeout_s
         self._random = random.Random()
         self._in_flight: dict[int, InFlight] = {}
         self._in_flight_lock = threading.Lock()
@@ -223,20 +224,33 @@ class Transport:
         """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
         return self._random.uniform(0.0, min(self.backoff_cap_s, self.backoff_base_s * 2**attempt))
 
-    def call(self, body: Mapping[str, Any], *, retry: Retry, content: bytes | None = None) -> Any:
+    def call(
+        self,
+        body: Mapping[str, Any],
+        *,
+        retry: Retry,
+        content: bytes | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
         """POST one operation and return Harper's decoded JSON answer, or raise a typed error.
 
         `content` is the already-encoded body (callers that encode themselves, e.g. to report
-        which record cannot be encoded); otherwise `body` is encoded here.
+        which record cannot be encoded); otherwise `body` is encoded here. `timeout_s` replaces
+        the client's read timeout for this call (confirmed writes wait for peers).
         """
         operation = str(body.get("operation", "?"))
         payload = content if content is not None else encode(body)
+        timeout: Any = (
+            httpx.USE_CLIENT_DEFAULT
+            if timeout_s is None
+            else httpx.Timeout(timeout_s, connect=self._connect_timeout_s, pool=timeout_s)
+        )
         attempt = 0
         while True:
             started = time.monotonic()
             try:
                 with self._tracked(operation, started):
-                    response = self._http.post(self.url, content=payload)
+                    response = self._http.post(self.url, content=payload, timeout=timeout)
             except httpx.HTTPError as exc:
                 error = self._transport_error(exc, operation, retry)
                 retryable = not isinstance(error, TLSError) and (

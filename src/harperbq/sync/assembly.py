@@ -16,6 +16,7 @@ from harperbq.bigquery.retry import RetryPolicy
 from harperbq.bigquery.sql import Column
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
+from harperbq.harper.replication import Confirmations
 from harperbq.sync.engine import Source
 from harperbq.sync.feed_source import ChangeFeedSource
 from harperbq.sync.sink import HarperSink
@@ -106,6 +107,8 @@ class ReadSide(Generic[S]):
             self.policy,
             on_write=self.sink.on_write,
             state=self.state,
+            confirmations=self.sink.confirmations,
+            on_replication=self.sink.on_replication,
         )
 
 
@@ -120,6 +123,8 @@ def assemble(
     *,
     on_write: Callable[[int, float], None] | None = None,
     state: StateStore | None = None,
+    confirmations: Confirmations | None = None,
+    on_replication: Callable[[float | None, str | None], None] | None = None,
     source: None = None,
 ) -> ReadSide[BigQuerySource]: ...
 
@@ -135,6 +140,8 @@ def assemble(
     *,
     on_write: Callable[[int, float], None] | None = None,
     state: StateStore | None = None,
+    confirmations: Confirmations | None = None,
+    on_replication: Callable[[float | None, str | None], None] | None = None,
     source: S,
 ) -> ReadSide[S]: ...
 
@@ -149,11 +156,14 @@ def assemble(
     *,
     on_write: Callable[[int, float], None] | None = None,
     state: StateStore | None = None,
+    confirmations: Confirmations | None = None,
+    on_replication: Callable[[float | None, str | None], None] | None = None,
     source: TableSource | None = None,
 ) -> ReadSide[Any]:
     """The read side of `table` for `worker_id`. `on_write` is the write-duration metric's
-    observer; `state` shares a store (and its heartbeat bookkeeping) with the caller; `source`
-    replaces the BigQuery source (tests)."""
+    observer; `state` shares a store (and its heartbeat bookkeeping) with the caller;
+    `confirmations` the peers that must confirm data writes (`on_replication` observes them);
+    `source` replaces the BigQuery source (tests)."""
     policy = policy or RetryPolicy.from_config(config.retry, config.bigquery)
     if source is None:
         source = BigQuerySource(bigquery, config.bigquery, table, policy)
@@ -168,6 +178,9 @@ def assemble(
         worker_id,
         on_write=on_write,
         identity=identity,
+        confirmations=confirmations,
+        replication_timeout_s=config.harper.replication_timeout_s,
+        on_replication=on_replication,
     )
     feed = ChangeFeedSource(source) if isinstance(source, BigQuerySource) else source
     return ReadSide(

@@ -19,6 +19,7 @@ from harperbq.bigquery import server_clock
 from harperbq.bigquery.retry import RetryPolicy
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
+from harperbq.harper.replication import Confirmations
 from harperbq.harper.restarts import RestartWatch, boot_id
 from harperbq.harper.schema import ColumnSpec, TypeOptions, ensure_target_table
 from harperbq.harper.watchdog import Stall, StallWatchdog
@@ -165,6 +166,11 @@ class SyncService:
             clock=clock,
         )
         self.metrics.watch(lambda: snapshot.metrics_sample(self))
+        self.confirmations = Confirmations(
+            harper.cluster_status,
+            config.harper.replicated_confirmation,
+            on_decision=self.metrics.replication_decided,
+        )
         self.validator: Callable[[str], Mapping[str, Any]] | None = None
         """Hook for validation (set by whoever provides it): table id -> result mapping with at
         least `drift_rows` (int); the control API's `validate` action calls it."""
@@ -188,6 +194,8 @@ class SyncService:
             self.policy,
             on_write=self.metrics.write_observer(table.id, worker),
             state=self.state,
+            confirmations=self.confirmations,
+            on_replication=self.metrics.replication_observed,
         )
         source, sink = side.source, side.sink
 
@@ -267,6 +275,7 @@ class SyncService:
 
     def start(self) -> None:
         self.state.ensure()
+        self.confirmations.decision()  # decided (and logged) before the first write
         self.membership.beat(self._worker_info)
         if self.config.sync.join_grace_s > 0:
             # Workers started together should see each other before claiming partitions, or

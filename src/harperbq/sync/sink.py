@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from harperbq.harper.client import HarperClient
+from harperbq.harper.replication import (
+    Confirmations,
+    ReplicationConfigError,
+    ReplicationUnconfirmed,
+)
 from harperbq.sync.state import (
     AuditEntry,
     AuditKind,
@@ -32,18 +37,74 @@ class HarperSink:
     """Told (rows, seconds) after every confirmed upsert: the write-duration metric."""
     identity: StateIdentity | None = None
     """What this table's checkpoints must belong to (checked on load, stamped on save)."""
+    confirmations: Confirmations | None = None
+    """How many peers must confirm each data write (None: none, e.g. single-node tests)."""
+    replication_timeout_s: float = 60.0
+    on_replication: Callable[[float | None, str | None], None] | None = None
+    """Told (seconds, None) after every peer-confirmed write, (None, reason) when unconfirmed."""
 
     def upsert(self, records: list[dict[str, Any]]) -> None:
-        """Returns only when Harper confirmed every id (the client raises otherwise)."""
+        """Returns only when Harper confirmed every id (the client raises otherwise) and, with
+        confirmations, when that many peers hold them too: only then may the checkpoint move."""
         started = time.monotonic()
-        self.client.upsert(self.database, self.table, records, chunk_rows=self.chunk_rows)
+        self._confirmed(
+            lambda count: self.client.upsert(
+                self.database,
+                self.table,
+                records,
+                chunk_rows=self.chunk_rows,
+                replicated_confirmation=count,
+                timeout=self.replication_timeout_s if count else None,
+            )
+        )
         if self.on_write is not None:
             self.on_write(len(records), time.monotonic() - started)
 
     def delete(self, ids: Sequence[str]) -> None:
         """Confirmed deletes (the change feed's `DELETE`s); an id already gone is fine."""
         if ids:
-            self.client.delete(self.database, self.table, list(ids), chunk_rows=self.chunk_rows)
+            self._confirmed(
+                lambda count: self.client.delete(
+                    self.database,
+                    self.table,
+                    list(ids),
+                    chunk_rows=self.chunk_rows,
+                    replicated_confirmation=count,
+                    timeout=self.replication_timeout_s if count else None,
+                )
+            )
+
+    def _confirmed(self, write: Callable[[int], object]) -> None:
+        """`write(count)` with the confirmation count in force. After Harper's refusal of the
+        count, `auto` re-decides at once and, if that lowers it, writes again once."""
+        count = self.confirmations.count() if self.confirmations is not None else 0
+        started = time.monotonic()
+        try:
+            write(count)
+        except ReplicationUnconfirmed as exc:
+            self._observe(None, exc.reason)
+            raise
+        except ReplicationConfigError:
+            self._observe(None, "refused")
+            if self.confirmations is None or not self.confirmations.auto:
+                raise
+            lower = self.confirmations.refused().count
+            if lower >= count:
+                raise
+            log.warning(
+                "table %s: Harper refused %d confirmation(s); writing again with %d",
+                self.table_id,
+                count,
+                lower,
+            )
+            count, started = lower, time.monotonic()
+            write(count)
+        if count:
+            self._observe(time.monotonic() - started, None)
+
+    def _observe(self, seconds: float | None, reason: str | None) -> None:
+        if self.on_replication is not None:
+            self.on_replication(seconds, reason)
 
     def existing(self, ids: Sequence[str]) -> set[str]:
         """Which of these ids the target table holds (one lookup by primary key)."""
