@@ -3,7 +3,8 @@
 One flow, in order: (a) three workers share a catch-up about evenly; (b) one is killed with
 SIGKILL mid catch-up and the others take its partitions within a lease and finish; (c) it comes
 back and partitions move back; (d) a fourth worker joins and one leaves during continuous
-generation; (e) after each phase every Harper node holds exactly BigQuery's rows.
+generation; (e) after each phase every Harper node holds exactly BigQuery's rows. A second test
+freezes an owner (SIGSTOP) past its lease and thaws it: no node's merged checkpoint steps back.
 """
 
 import os
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from harperbq.devstack.emulator import Emulator
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
 from harperbq.harper.errors import NotFound
-from harperbq.sync.state import StateStore
+from harperbq.sync.state import Checkpoint, StateStore, utc_now_iso
 
 pytestmark = pytest.mark.cluster
 PARTITIONS = 60  # a multiple of 2..6 workers: balance is then limited by rows, not partitions
@@ -62,6 +64,31 @@ def poll(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+@contextmanager
+def live_writes(
+    bq: bigquery.Client, table: bigquery.Table, rows: int, every_s: float, first_mmsi: int
+) -> Iterator[None]:
+    """New rows into the source every `every_s`, as a live feed adds them, for the block."""
+    stop = threading.Event()
+
+    def generate() -> None:
+        batch = 0
+        while not stop.is_set():
+            # Just younger than the settle limit, so they are new rows, not late ones.
+            fresh = rows_at(datetime.now(UTC) - timedelta(seconds=1), rows, first_mmsi + batch, 1)
+            bq.load_table_from_json(fresh, table).result()
+            batch += 1
+            stop.wait(every_s)
+
+    thread = threading.Thread(target=generate, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(60)
+
+
 class Workers:
     """Sync processes, one per (node, name), started and stopped like an operator would."""
 
@@ -76,9 +103,12 @@ class Workers:
         state: str = STATE,
         tables: tuple[str, ...] = TABLES,
         partitions: int = PARTITIONS,
+        lease_s: float = LEASE_S,
+        batch: int = 400,
     ):
         self.tmp, self.nodes, self.emulator, self.dataset = tmp, nodes, emulator, dataset
         self.db, self.state, self.tables, self.partitions = db, state, tables, partitions
+        self.lease_s, self.batch = lease_s, batch
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def config(self, node: HarperNode) -> Path:
@@ -103,7 +133,7 @@ class Workers:
                         "targetTable": table.capitalize(),
                         "primaryKey": ["mmsi", "ts"],
                         "partitions": self.partitions,
-                        "sync": {"initialBatchSize": 400, "catchupBatchSize": 400},
+                        "sync": {"initialBatchSize": self.batch, "catchupBatchSize": self.batch},
                     }
                     for table in self.tables
                 ],
@@ -111,7 +141,7 @@ class Workers:
             "sync": {
                 "settle": "5s",
                 "pollInterval": 300,
-                "lease": f"{LEASE_S}s",
+                "lease": f"{self.lease_s}s",
                 "heartbeatInterval": "1s",
                 "joinGrace": "2.5s",
             },
@@ -177,7 +207,10 @@ def cluster_flow(
 
 
 def worker_info(
-    client: HarperClient, table_id: str = "positions", state: str = STATE
+    client: HarperClient,
+    table_id: str = "positions",
+    state: str = STATE,
+    lease_s: float = LEASE_S,
 ) -> dict[str, dict[str, Any]]:
     """Each worker's last heartbeat: live or not, partitions owned, rows written this run."""
     now = datetime.now(UTC)
@@ -185,7 +218,7 @@ def worker_info(
     for w in StateStore(client, state).workers():
         table = w.info.get("tables", {}).get(table_id, {})
         out[w.worker_id] = {
-            "live": w.age_s(now) < LEASE_S,
+            "live": w.age_s(now) < lease_s,
             "partitions": int(table.get("partitions", 0)),
             "rows": int(table.get("rows", 0)),
         }
@@ -281,22 +314,7 @@ def test_cluster_shares_work_survives_kill_and_rebalances(
     )
 
     # (d) during continuous generation a fourth worker joins and one leaves.
-    stop = threading.Event()
-
-    def generate() -> None:
-        batch = 0
-        while not stop.is_set():
-            # Just younger than the settle limit, so they are new rows, not late ones.
-            fresh = rows_at(
-                datetime.now(UTC) - timedelta(seconds=1), 200, 20_000 + batch, step_ms=1
-            )
-            bq.load_table_from_json(fresh, ref).result()
-            batch += 1
-            stop.wait(0.3)
-
-    generator = threading.Thread(target=generate, daemon=True)
-    generator.start()
-    try:
+    with live_writes(bq, ref, rows=200, every_s=0.3, first_mmsi=20_000):
         workers.start("w3", harper_cluster[0])
         poll(
             lambda: worker_info(clients[0]).get("w3-0", {}).get("partitions") == 15, 30, "w3 joins"
@@ -311,10 +329,167 @@ def test_cluster_shares_work_survives_kill_and_rebalances(
             15,
             "the three remaining workers to split the partitions",
         )
-    finally:
-        stop.set()
-        generator.join(30)
 
     # (e) in the end every node holds exactly BigQuery's rows.
     want = expected_ids(bq, dataset)
     assert_every_node_equals_source(clients, want, 180)
+
+
+# -- checkpoints stay monotone when a frozen owner comes back ----------------------------------
+
+FENCE_DB, FENCE_STATE, FENCE_LEASE_S = "fence", "fence_state", 3.0
+FENCE_ROWS = 6_000
+
+
+@pytest.fixture
+def fence_flow(
+    tmp_path: Path, harper_cluster: list[HarperNode], bq_emulator: Emulator, bq: bigquery.Client
+) -> Iterator[tuple[Workers, list[HarperClient]]]:
+    dataset = f"fence_{int(time.time())}"
+    make_source(bq, dataset, "fenced", SCHEMA, [])
+    workers = Workers(
+        tmp_path,
+        harper_cluster,
+        bq_emulator,
+        dataset,
+        db=FENCE_DB,
+        state=FENCE_STATE,
+        tables=("fenced",),
+        lease_s=FENCE_LEASE_S,
+        batch=100,  # many windows: the freeze lands mid catch-up
+    )
+    clients = [HarperClient(n.url, n.username, n.password) for n in harper_cluster]
+    try:
+        yield workers, clients
+    finally:
+        for proc in workers.procs.values():  # never leave a frozen process behind
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+        workers.close()
+        for client in clients:
+            client.close()
+
+
+class CheckpointWatcher(threading.Thread):
+    """Reads every partition's merged checkpoint on every node every ~50 ms and records any
+    step back of `(generation, hi)` (what a resuming worker or `sync status` would see)."""
+
+    def __init__(self, clients: list[HarperClient], table_id: str) -> None:
+        super().__init__(daemon=True)
+        self.stores = [StateStore(c, FENCE_STATE) for c in clients]
+        self.table_id = table_id
+        self.stop = threading.Event()
+        self.seen: dict[tuple[int, int], tuple[int, str]] = {}
+        self.steps_back: list[str] = []
+        self.reads = 0
+        self.moves = 0
+        self.thawed: tuple[str, str] | None = None  # (worker, since): look for its stale writes
+        self.stale: set[int] = set()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.05):
+            for node, store in enumerate(self.stores):
+                try:
+                    merged = store.get_checkpoints(self.table_id)
+                except NotFound:  # the state tables have not reached this node yet
+                    merged = {}
+                self.reads += 1
+                for partition, cp in merged.items():
+                    now = (cp.generation, cp.hi or "")
+                    before = self.seen.get((node, partition))
+                    if before is not None and now < before:
+                        self.steps_back.append(f"node {node} part {partition}: {before}->{now}")
+                    if before is not None and now > before:
+                        self.moves += 1
+                    self.seen[(node, partition)] = now
+                if node == 0 and self.thawed is not None:
+                    self._look_for_stale(store, merged, *self.thawed)
+
+    def _look_for_stale(
+        self, store: StateStore, merged: dict[int, Checkpoint], worker: str, since: str
+    ) -> None:
+        """Partitions where `worker` wrote, after `since`, a checkpoint older than the merged
+        one read just before: the write a shared record would have let win."""
+        for r in store.checkpoint_records(self.table_id):
+            cp = merged.get(r.partition)
+            if (
+                r.worker_id == worker
+                and r.updated_at > since
+                and cp is not None
+                and (r.generation, r.hi or "") < (cp.generation, cp.hi or "")
+            ):
+                self.stale.add(r.partition)
+
+
+def test_checkpoints_stay_monotone_when_a_frozen_owner_writes_after_handover(
+    fence_flow: tuple[Workers, list[HarperClient]],
+    harper_cluster: list[HarperNode],
+    bq: bigquery.Client,
+) -> None:
+    """w2 is frozen (SIGSTOP) mid catch-up, its partitions move to w0 and w1 after the lease,
+    then it is thawed and finishes its window from its old view: its older checkpoints go to its
+    own records, so no reader on any node ever sees a checkpoint step back."""
+    workers, clients = fence_flow
+    dataset = workers.dataset
+    ref = bigquery.Table(f"{bq.project}.{dataset}.fenced", schema=SCHEMA)
+    bq.load_table_from_json(rows_at(datetime(2024, 6, 1, tzinfo=UTC), FENCE_ROWS), ref).result()
+    watcher = CheckpointWatcher(clients, "fenced")
+    watcher.start()
+
+    def info() -> dict[str, dict[str, Any]]:
+        return worker_info(clients[0], "fenced", FENCE_STATE, FENCE_LEASE_S)
+
+    names = [f"w{i}" for i in range(3)]
+    try:
+        for name, node in zip(names, harper_cluster, strict=True):
+            workers.start(name, node)
+        poll(lambda: info().get("w2-0", {}).get("rows", 0) > 200, 120, "w2 mid catch-up")
+        frozen = workers.procs["w2"]
+        frozen.send_signal(signal.SIGSTOP)
+        try:
+            poll(
+                lambda: sorted(info()[f"{w}-0"]["partitions"] for w in names[:2]) == [30, 30],
+                6 * FENCE_LEASE_S + 30,
+                "w0 and w1 to own every partition after w2's lease",
+            )
+            # the new owners move w2's former partitions past where w2 stood
+            store = StateStore(clients[0], FENCE_STATE)
+            w2_records = {
+                r.partition: r for r in store.checkpoint_records("fenced") if r.worker_id == "w2-0"
+            }
+            poll(
+                lambda: any(
+                    (cp := store.get_checkpoints("fenced").get(p)) is not None
+                    and cp.worker_id != "w2-0"
+                    and (cp.hi or "") > (r.hi or "")
+                    for p, r in w2_records.items()
+                ),
+                120,
+                "a new owner to move one of w2's partitions past w2's checkpoint",
+            )
+        finally:
+            frozen.send_signal(signal.SIGCONT)
+        thawed_at = utc_now_iso()
+        watcher.thawed = ("w2-0", thawed_at)
+        # the thawed worker writes again (its stale window, then as an owner again)
+        poll(
+            lambda: any(
+                r.worker_id == "w2-0" and r.updated_at > thawed_at
+                for r in StateStore(clients[0], FENCE_STATE).checkpoint_records("fenced")
+            ),
+            120,
+            "w2 to write checkpoints after it was thawed",
+        )
+        assert_every_node_equals_source(
+            clients, expected_ids(bq, dataset, "fenced"), 240, "Fenced", FENCE_DB
+        )
+        moves = watcher.moves
+        poll(lambda: watcher.reads > 3 * len(clients), 30, "the watcher to read every node")
+    finally:
+        watcher.stop.set()
+        watcher.join(30)
+    assert watcher.steps_back == []
+    assert moves > PARTITIONS  # it watched the checkpoints move, not a finished table
+    # the thawed owner did write older checkpoints (its in-flight window, from its old view):
+    # with one shared record per partition these would have won
+    assert watcher.stale

@@ -15,11 +15,10 @@ Faults are process-level (signals to Harper's own process), never a stand-in for
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from tests.e2e.test_cluster import (
     Workers,
     assert_every_node_equals_source,
     expected_ids,
+    live_writes,
     poll,
     record_count,
     rows_at,
@@ -60,28 +60,6 @@ def frozen(node: HarperNode) -> Iterator[None]:
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
-
-
-@contextmanager
-def live_writes(bq: bigquery.Client, table: bigquery.Table) -> Iterator[None]:
-    """New rows into the source every half second, as a live feed would add them."""
-    stop = threading.Event()
-
-    def generate() -> None:
-        batch = 0
-        while not stop.is_set():
-            fresh = rows_at(datetime.now(UTC) - timedelta(seconds=1), 100, 50_000 + batch, 1)
-            bq.load_table_from_json(fresh, table).result()
-            batch += 1
-            stop.wait(0.5)
-
-    thread = threading.Thread(target=generate, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(60)
 
 
 def shares(client: HarperClient) -> dict[str, int]:
@@ -117,7 +95,7 @@ def test_node_paused_and_replication_cut_end_equal(
         assert_every_node_equals_source(clients, expected_ids(bq, dataset), 180, db=DB)
         poll(lambda: sorted(shares(clients[0]).values()) == [4, 4, 4], 60, "an even split")
 
-        with live_writes(bq, table):
+        with live_writes(bq, table, rows=100, every_s=0.5, first_mmsi=50_000):
             # (a) node 1 frozen for twice the lease: f1 cannot heartbeat and is handed over.
             with frozen(harper_cluster[1]):
                 paused_at = time.monotonic()

@@ -7,6 +7,7 @@ import pytest
 
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
+from harperbq.harper.models import Condition
 from harperbq.sync.state import (
     AUDIT_TABLE,
     CHECKPOINT_TABLE,
@@ -100,10 +101,40 @@ def test_checkpoints_round_trip_per_table(store: StateStore) -> None:
     assert set(batch) == {0, 1, 2, 3, 7} and batch[3].rows_total == 3
     assert len({batch[p].updated_at for p in (1, 2, 3)}) == 1
 
-    assert store.delete_checkpoints("positions") == 5
+    assert store.delete_checkpoints("positions") == 6  # partition 7 has two writers' records
     assert store.get_checkpoints("positions") == {}
     assert set(store.get_checkpoints("positions_archive")) == {0}
     assert store.delete_checkpoints("positions") == 0
+
+
+def test_per_writer_records_are_merged_and_reset_deletes_all(
+    store: StateStore, client: HarperClient, db: str
+) -> None:
+    """Each writer writes its own record; readers get the merge; a legacy shared record
+    (written before per-writer records) is read as one more writer; a reset deletes them all."""
+    hi = [f"2024-01-01T00:0{m}:00.000000Z" for m in range(6)]
+    w = [RecentWindow(lo=hi[m], hi=hi[m + 1], count=m + 1) for m in range(5)]
+    legacy = {**Checkpoint("pos", 0, hi=hi[2], recent=w[:2]).to_record(), "worker_id": "old-0"}
+    del legacy["generation"]  # as written before generations existed
+    store.ensure()
+    client.upsert(db, CHECKPOINT_TABLE, [legacy])
+    assert store.get_checkpoints("pos")[0].hi == hi[2]  # resumes from the legacy record
+    store.put_checkpoints([Checkpoint("pos", 0, hi=hi[4], worker_id="b-0", recent=w[2:4])])
+    store.put_checkpoints([Checkpoint("pos", 0, hi=hi[3], worker_id="a-0", recent=w[2:3])])
+    store.put_checkpoint(Checkpoint("pos", 1, hi=hi[1], worker_id="a-0"))
+    rows = client.search(db, CHECKPOINT_TABLE, [Condition("table_id", "equals", "pos")])
+    assert sorted(r["id"] for r in rows) == ["pos/0", "pos/0/a-0", "pos/0/b-0", "pos/1/a-0"]
+    assert len(store.checkpoint_records("pos")) == 4
+    merged = store.get_checkpoints("pos")
+    assert merged[0].worker_id == "b-0" and merged[0].hi == hi[4]  # the stale a-0 does not win
+    assert merged[0].recent == w[:4]  # completed from the legacy record, without overlap
+    assert merged[1].hi == hi[1]
+    # a deliberate restart in the next generation wins without `hi`
+    store.put_checkpoint(Checkpoint("pos", 0, worker_id="a-0", generation=1))
+    restarted = store.get_checkpoints("pos")[0]
+    assert restarted.generation == 1 and restarted.hi is None and restarted.recent == []
+    assert store.delete_checkpoints("pos") == 4
+    assert store.checkpoint_records("pos") == [] and store.get_checkpoints("pos") == {}
 
 
 def test_audit_entries(store: StateStore) -> None:

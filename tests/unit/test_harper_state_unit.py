@@ -1,5 +1,6 @@
 """Checkpoint/audit/worker records: validation and round trips (pure)."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -30,8 +31,10 @@ def test_checkpoint_round_trip() -> None:
         recent=[
             {"lo": "2024-01-01T00:00:00.000000Z", "hi": "2024-01-01T00:00:10.000000Z", "count": 7}
         ],
+        generation=2,
     )
-    assert cp.id == "vessel_positions/3"
+    assert cp.id == "vessel_positions/3/node-a-0"  # the writer's own record
+    assert replace(cp, worker_id="").id == "vessel_positions/3"  # the legacy shared record
     assert Checkpoint.from_record(cp.to_record()) == cp
 
 
@@ -44,6 +47,8 @@ def test_checkpoint_round_trip() -> None:
         {"rows_total": -5},
         {"recent": [{"lo": "a", "hi": "b"}]},
         {"table_id": "a/b"},
+        {"generation": -1},
+        {"worker_id": "a/b"},
     ],
 )
 def test_checkpoint_validation(kwargs: dict[str, object]) -> None:

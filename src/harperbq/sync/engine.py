@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
+from harperbq.sync.checkpoint_merge import next_generation
 from harperbq.sync.feed import Mode, feed_window
 from harperbq.sync.grid import WATCH_LATENESS_MULTIPLE, compact
 from harperbq.sync.keys import WindowIds, key_id
@@ -273,7 +274,9 @@ class TableEngine:
         )
         out = dict(checkpoints)
         for p, cp in other.items():
-            out[p] = replace(cp, hi=None, recent=[], clock=self._clock_kind)
+            out[p] = replace(
+                cp, hi=None, recent=[], clock=self._clock_kind, generation=next_generation(cp)
+            )
         return out
 
     def checkpoints(self) -> dict[int, Checkpoint]:
@@ -604,7 +607,13 @@ class TableEngine:
         )
         fresh = [
             replace(
-                current[p], hi=None, rows_total=0, recent=[], probe=[], worker_id=self.worker_id
+                current[p],
+                hi=None,
+                rows_total=0,
+                recent=[],
+                probe=[],
+                worker_id=self.worker_id,
+                generation=next_generation(current[p]),  # fences the old progress off
             )
             for p in reset
         ]
@@ -660,6 +669,7 @@ class TableEngine:
                 recent=compact(recent, _RECENT_MAX),  # merges, never drops coverage
                 probe=(probes or {}).get(partition) or (previous.probe if previous else []),
                 clock=self._clock_kind,
+                generation=previous.generation if previous else 0,
             )
             checkpoints.append(cp)
         self.sink.save_checkpoints(checkpoints)

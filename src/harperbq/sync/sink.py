@@ -3,7 +3,7 @@
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from harperbq.harper.client import HarperClient
@@ -124,7 +124,7 @@ class HarperSink:
                 raise StateMismatchError(self.table_id, differences)
         legacy = [cp for cp in checkpoints.values() if not cp.source]
         if legacy:
-            stamped = [identity.stamp(cp) for cp in legacy]
+            stamped = [replace(identity.stamp(cp), worker_id=self.worker_id) for cp in legacy]
             self.state.put_checkpoints(stamped)
             checkpoints.update({cp.partition: cp for cp in stamped})
             log.info(
@@ -146,6 +146,9 @@ class HarperSink:
         return checkpoints
 
     def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
+        """Store them as this worker's own records (a writer never writes another's record:
+        see `sync.checkpoint_merge`), stamped with the table's identity."""
+        checkpoints = [replace(cp, worker_id=self.worker_id) for cp in checkpoints]
         if self.identity is not None:
             checkpoints = [self.identity.stamp(cp) for cp in checkpoints]
         self.state.put_checkpoints(checkpoints)

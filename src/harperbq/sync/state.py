@@ -5,8 +5,12 @@ a partition from its checkpoint and every node sees the same set of live workers
 are needed to resume.
 
 Tables (database `harperbq` by default, created on first use, declared attributes):
-- `SyncCheckpoint`, id `<tableId>/<partition>`: the exclusive end `hi` of the last window fully
-  written, plus counters and the recent windows' row counts kept for late-row reconciliation.
+- `SyncCheckpoint`, id `<tableId>/<partition>/<workerId>`: one record per writer (a writer only
+  writes its own), holding the exclusive end `hi` of the last window it fully wrote, a fencing
+  `generation`, counters and the recent windows' row counts kept for late-row reconciliation.
+  Readers merge a partition's records (`sync.checkpoint_merge`: greatest `(generation, hi)`),
+  because Harper's last-write-wins per record would let a stale writer overwrite a newer shared
+  record. Records `<tableId>/<partition>` from before per-writer records read as one more writer.
   Each also records the identity it belongs to (source table, target table, cursor, key; see
   `StateIdentity`), so a configuration that reuses a table id for other tables never resumes
   from another's progress, and a few ids it wrote last (`probe`), so a target table that was
@@ -38,6 +42,7 @@ if TYPE_CHECKING:  # annotations only
     from harperbq.config import TableConfig
 from harperbq.harper.models import Attribute, Condition, Sort
 from harperbq.harper.schema import ensure_table
+from harperbq.sync.checkpoint_merge import merge_table
 from harperbq.sync.windows import iso_text
 
 STATE_DATABASE = "harperbq"
@@ -102,6 +107,9 @@ class Checkpoint:
     clock: str = ""
     """What `hi` counts: event time (the cursor column, "") or commit time (`commit`, the
     change feed's `_CHANGE_TIMESTAMP`)."""
+    generation: int = 0
+    """Fencing epoch: a deliberate restart that moves `hi` backwards writes the merged
+    generation + 1, so merging by greatest `(generation, hi)` does not undo it."""
 
     def __post_init__(self) -> None:
         if not self.table_id or "/" in self.table_id:
@@ -114,6 +122,12 @@ class Checkpoint:
             parse_iso(self.hi)
         if self.rows_total < 0:
             raise ValueError("rows_total must be >= 0")
+        if isinstance(self.generation, bool) or not isinstance(self.generation, int):
+            raise TypeError("generation must be an int")
+        if self.generation < 0:
+            raise ValueError("generation must be >= 0")
+        if "/" in self.worker_id:
+            raise ValueError(f"worker_id must not contain '/': {self.worker_id!r}")
         for window in self.recent:
             if not (
                 isinstance(window, Mapping)
@@ -125,7 +139,8 @@ class Checkpoint:
 
     @property
     def id(self) -> str:
-        return checkpoint_id(self.table_id, self.partition)
+        """The record of this checkpoint's writer (`worker_id`); no writer: the legacy id."""
+        return checkpoint_id(self.table_id, self.partition, self.worker_id)
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -147,6 +162,7 @@ class Checkpoint:
             "key": self.key,
             "probe": list(self.probe),
             "clock": self.clock,
+            "generation": self.generation,
         }
 
     @classmethod
@@ -172,6 +188,7 @@ class Checkpoint:
             key=str(row.get("key") or ""),
             probe=[str(i) for i in row.get("probe") or []],
             clock=str(row.get("clock") or ""),
+            generation=int(row.get("generation") or 0),
         )
 
 
@@ -234,8 +251,9 @@ class StateMismatchError(Exception):
         )
 
 
-def checkpoint_id(table_id: str, partition: int) -> str:
-    return f"{table_id}/{partition}"
+def checkpoint_id(table_id: str, partition: int, worker_id: str = "") -> str:
+    """`<tableId>/<partition>/<workerId>`; without a worker the legacy shared id."""
+    return f"{table_id}/{partition}/{worker_id}" if worker_id else f"{table_id}/{partition}"
 
 
 class AuditKind(enum.StrEnum):
@@ -341,6 +359,7 @@ TABLES: dict[str, list[Attribute]] = {
         _a("key", "String"),
         _a("probe", "Any"),
         _a("clock", "String"),
+        _a("generation", "Long"),
     ],
     AUDIT_TABLE: [
         Attribute("id", "String", is_primary_key=True),
@@ -387,18 +406,23 @@ class StateStore:
     # -- checkpoints -----------------------------------------------------------------------------
 
     def get_checkpoints(self, table_id: str) -> dict[int, Checkpoint]:
-        """Every stored checkpoint of a table, by partition."""
+        """A table's merged checkpoints, by partition: one query for all writers' records
+        (legacy ones included), merged by `checkpoint_merge.merge_table`."""
+        return merge_table(self.checkpoint_records(table_id))
+
+    def checkpoint_records(self, table_id: str) -> list[Checkpoint]:
+        """Every writer's stored checkpoint record of a table, unmerged (for tests, diagnosis)."""
         self.ensure()
         rows = self.client.search(
             self.database,
             CHECKPOINT_TABLE,
             [Condition("table_id", "equals", table_id)],
         )
-        checkpoints = (Checkpoint.from_record(r) for r in rows if r.get("table_id") == table_id)
-        return {cp.partition: cp for cp in checkpoints}
+        return [Checkpoint.from_record(r) for r in rows if r.get("table_id") == table_id]
 
     def put_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
-        """Store a checkpoint (whole record, `updated_at` stamped now); returns what was stored.
+        """Store a checkpoint as its writer's record (`worker_id`; `updated_at` stamped now);
+        returns what was stored.
 
         Returns only once Harper confirmed the write (see `HarperClient.upsert`).
         """
@@ -416,7 +440,8 @@ class StateStore:
             self.client.upsert(self.database, CHECKPOINT_TABLE, records)
 
     def delete_checkpoints(self, table_id: str) -> int:
-        """Forget a table's progress (for a reset); returns how many checkpoints were removed."""
+        """Forget a table's progress (for a reset): every writer's records, legacy ones too;
+        returns how many records were removed."""
         self.ensure()
         rows = self.client.search(
             self.database,
