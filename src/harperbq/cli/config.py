@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from harperbq.config import Config
 
 app = typer.Typer(help="Validate and inspect the config file.", no_args_is_help=True)
-console = Console()
 
 
 def _check_table(checks: list[Check]) -> Table:
@@ -146,6 +145,7 @@ def check(
     Exits 1 on any problem."""
     from harperbq.config import ConfigError, load_config
 
+    console = Console()  # per call: the terminal's width (COLUMNS) as it is now, not at import
     report: dict[str, Any] = {"config": str(config), "ok": True, "problems": [], "checks": []}
     try:
         cfg = load_config(config)
