@@ -421,6 +421,56 @@ class CheckpointWatcher(threading.Thread):
                 self.stale.add(r.partition)
 
 
+def freeze_hand_over_and_thaw(
+    workers: Workers,
+    clients: list[HarperClient],
+    watcher: CheckpointWatcher,
+    info: Callable[[], dict[str, dict[str, Any]]],
+    names: list[str],
+) -> None:
+    """Freeze w2 (SIGSTOP) until w0 and w1 own every partition and moved one of w2's past it,
+    thaw it, and wait until it writes checkpoints again (the watcher looks for stale ones)."""
+    frozen = workers.procs["w2"]
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        poll(
+            lambda: sorted(info()[f"{w}-0"]["partitions"] for w in names[:2]) == [30, 30],
+            6 * FENCE_LEASE_S + 30,
+            "w0 and w1 to own every partition after w2's lease",
+        )
+        # the new owners move w2's former partitions past where w2 stood
+        store = StateStore(clients[0], FENCE_STATE)
+        w2_records = {
+            r.partition: r for r in store.checkpoint_records("fenced") if r.worker_id == "w2-0"
+        }
+        poll(
+            lambda: any(
+                (cp := store.get_checkpoints("fenced").get(p)) is not None
+                and cp.worker_id != "w2-0"
+                and (cp.hi or "") > (r.hi or "")
+                for p, r in w2_records.items()
+            ),
+            120,
+            "a new owner to move one of w2's partitions past w2's checkpoint",
+        )
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    thawed_at = utc_now_iso()
+    watcher.thawed = ("w2-0", thawed_at)
+    # the thawed worker writes again (its stale window, then as an owner again)
+    poll(
+        lambda: any(
+            r.worker_id == "w2-0" and r.updated_at > thawed_at
+            for r in StateStore(clients[0], FENCE_STATE).checkpoint_records("fenced")
+        ),
+        120,
+        "w2 to write checkpoints after it was thawed",
+    )
+    poll(
+        lambda: sorted(info()[f"{w}-0"]["partitions"] for w in names) == [20, 20, 20], 60, "w2 back"
+    )
+
+
 def test_checkpoints_stay_monotone_when_a_frozen_owner_writes_after_handover(
     fence_flow: tuple[Workers, list[HarperClient]],
     harper_cluster: list[HarperNode],
@@ -444,42 +494,12 @@ def test_checkpoints_stay_monotone_when_a_frozen_owner_writes_after_handover(
         for name, node in zip(names, harper_cluster, strict=True):
             workers.start(name, node)
         poll(lambda: info().get("w2-0", {}).get("rows", 0) > 200, 120, "w2 mid catch-up")
-        frozen = workers.procs["w2"]
-        frozen.send_signal(signal.SIGSTOP)
-        try:
-            poll(
-                lambda: sorted(info()[f"{w}-0"]["partitions"] for w in names[:2]) == [30, 30],
-                6 * FENCE_LEASE_S + 30,
-                "w0 and w1 to own every partition after w2's lease",
-            )
-            # the new owners move w2's former partitions past where w2 stood
-            store = StateStore(clients[0], FENCE_STATE)
-            w2_records = {
-                r.partition: r for r in store.checkpoint_records("fenced") if r.worker_id == "w2-0"
-            }
-            poll(
-                lambda: any(
-                    (cp := store.get_checkpoints("fenced").get(p)) is not None
-                    and cp.worker_id != "w2-0"
-                    and (cp.hi or "") > (r.hi or "")
-                    for p, r in w2_records.items()
-                ),
-                120,
-                "a new owner to move one of w2's partitions past w2's checkpoint",
-            )
-        finally:
-            frozen.send_signal(signal.SIGCONT)
-        thawed_at = utc_now_iso()
-        watcher.thawed = ("w2-0", thawed_at)
-        # the thawed worker writes again (its stale window, then as an owner again)
-        poll(
-            lambda: any(
-                r.worker_id == "w2-0" and r.updated_at > thawed_at
-                for r in StateStore(clients[0], FENCE_STATE).checkpoint_records("fenced")
-            ),
-            120,
-            "w2 to write checkpoints after it was thawed",
-        )
+        # Whether the thawed w2 still has a window in flight from its old view is a race on a
+        # loaded machine: freeze and thaw it again (at most 3 times) until a stale write is seen.
+        for _ in range(3):
+            freeze_hand_over_and_thaw(workers, clients, watcher, info, names)
+            if watcher.stale or record_count(clients[0], "Fenced", FENCE_DB) >= FENCE_ROWS:
+                break  # seen, or the catch-up is over: no window left in flight to race
         assert_every_node_equals_source(
             clients, expected_ids(bq, dataset, "fenced"), 240, "Fenced", FENCE_DB
         )
