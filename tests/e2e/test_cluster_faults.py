@@ -131,7 +131,12 @@ def test_node_paused_and_replication_cut_end_equal(
                 return {p: c.hi for p, c in store.get_checkpoints("positions").items() if p in mine}
 
             seen = his()
-            poll(lambda: his() != seen, 60, "f1 to move a checkpoint on node 1")
+            try:
+                # A window may wait out one replication timeout (60 s) while node 2 reconnects.
+                poll(lambda: his() != seen, 150, "f1 to move a checkpoint on node 1")
+            except AssertionError as e:
+                tail = (tmp_path / "f1.log").read_text().splitlines()[-25:]
+                raise AssertionError(f"{e}; f1's last log lines:\n" + "\n".join(tail)) from None
             harper.kill(harper_cluster[1])
             harper.start(harper_cluster[1], harper_install)
             clients[1].close()
