@@ -138,7 +138,8 @@ def test_node_paused_and_replication_cut_end_equal(
                 tail = (tmp_path / "f1.log").read_text().splitlines()[-25:]
                 raise AssertionError(f"{e}; f1's last log lines:\n" + "\n".join(tail)) from None
             harper.kill(harper_cluster[1])
-            harper.start(harper_cluster[1], harper_install)
+            # A restarted node replays and reconnects before it answers: slow on a loaded machine.
+            harper.start(harper_cluster[1], harper_install, timeout_s=240)
             clients[1].close()
             clients[1] = HarperClient(
                 harper_cluster[1].url, harper_cluster[1].username, harper_cluster[1].password
