@@ -210,6 +210,16 @@ def test_status_reports_every_table_and_worker(stack: Stack) -> None:
         assert w["checkpoint"].endswith("Z") and 0 <= w["lag_s"] < 60
 
 
+def test_caught_up_holds_while_polls_find_nothing_new(stack: Stack) -> None:
+    """A poll that finds nothing new does not make a caught-up worker look behind: 20 readings
+    over 2 s (about ten polls of 200 ms each) all say caught up."""
+    readings = []
+    for _ in range(20):
+        readings.append(stack.caught_up())
+        time.sleep(0.1)  # spacing the readings across polls, not waiting for a condition
+    assert all(readings), readings
+
+
 def test_sync_control_keeps_the_original_shapes(stack: Stack) -> None:
     response = stack.get("/SyncControl")
     assert response.status_code == 200

@@ -320,8 +320,18 @@ class TableEngine:
 
     def catch_up(self, stop: threading.Event) -> bool:
         """Sync windows until every owned partition reached `now - settle` (returns True), or
-        stop is set (returns False). Raises on errors, with the checkpoints where they were."""
-        self.status.caught_up = False
+        stop is set (returns False). Raises on errors, with the checkpoints where they were.
+
+        `status.caught_up` keeps the last pass's answer while the next one runs (a poll that finds
+        nothing new is no reason to look behind); it turns False only on evidence: an error, a
+        change of partitions, a reset, or a window that ended short of the head."""
+        try:
+            return self._catch_up(stop)
+        except BaseException:
+            self.status.caught_up = False
+            raise
+
+    def _catch_up(self, stop: threading.Event) -> bool:
         checked = False
         while not stop.is_set():
             if self.on_pass is not None:
@@ -339,10 +349,12 @@ class TableEngine:
                 # Partitions arrived or left: their checkpoints may have been moved by their
                 # previous owner since we last looked, so read them fresh.
                 self._parts = parts
+                self.status.caught_up = False
                 self.reload_checkpoints()
             if not checked:
                 checked = True
                 if self._target_lost(parts):
+                    self.status.caught_up = False
                     continue
             if not parts:
                 self.status.caught_up = True
@@ -367,8 +379,8 @@ class TableEngine:
             read_parts = None if len(group) == self.settings.partitions else group
             caught_up = self._pipeline(group, read_parts, lo, cap, stop, parts)
             self._status_checkpoint(parts)
+            self.status.caught_up = caught_up
             if caught_up:  # reached `now - settle`; any later group is at or past it too
-                self.status.caught_up = True
                 return True
         return False
 
