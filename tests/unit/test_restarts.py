@@ -37,3 +37,16 @@ def test_a_reused_pid_with_another_start_time_is_a_restart() -> None:
     watch = RestartWatch(margin_s=0, clock=Clock())
     watch.observe("10@a")
     assert watch.observe("10@b") is not None
+    watch.observe("10@2026-12-02 03:00:00")
+    assert watch.observe("10@2026-12-02 03:00:04") is not None  # 4 s apart: a new process
+
+
+def test_the_start_time_wobbling_by_a_second_is_the_same_process() -> None:
+    """Harper derives the start time from the uptime: one process reads 09:16:11 or 09:16:12
+    from one call to the next, for hours. Never a restart, however long it goes on."""
+    watch = RestartWatch(margin_s=0, clock=Clock())
+    assert watch.observe("5437@2026-12-02 09:16:12") is None
+    for _ in range(10):
+        assert watch.observe("5437@2026-12-02 09:16:11") is None
+        assert watch.observe("5437@2026-12-02 09:16:13") is None
+    assert watch.observe("5438@2026-12-02 09:16:12") is not None  # another pid is another
