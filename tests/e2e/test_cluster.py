@@ -315,7 +315,7 @@ def test_cluster_shares_work_survives_kill_and_rebalances(
     # (b) one worker is killed mid catch-up; the others take its partitions within a lease.
     backlog = bigquery.Table(f"{bq.project}.{dataset}.backlog", schema=SCHEMA)
     bq.load_table_from_json(rows_at(start, 48_000, 5_000), backlog).result()
-    poll(lambda: worker_info(clients[0], "backlog")["w2-0"]["rows"] > 500, 120, "w2 mid catch-up")
+    poll(lambda: worker_info(clients[0], "backlog")["w2-0"]["rows"] > 500, 240, "w2 mid catch-up")
     workers.kill("w2")
     killed_at = time.monotonic()
     poll(lambda: not worker_info(clients[0])["w2-0"]["live"], 2 * LEASE_S + 5, "w2 declared dead")
