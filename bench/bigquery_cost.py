@@ -244,15 +244,18 @@ def project(
         day_dollars = PRICES.dollars(int(day_bytes))
         steady_day = 24 * workers * 3600 / POLL_S * poll_bytes
     else:
-        # A day of history costs its selected columns once: through the snapshot at Storage
-        # Read prices (per worker), or through APPENDS at query prices (shared by workers).
+        # A day of history costs what the measured catch-up cost per row: the snapshot at
+        # Storage Read prices (read once, by one worker for all: `snapshotBy: one`), or
+        # APPENDS at query prices (shared by workers).
         assert backfill is not None
         out["backfill"] = backfill
         out["backfill_ratio_to_floor"] = round(backfill["bytes_per_row"] / floor, 2)
         day_rows = a["rows"] * 24 / args.hours * scale
         day_bytes = day_rows * floor
         day_dollars = PRICES.dollars(int(day_bytes))
-        out["snapshot_day_dollars"] = round(workers * PRICES.dollars(0, int(day_bytes)), 2)
+        out["snapshot_day_dollars"] = round(
+            PRICES.dollars(0, int(day_rows * a["bytes_per_row"])), 2
+        )
         steady_day = 24 * 3600 / POLL_S * poll_bytes  # one shared query per poll
     out["projected_at_default_scale"] = {
         "vessels": DEFAULT_VESSELS,

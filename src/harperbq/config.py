@@ -256,6 +256,7 @@ class SyncSettings(_Model):
     change_feed: Literal["auto", "appends", "changes", "none"] | None = Field(
         None, alias="changeFeed"
     )
+    snapshot_by: Literal["one", "each"] | None = Field(None, alias="snapshotBy")
     retention_s: Seconds | None = Field(None, alias="retention")
     on_schema_change: Literal["fail", "evolve"] | None = Field(None, alias="onSchemaChange")
     numeric_as: Literal["string", "float"] | None = Field(None, alias="numericAs")
@@ -280,6 +281,7 @@ SYNC_DEFAULTS: dict[str, Any] = {
     "indexes": [],
     "deletes": "none",
     "change_feed": "auto",
+    "snapshot_by": "one",
     "retention_s": None,
     "on_schema_change": "fail",
     "numeric_as": "string",
@@ -499,6 +501,10 @@ class TableConfig:
     geography_as: Literal["wkt", "geojson"] = "wkt"
     change_feed: Literal["auto", "appends", "changes", "none"] = "auto"
     """How the source is read (`sync.feed`): `auto` is resolved against the table at start."""
+    snapshot_by: Literal["one", "each"] = "one"
+    """Who copies a change-feed snapshot with several workers: `one` worker for every
+    partition (billed once), or `each` worker its own (billed once per worker, copied in
+    parallel)."""
 
     @property
     def key_columns(self) -> list[str]:
@@ -1133,6 +1139,7 @@ def _resolve_table(
         numeric_as=values["numeric_as"],
         geography_as=values["geography_as"],
         change_feed=values["change_feed"],
+        snapshot_by=values["snapshot_by"],
     )
 
 

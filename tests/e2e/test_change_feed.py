@@ -246,7 +246,9 @@ def test_one_and_three_workers_bill_the_same_bytes(
 ) -> None:
     """Each window is one query whatever the number of workers: three workers bill what one
     does per window (within 5 %), every window is billed by exactly one of them and read by
-    the others, and each writes about a third of the rows."""
+    the others, and each writes about a third of the rows. The snapshot is one Storage Read
+    too: one of the three copies it for all (`snapshotBy: one`), scanning what one worker
+    alone scans."""
     now = datetime.now(UTC).replace(microsecond=0)
     dataset = f"billing_{unique}"
     grid_s = 5
@@ -283,9 +285,14 @@ def test_one_and_three_workers_bill_the_same_bytes(
             )
 
         wait_for("every worker following on the grid", on_the_grid, timeout_s=90)
-        first = {
-            n: sum(h.engine.status.rows_synced for h in s.handles) for n, s in services.items()
+        scanned = {
+            n: [h.engine.source.base.storage_bytes_scanned for h in s.handles]  # type: ignore[attr-defined]
+            for n, s in services.items()
         }
+        assert sum(scanned["one"]) > 0, "the snapshot is read through the Storage Read API"
+        assert sorted(scanned["three"])[:2] == [0, 0], scanned  # one worker copied for all
+        assert abs(sum(scanned["three"]) - sum(scanned["one"])) <= 0.05 * sum(scanned["one"])
+        first = [h.engine.status.rows_synced for h in three.handles]
         reads.addHandler(queries)
         reads.setLevel(logging.INFO)
         try:
@@ -317,9 +324,9 @@ def test_one_and_three_workers_bill_the_same_bytes(
         per_window[name] = sum(e["billed"] for e in events) / len(windows)
     assert any(e["shared"] for e in by_table["three"]), "the other workers read the result"
     assert abs(per_window["three"] - per_window["one"]) <= 0.05 * per_window["one"], per_window
-    shares = [h.engine.status.rows_synced for h in three.handles]
-    synced_now = sum(shares) - first["three"]
-    assert synced_now >= 3_000 and len(shares) == 3
+    # Shares of the rows followed (the snapshot was one worker's copy for all).
+    shares = [h.engine.status.rows_synced - f for h, f in zip(three.handles, first, strict=True)]
+    assert sum(shares) >= 3_000 and len(shares) == 3
     for share in shares:
         assert abs(share / sum(shares) - 1 / 3) <= 0.15 / 3, shares
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -225,6 +225,29 @@ def worker_info(
     return out
 
 
+def snapshot_copied(
+    client: HarperClient, table_id: str, state: str = STATE, partitions: int = PARTITIONS
+) -> None:
+    """Until every partition has a checkpoint: the (empty) table's snapshot is copied, so rows
+    loaded from now on come through the feed, each worker reading its own partitions."""
+    store = StateStore(client, state)
+
+    def copied() -> bool:
+        try:
+            checkpoints = store.get_checkpoints(table_id)
+        except NotFound:  # the state tables have not reached this node yet
+            return False
+        return sum(1 for cp in checkpoints.values() if cp.hi) == partitions
+
+    poll(copied, 120, f"the snapshot of {table_id}")
+
+
+def copiers(tmp: Path, names: Sequence[str], table_id: str) -> list[str]:
+    """The workers whose log says they copied a snapshot of the table for every worker."""
+    line = f"table {table_id}: copying a snapshot"
+    return [n for n in names if line in (tmp / f"{n}.log").read_text()]
+
+
 def expected_ids(bq: bigquery.Client, dataset: str, table: str = "positions") -> set[str]:
     sql = f"SELECT mmsi, ts FROM `{bq.project}.{dataset}.{table}`"  # noqa: S608
     return {
@@ -269,10 +292,14 @@ def test_cluster_shares_work_survives_kill_and_rebalances(
     dataset = workers.dataset
     ref = bigquery.Table(f"{bq.project}.{dataset}.positions", schema=SCHEMA)
     start = datetime(2024, 6, 1, tzinfo=UTC)
-    bq.load_table_from_json(rows_at(start, 24_000), ref).result()
     names = [f"w{i}" for i in range(3)]
     for name, node in zip(names, harper_cluster, strict=True):
         workers.start(name, node)
+    # One worker copies each (empty) table's snapshot for all; the rows come after it.
+    snapshot_copied(clients[0], "positions")
+    snapshot_copied(clients[0], "backlog")
+    assert len(copiers(workers.tmp, names, "positions")) == 1
+    bq.load_table_from_json(rows_at(start, 24_000), ref).result()
 
     # (a) work is shared: every worker writes about a third of the catch-up.
     want = expected_ids(bq, dataset)
@@ -485,7 +512,6 @@ def test_checkpoints_stay_monotone_when_a_frozen_owner_writes_after_handover(
     workers, clients = fence_flow
     dataset = workers.dataset
     ref = bigquery.Table(f"{bq.project}.{dataset}.fenced", schema=SCHEMA)
-    bq.load_table_from_json(rows_at(datetime(2024, 6, 1, tzinfo=UTC), FENCE_ROWS), ref).result()
     watcher = CheckpointWatcher(clients, "fenced")
     watcher.start()
 
@@ -496,6 +522,8 @@ def test_checkpoints_stay_monotone_when_a_frozen_owner_writes_after_handover(
     try:
         for name, node in zip(names, harper_cluster, strict=True):
             workers.start(name, node)
+        snapshot_copied(clients[0], "fenced", FENCE_STATE)
+        bq.load_table_from_json(rows_at(datetime(2024, 6, 1, tzinfo=UTC), FENCE_ROWS), ref).result()
         poll(lambda: info().get("w2-0", {}).get("rows", 0) > 200, 120, "w2 mid catch-up")
         # Whether the thawed w2 still has a window in flight from its old view is a race on a
         # loaded machine: freeze and thaw it again (at most 3 times) until a stale write is seen.
@@ -516,3 +544,81 @@ def test_checkpoints_stay_monotone_when_a_frozen_owner_writes_after_handover(
     # the thawed owner did write older checkpoints (its in-flight window, from its old view):
     # with one shared record per partition these would have won
     assert watcher.stale
+
+
+# -- one snapshot for all workers, its copier killed mid-copy ----------------------------------
+
+COPY_DB, COPY_STATE, COPY_ROWS = "copy", "copy_state", 60_000
+
+
+def test_one_worker_copies_the_snapshot_and_another_takes_over_when_it_is_killed(
+    tmp_path: Path,
+    harper_cluster: list[HarperNode],
+    bq_emulator: Emulator,
+    bq: bigquery.Client,
+) -> None:
+    """`snapshotBy: one`: the first live worker copies the table for every worker (one read of
+    the source); the others wait for its checkpoints. Killed (SIGKILL) mid-copy, the next live
+    worker copies it again after the lease; the third never reads the snapshot; every node ends
+    equal to BigQuery, and the killed worker, back, follows without copying again."""
+    dataset = f"copy_{int(time.time())}"
+    make_source(bq, dataset, "copied", SCHEMA, rows_at(datetime(2024, 6, 1, tzinfo=UTC), COPY_ROWS))
+    workers = Workers(
+        tmp_path,
+        harper_cluster,
+        bq_emulator,
+        dataset,
+        db=COPY_DB,
+        state=COPY_STATE,
+        tables=("copied",),
+        partitions=12,
+    )
+    clients = [HarperClient(n.url, n.username, n.password) for n in harper_cluster]
+    names = ["w0", "w1", "w2"]
+    try:
+        for name, node in zip(names, harper_cluster, strict=True):
+            workers.start(name, node)
+        poll(
+            lambda: 0 < record_count(clients[0], "Copied", COPY_DB) < COPY_ROWS,
+            120,
+            "w0's copy under way",
+        )
+        assert copiers(tmp_path, names, "copied") == ["w0"]
+        workers.kill("w0")
+        assert record_count(clients[0], "Copied", COPY_DB) < COPY_ROWS, "killed mid-copy"
+        assert_every_node_equals_source(
+            clients, expected_ids(bq, dataset, "copied"), 240, "Copied", COPY_DB
+        )
+        assert copiers(tmp_path, names, "copied") == ["w0", "w1"]  # w1 took over, not w2
+        snapshot_copied(clients[0], "copied", COPY_STATE, 12)
+
+        workers.start("w0", harper_cluster[0])
+        poll(
+            lambda: (
+                sorted(
+                    i["partitions"]
+                    for i in worker_info(clients[0], "copied", COPY_STATE).values()
+                    if i["live"]
+                )
+                == [4, 4, 4]
+            ),
+            60,
+            "w0 back with its share",
+        )
+        with live_writes(
+            bq, bigquery.Table(f"{bq.project}.{dataset}.copied", schema=SCHEMA), 100, 0.5, 70_000
+        ):
+            poll(
+                lambda: worker_info(clients[0], "copied", COPY_STATE)["w0-0"]["rows"] > 0,
+                60,
+                "w0 to follow its partitions",
+            )
+        assert_every_node_equals_source(
+            clients, expected_ids(bq, dataset, "copied"), 180, "Copied", COPY_DB
+        )
+        w0_log = (tmp_path / "w0.log").read_text()
+        assert w0_log.count("table copied: copying a snapshot") == 1, "w0 copied only once"
+    finally:
+        workers.close()
+        for client in clients:
+            client.close()

@@ -20,7 +20,9 @@ def test_three_workers_in_one_process_share_the_partitions(
     table = keyed_table(bq, f"workers_{unique}", 3_000, partitions=12)
     _, cfg = write_config(
         [table],
-        sync={"settle": "0s", "workers": 3},
+        # Each worker copies its own partitions (`snapshotBy: each`): the one-copier default
+        # has its own tests (test_change_feed, test_cluster).
+        sync={"settle": "0s", "workers": 3, "snapshotBy": "each"},
     )
     service = run_once(cfg, harper_client)
     assert set(harper_rows(harper_client, cfg.harper.database, "T")) == {

@@ -225,8 +225,9 @@ def start(node: HarperNode, install_dir: Path, timeout_s: float = 60.0) -> int:
     launcher = processes.spawn([str(binary)], _environment(node), node.log_path, node.base)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if is_ready(node):
-            return node.pid() or launcher
+        serving = _serving_pid(node, launcher) if is_ready(node) else None
+        if serving:
+            return serving
         if not processes.alive(launcher) and not processes.alive(node.pid()):
             break
         time.sleep(0.25)
@@ -237,6 +238,40 @@ def start(node: HarperNode, install_dir: Path, timeout_s: float = 60.0) -> int:
         f"Harper '{node.name}' did not answer on {node.url} within {timeout_s:.0f} s; it was "
         f"stopped. Last log lines ({node.log_path}):\n{tail}"
     )
+
+
+def _serving_pid(node: HarperNode, launcher: int) -> int | None:
+    """The pid `pid()` will keep reporting once Harper answers, else None (poll again).
+
+    Harper 4.7 run without a command writes its own pid to hdb.pid before it opens its ports,
+    so at readiness hdb.pid names the process we spawned. Should a Harper ever hand over to a
+    child, that child counts only once the launcher has exited: never return a pid that is
+    about to be replaced.
+    """
+    pid = node.pid()
+    if pid and processes.alive(pid) and (pid == launcher or not processes.alive(launcher)):
+        return pid
+    return None
+
+
+def wait_ready(node: HarperNode, timeout_s: float) -> bool:
+    """Poll is_ready for up to timeout_s: a loaded machine can take longer than one probe."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if is_ready(node):
+            return True
+        if time.monotonic() >= deadline or not processes.alive(node.pid()):
+            return False
+        time.sleep(0.25)
+
+
+def log_excerpt(node: HarperNode, lines: int = 15) -> str:
+    """The last lines of Harper's own log and of its stdout, to say why a node went away."""
+    parts = []
+    for path in (node.root / "log" / "hdb.log", node.log_path):
+        tail = _ANSI.sub("", processes.log_tail(path, lines)).strip()
+        parts.append(f"{path}:\n{tail or '(empty or missing)'}")
+    return "\n".join(parts)
 
 
 def stop(node: HarperNode) -> None:

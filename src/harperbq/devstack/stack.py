@@ -1,11 +1,17 @@
 """`harperbq dev up|down|status`: one local Harper and one emulator, recorded in a state file."""
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from harperbq.devstack import DevStackError, emulator, harper, processes
 from harperbq.devstack.paths import dev_dir, harper_install_dir, write_private
+
+log = logging.getLogger("harperbq.devstack")
+
+# How long `up` waits for a recorded Harper whose process lives but missed one readiness probe.
+REUSE_WAIT_S = 30.0
 
 
 @dataclass
@@ -61,12 +67,24 @@ def up(base: Path | None = None) -> Stack:
     """Start what is not running, reuse what is; on failure stop what this call started."""
     base = base or dev_dir()
     stack = load(base)
+    recorded = stack is not None
     if stack is None:
         stack = Stack(
             harper.new_node(base / "dev" / "harper"),
             emulator.new_emulator(base / "dev" / "emulator"),
         )
     state = stack.running()
+    if not state["harper"] and processes.alive(stack.harper.pid()):
+        # Alive but slow to answer (a loaded machine): reuse it rather than refuse to start.
+        state["harper"] = harper.wait_ready(stack.harper, REUSE_WAIT_S)
+    elif not state["harper"] and recorded:
+        # Harper removes hdb.pid when it exits on its own; a SIGKILL leaves a dead pid in it.
+        log.warning(
+            "the Harper recorded on %s (hdb.pid: %s) is not running; starting a new one. %s",
+            stack.harper.root,
+            stack.harper.pid() or "none",
+            harper.log_excerpt(stack.harper),
+        )
     started: list[str] = []
     try:
         if not state["harper"]:

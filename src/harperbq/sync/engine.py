@@ -214,6 +214,7 @@ class TableEngine:
         on_pass: Callable[[bool], None] | None = None,
         on_target_lost: Callable[[list[int]], None] | None = None,
         guard: Callable[[list[Record]], tuple[list[Record], int]] | None = None,
+        snapshot_leader: Callable[[], bool | None] | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -227,6 +228,10 @@ class TableEngine:
         # Change feed `appends` with a key: drops rows whose Harper record holds a newer
         # version (a later commit may carry an older version), right before they are written.
         self.guard = guard
+        # Change feed with several workers: whether this worker copies a snapshot for every
+        # partition that needs one (True), waits for the worker that does (False), or copies
+        # its own partitions as usual (None: one worker alone, or `snapshotBy: each`).
+        self.snapshot_leader = snapshot_leader
         self._mode: Mode = "none"
         self.status = EngineStatus()
         self._checkpoints: dict[int, Checkpoint] | None = None
@@ -356,6 +361,11 @@ class TableEngine:
                 if self._target_lost(parts):
                     self.status.caught_up = False
                     continue
+            shared = self._shared_snapshot(parts, stop)
+            if shared is not None:
+                if not shared:
+                    return False
+                continue
             if not parts:
                 self.status.caught_up = True
                 return True
@@ -384,6 +394,59 @@ class TableEngine:
                 return True
         return False
 
+    def _needs_snapshot(self, checkpoint: Checkpoint | None, horizon_us: int) -> bool:
+        """No checkpoint, one of the other clock (`_rebased`), or one older than time travel."""
+        if checkpoint is None or not checkpoint.hi or checkpoint.clock != self._clock_kind:
+            return True
+        return parse_iso(checkpoint.hi) < horizon_us
+
+    def _shared_snapshot(self, parts: list[int], stop: threading.Event) -> bool | None:
+        """One snapshot for every worker: the leader copies every partition that needs one
+        (one Storage Read of the table, billed once) and checkpoints them all; the others wait
+        for those checkpoints instead of each reading the whole table for its own partitions.
+        Nobody follows a partition before its copy is complete, so no snapshot row can
+        overwrite a newer version. Returns None when there is nothing to share (the usual plan
+        goes on), False when stopped, True to plan again."""
+        if self._mode == "none" or self.snapshot_leader is None:
+            return None
+        leader = self.snapshot_leader()
+        if leader is None:
+            return None
+        assert isinstance(self.source, FeedSource)
+        horizon = self.source.horizon_us()
+        stored = self.sink.load_checkpoints()  # the copier's checkpoints, or another's reset
+        need = [
+            p
+            for p in range(self.settings.partitions)
+            if self._needs_snapshot(stored.get(p), horizon)
+        ]
+        mine = self._checkpoint_map()
+        if any(self._needs_snapshot(mine.get(p), horizon) for p in parts if p not in need):
+            self.reload_checkpoints()  # copied by the leader since we last looked
+            if self.status.read_mode == "snapshot":
+                self.status.read_mode = "following"
+        if not need:
+            return None
+        if leader or set(need) & set(parts):
+            self.status.caught_up = False  # a copy is due: nobody involved is at the head
+        if leader:
+            log.info(
+                "table %s: copying a snapshot of partitions %s for every worker",
+                self.settings.table_id,
+                need,
+                extra={"table": self.settings.table_id, "partitions": len(need)},
+            )
+            self.reload_checkpoints()  # the generations the copy's checkpoints build on
+            read_parts = None if len(need) == self.settings.partitions else need
+            self._pipeline(need, read_parts, MIN_US, None, stop, parts, copy_for_all=True)
+            return not stop.is_set()
+        if not set(need) & set(parts):
+            return None  # ours are copied: follow them while the rest are
+        self.status.read_mode = "snapshot"
+        self._status_checkpoint(parts)
+        stop.wait(min(1.0, self._grid_us / MICROS))
+        return not stop.is_set()
+
     def _start(self, group: Sequence[int]) -> int | None:
         if self._mode != "none":
             return MIN_US  # before any horizon: the first window is a snapshot
@@ -400,12 +463,13 @@ class TableEngine:
         cap: int | None,
         stop: threading.Event,
         parts: list[int],
+        copy_for_all: bool = False,
     ) -> bool:
         pages: queue.Queue[_Item] = queue.Queue(maxsize=_QUEUE_PAGES)
         halt = threading.Event()
         reader = threading.Thread(
             target=self._read_ahead,
-            args=(read_parts, lo, cap, pages, halt, parts),
+            args=(read_parts, lo, cap, pages, halt, parts, copy_for_all),
             name=f"read-{self.settings.table_id}",
             daemon=True,
         )
@@ -490,7 +554,11 @@ class TableEngine:
         pages: queue.Queue[_Item],
         halt: threading.Event,
         parts: list[int],
+        copy_for_all: bool = False,
     ) -> None:
+        """`copy_for_all`: one snapshot window for other workers' partitions too, then stop
+        (the leader then follows only its own); it ends early if leadership moves."""
+
         def put(item: _Item) -> bool:
             while not halt.is_set():
                 try:
@@ -508,7 +576,12 @@ class TableEngine:
             end = now_us - self.settings.settle_us
             cap = end if cap is None else min(cap, end)
             while not halt.is_set():
-                if sorted(self.owned()) != parts:
+                moved = (
+                    self.snapshot_leader is None or not self.snapshot_leader()
+                    if copy_for_all
+                    else sorted(self.owned()) != parts
+                )
+                if moved:
                     # Ownership changed: hand over at this window boundary and re-plan.
                     put(_Done(caught_up=False))
                     return
@@ -536,6 +609,9 @@ class TableEngine:
                     if not put(_WindowPage(window, page)):
                         return
                 if not put(_End(window, rows, phase, target, length, started)):
+                    return
+                if copy_for_all:
+                    put(_Done(caught_up=False))
                     return
                 if not window.snapshot:
                     length = adapt_length(length, rows, target, window)

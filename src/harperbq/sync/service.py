@@ -88,6 +88,14 @@ class Membership:
     def owned(self, table: TableConfig, worker: str) -> list[int]:
         return membership.owned(table.id, table.partitions, self.live(), worker)
 
+    def snapshot_leader(self, table: TableConfig, worker: str) -> bool | None:
+        """Whether `worker` copies the table's snapshots for every worker (the first live one
+        by id), or None when each copies its own (one worker alone, or `snapshotBy: each`)."""
+        live = self.live()
+        if table.snapshot_by != "one" or len(live) < 2:
+            return None
+        return min(live) == worker
+
     def leave(self) -> None:
         for worker in self.workers:
             try:
@@ -237,6 +245,7 @@ class SyncService:
             on_pass=schema,
             on_target_lost=lambda _: self.metrics.record_event(table.id, worker, "target_lost"),
             guard=side.newer_version_guard(),
+            snapshot_leader=lambda: self.membership.snapshot_leader(table, worker),
         )
 
         def on_error(exc: BaseException) -> None:
