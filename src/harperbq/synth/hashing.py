@@ -48,6 +48,12 @@ def _as_u64(key: npt.ArrayLike) -> U64:
 def hash64(seed: int, stream: int, *keys: npt.ArrayLike) -> U64:
     """64-bit hash of (seed, stream, keys...), broadcast over array keys."""
     h = _mix(np.asarray([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) ^ np.uint64(stream))
+    return extend(h, *keys)
+
+
+def extend(h: U64, *keys: npt.ArrayLike) -> U64:
+    """Hash of (..., keys) from h, the hash of its first keys: hash64(s, st, a, b) equals
+    extend(hash64(s, st, a), b), so a prefix shared by many draws is hashed once."""
     with np.errstate(over="ignore"):
         for key in keys:
             x = np.bitwise_xor(h, _as_u64(key) + _GOLDEN)
@@ -57,7 +63,11 @@ def hash64(seed: int, stream: int, *keys: npt.ArrayLike) -> U64:
 
 def uniform(seed: int, stream: int, *keys: npt.ArrayLike) -> F64:
     """Uniform draws in [0, 1), one per broadcast key."""
-    h = hash64(seed, stream, *keys)
+    return to_unit(hash64(seed, stream, *keys))
+
+
+def to_unit(h: U64) -> F64:
+    """The uniform draw in [0, 1) of a hash (its top 53 bits)."""
     return (h >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
 
 

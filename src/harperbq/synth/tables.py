@@ -26,7 +26,7 @@ from harperbq.synth.cadence import (
     static_interval_s,
 )
 from harperbq.synth.fleet import EPOCH_S
-from harperbq.synth.hashing import Stream, uniform
+from harperbq.synth.hashing import Stream, extend, hash64, to_unit, uniform
 from harperbq.synth.params import SynthParams
 from harperbq.synth.reference import DEPARTURE, EVENT_TYPES, FLAGS, NAV_STATUS, PORTS, VESSEL_TYPES
 from harperbq.synth.track import kinematics
@@ -213,6 +213,10 @@ class Generator:
         self._status_codes = np.array(codes)
         self._status_a = pa.array([NAV_STATUS[c] for c in codes])
         self._phase_cache: dict[int, tuple[Phases, _PhaseColumns]] = {}
+        # the first step of every per-row noise draw, hash64(seed, NOISE, vessel), per vessel
+        self._noise_prefix = hash64(
+            params.seed, Stream.NOISE, np.arange(fleet.size, dtype=np.int64)
+        )
         # status text index per AIS code, as a table (what searchsorted over the codes gives)
         self._status_lut = np.searchsorted(self._status_codes, np.arange(max(codes) + 1))
 
@@ -368,7 +372,8 @@ class Generator:
         if t.size == 0:
             return None
         order = self._write_order(ingested, t_us, vessel, lo)
-        local_w, t_w, t_us_w, vessel_w = local[order], t[order], t_us[order], vessel[order]
+        local_w, t_w = local[order], t[order]
+        t_us_w, vessel_w = t_w * 1_000_000, sub.vessel[local_w]
         nav = sub.nav[local_w]
         # The text columns need only the rows' vessels, phases and days: Arrow builds them in a
         # second thread (it releases the GIL) while the positions are computed here.
@@ -385,9 +390,10 @@ class Generator:
             self.fleet.heading_missing,
             grouped=True,
             vertex=hint,
+            noise_prefix=self._noise_prefix,
         )
         per.vertex[sel] = hint
-        noise = (uniform(p.seed, Stream.NOISE, vessel, t_us, 2) - 0.5) * 0.4
+        noise = (to_unit(extend(self._noise_prefix[vessel], t_us, 2)) - 0.5) * 0.4
         moving = k.speed_kn > 0
         sog = np.where(moving, np.maximum(np.round(k.speed_kn + noise, 1), 0.1), 0.0)
         local, t_us, vessel = local_w, t_us_w, vessel_w

@@ -6,13 +6,14 @@ import numpy as np
 import numpy.typing as npt
 
 from harperbq.synth.fleet import EPOCH_S
-from harperbq.synth.hashing import Stream, hash64, uniform
+from harperbq.synth.hashing import Stream, extend, hash64, to_unit, uniform
 from harperbq.synth.reference import AT_ANCHOR, HEADING_NOT_AVAILABLE, MOORED
 from harperbq.synth.routes import RouteNet, wrap360
 from harperbq.synth.voyages import Phases, Timeline
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ def kinematics(
     heading_missing: npt.NDArray[np.bool_],
     grouped: bool = False,
     vertex: I64 | None = None,
+    noise_prefix: U64 | None = None,
 ) -> Kinematics:
     """State at instants t (seconds) of phases idx: a pure function of the schedule.
 
@@ -42,7 +44,8 @@ def kinematics(
     the route vertex is searched once per phase and walked to for the other rows. `vertex`, per
     phase (-1: unknown), is where to start instead of searching; it is updated to each phase's
     last vertex, so that consecutive windows of the same phases walk on from there. Draws that
-    only stationary or only moving rows use are made for those rows only.
+    only stationary or only moving rows use are made for those rows only. `noise_prefix`, per
+    vessel: hash64(seed, Stream.NOISE, vessel), computed once by the caller.
     """
     start = phases.t[idx]
     dt_h = (t - start) / 3600.0
@@ -78,11 +81,19 @@ def kinematics(
         key = np.where(
             nav_s == MOORED, phases.port[idx[still]], np.floor(start[still]).astype(np.int64)
         )
-        rest[still] = hash64(seed, Stream.NOISE, vessel[still], key, nav_s) % np.uint64(360)
+        if noise_prefix is None:
+            h = hash64(seed, Stream.NOISE, vessel[still], key, nav_s)
+        else:
+            h = extend(noise_prefix[vessel[still]], key, nav_s)
+        rest[still] = h % np.uint64(360)
     heading = rest.astype(np.int64)
     go = np.flatnonzero(moving)
     if go.size:
-        drift = (uniform(seed, Stream.NOISE, vessel[go], t[go], 1) - 0.5) * 6.0
+        if noise_prefix is None:
+            u = uniform(seed, Stream.NOISE, vessel[go], t[go], 1)
+        else:
+            u = to_unit(extend(noise_prefix[vessel[go]], t[go], 1))
+        drift = (u - 0.5) * 6.0
         heading[go] = wrap360(np.rint(course[go] + drift))
     course = np.where(moving | ((nav != MOORED) & (nav != AT_ANCHOR)), course, rest)
     heading[heading_missing[vessel]] = HEADING_NOT_AVAILABLE
