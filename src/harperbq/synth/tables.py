@@ -169,9 +169,7 @@ class _Background:
 @dataclass(frozen=True)
 class _PhaseColumns:
     interval: I64  # position-report interval, s
-    eta_us: I64  # eta in microseconds (0 where null)
-    eta_null: npt.NDArray[np.bool_]
-    vertex: I64  # route vertex each phase was last seen at (-1: not yet), a search hint
+    vertex: npt.NDArray[np.int32]  # route vertex each phase was last seen at (-1: not yet)
 
 
 @dataclass(frozen=True)
@@ -303,15 +301,12 @@ class Generator:
         hit = self._phase_cache.get(id(ph))
         if hit is not None and hit[0] is ph:
             return hit[1]
-        eta_null = np.isnan(ph.eta)
         cols = _PhaseColumns(
             interval=report_interval_s(ph, self.params.sampling_interval_s),
-            eta_us=np.where(eta_null, 0, np.rint(np.nan_to_num(ph.eta) * 1e6)).astype(np.int64),
-            eta_null=eta_null,
-            vertex=np.full(ph.size, -1, dtype=np.int64),
+            vertex=np.full(ph.size, -1, dtype=np.int32),
         )
         self._phase_cache[id(ph)] = (ph, cols)
-        while len(self._phase_cache) > 4:
+        while len(self._phase_cache) > 2:  # as many slots as the timeline keeps
             self._phase_cache.pop(next(iter(self._phase_cache)))
         return cols
 
@@ -378,7 +373,7 @@ class Generator:
         # The text columns need only the rows' vessels, phases and days: Arrow builds them in a
         # second thread (it releases the GIL) while the positions are computed here.
         text = _Background(lambda: self._position_text(sub, local_w, t_w, vessel_w, nav))
-        hint = per.vertex[sel]
+        hint = per.vertex[sel].astype(np.int64)
         # The state is computed in instant order (a phase's rows together, so the route lookups
         # walk from one search per phase), then every column is put in write order.
         k = kinematics(
@@ -398,6 +393,8 @@ class Generator:
         sog = np.where(moving, np.maximum(np.round(k.speed_kn + noise, 1), 0.1), 0.0)
         local, t_us, vessel = local_w, t_us_w, vessel_w
         ingested = ingested[order] if late else t_us
+        eta_null = np.isnan(sub.eta)
+        eta_us = np.where(eta_null, 0, np.rint(np.nan_to_num(sub.eta) * 1e6)).astype(np.int64)
         numbers = {
             "timestamp": self._ts(t_us),
             "length": pa.array(self.fleet.length[vessel]),
@@ -408,7 +405,7 @@ class Generator:
             "speed_knots": pa.array(sog[order]),
             "course": pa.array(np.rint(k.course[order]).astype(np.int64) % 360),
             "heading": pa.array(k.heading[order]),
-            "eta": self._ts(per.eta_us[sel][local], per.eta_null[sel][local]),
+            "eta": self._ts(eta_us[local], eta_null[local]),
             "nav_status": pa.array(nav),
             "ingested_at": self._ts(ingested),
         }
