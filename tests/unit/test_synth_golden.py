@@ -6,6 +6,7 @@ here; a change of chunking alone does not (each column is combined before hashin
 """
 
 import hashlib
+import itertools
 
 import numpy as np
 import pyarrow as pa
@@ -82,7 +83,7 @@ def rows(params: SynthParams, kind: str, lo: float, hi: float, step: float = 0) 
     if not step:
         return gen.table(kind, lo, hi)
     edges = np.arange(lo, hi + step / 2, step)
-    return pa.concat_tables([gen.table(kind, a, b) for a, b in zip(edges, edges[1:])])
+    return pa.concat_tables([gen.table(kind, a, b) for a, b in itertools.pairwise(edges)])
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
