@@ -3,7 +3,8 @@
 Compares the generation rate with the original JavaScript generator's (HarperFast/harper-bigquery-
 sync, `src/generator.js`): measured in the same run when a checkout of that repository is given
 (--original-dir or $HARPERBQ_ORIGINAL_DIR; it is only imported by node from there, never copied),
-else the figure measured earlier on this machine, stated below. Prints one JSON document and a
+else the figure measured earlier on this machine, stated below. Rounds of ours and of the
+original's alternate (--rounds); each side's best round counts. Prints one JSON document and a
 one-line summary. Starts its own BigQuery emulator (loopback, temp dir) unless --no-emulator.
 """
 
@@ -48,22 +49,29 @@ console.log(JSON.stringify({ rows, seconds: s, node: process.version }));
 """
 
 
-def generation(vessels: int, minutes: int) -> dict[str, float]:
+def generation(vessels: int, minutes: int, rounds: int = 1) -> tuple[Generator, dict[str, object]]:
+    """The first `minutes` in 10-minute windows, after the setup call; more rounds: see main."""
     started = time.perf_counter()
     gen = Generator(SynthParams(total_vessels=vessels))
     gen.positions(T0, T0 + 1)  # builds the fleet, the routes and the schedules
     setup_s = time.perf_counter() - started
+    result = generation_round(gen, vessels, minutes, 0)
+    return gen, {"setup_s": round(setup_s, 2), **result}
+
+
+def generation_round(gen: Generator, vessels: int, minutes: int, k: int) -> dict[str, object]:
+    """Round k: the k-th span of `minutes` after T0, in 10-minute windows, as `synth start`."""
     rows = 0
     cpu = time.process_time()
     started = time.perf_counter()
-    for k in range(minutes // 10):
-        rows += gen.positions(T0 + k * 600, T0 + (k + 1) * 600).num_rows
+    first = k * (minutes // 10)
+    for w in range(first, first + minutes // 10):
+        rows += gen.positions(T0 + w * 600, T0 + (w + 1) * 600).num_rows
     elapsed = time.perf_counter() - started
     cpu_s = time.process_time() - cpu
     return {
         "vessels": vessels,
         "window_minutes": minutes,
-        "setup_s": round(setup_s, 2),
         "rows": rows,
         "seconds": round(elapsed, 3),
         "rows_per_s": round(rows / elapsed),
@@ -163,23 +171,42 @@ def main() -> None:
         default=os.environ.get("HARPERBQ_ORIGINAL_DIR"),
         help="checkout of HarperFast/harper-bigquery-sync: time its generator in this run",
     )
-    parser.add_argument("--original-rows", type=int, default=2_000_000)
+    parser.add_argument("--original-rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; best counts")
     args = parser.parse_args()
-    gen = generation(args.vessels, args.minutes)
-    original = original_rate(args.original_dir, args.vessels, args.original_rows)
+    # Ours and the original's rounds alternate, and each side's best round counts: on this shared
+    # machine the load moves by the second, and the best round is the least disturbed one.
+    gen_obj, first = generation(args.vessels, args.minutes)
+    ours = [first]
+    theirs = [original_rate(args.original_dir, args.vessels, args.original_rows)]
+    measured_here = "rows" in theirs[0]
+    for k in range(1, args.rounds):
+        ours.append(generation_round(gen_obj, args.vessels, args.minutes, k))
+        if measured_here:
+            theirs.append(original_rate(args.original_dir, args.vessels, args.original_rows))
+    gen = {**max(ours, key=lambda r: int(str(r["rows_per_s"]))), "setup_s": first["setup_s"]}
+    gen["rounds_rows_per_s"] = [r["rows_per_s"] for r in ours]
+    original = dict(max(theirs, key=lambda r: int(str(r["rows_per_s"]))))
+    if measured_here:
+        original["rounds_rows_per_s"] = [r["rows_per_s"] for r in theirs]
     base = original["rows_per_s"]
     assert isinstance(base, int)
-    ratio = gen["rows_per_s"] / base
+    rate = gen["rows_per_s"]
+    assert isinstance(rate, int)
+    ratio = rate / base
     result: dict[str, object] = {
         "generate": gen,
         "original": original,
         "ratio_to_original": round(ratio, 2),
+        "how_compared": f"best of {args.rounds} alternating rounds each"
+        if measured_here
+        else f"our best of {args.rounds} rounds against the stated figure",
         "aim": f">= {AIM:g}x ({round(AIM * base):,} rows/s)",
     }
     if not args.no_emulator:
         result["emulator_load"] = emulator_load(args.load_vessels, 60)
     print(json.dumps(result, indent=2))
-    measured = "measured in this run" if "rows" in original else "stated"
+    measured = "measured in this run" if measured_here else "stated"
     line = (
         f"synth_rate: generate {gen['rows_per_s']:,} rows/s ({gen['vessels']:,} vessels), "
         f"{ratio:.1f}x the original's {base:,} rows/s ({measured}; aim {AIM:g}x)"
