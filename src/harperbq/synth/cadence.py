@@ -55,10 +55,31 @@ def instants(
     `interval` is per phase, `offset` per vessel (seconds); instants of phase j are the grid points
     offset + k * interval[j] within [max(lo, start_j), min(hi, end_j)).
     """
+    sel, local, t = instants_by_phase(phases, interval, offset, lo, hi, select)
+    return sel[local], t
+
+
+def instants_by_phase(
+    phases: Phases,
+    interval: I64,
+    offset: I64,
+    lo: float,
+    hi: float,
+    select: npt.NDArray[np.bool_] | None = None,
+    rank: I64 | None = None,
+) -> tuple[I64, I64, I64]:
+    """`instants` as (phases that report, index into them per report, unix second per report).
+
+    Reports of one phase are contiguous and in time order. Phases come in vessel order, or in the
+    order of `rank` (per vessel) when given, so that one stable sort by time then gives
+    (time, rank) order. Per-phase values gathered at `sel` and then at the index stay in cache.
+    """
     mask = (phases.t < hi) & (phases.end > lo)
     if select is not None:
         mask &= select
     sel = np.flatnonzero(mask)
+    if rank is not None:
+        sel = sel[np.argsort(rank[phases.vessel[sel]], kind="stable")]
     a = np.maximum(phases.t[sel], lo)
     b = np.minimum(phases.end[sel], hi)
     off = offset[phases.vessel[sel]]
@@ -67,11 +88,11 @@ def instants(
     k1 = np.ceil((b - off) / step).astype(np.int64)
     count = np.maximum(k1 - k0, 0)
     total = int(count.sum())
-    phase = np.repeat(sel, count)
+    local = np.repeat(np.arange(sel.shape[0], dtype=np.int64), count)
     first = np.repeat(np.cumsum(count) - count, count)
     k = np.repeat(k0, count) + (np.arange(total, dtype=np.int64) - first)
     t = np.repeat(off, count) + k * np.repeat(step, count)
-    return phase, t
+    return sel, local, t
 
 
 def rows_per_day(sampling_interval_s: float, share: dict[str, float]) -> float:

@@ -11,7 +11,7 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib.metadata import version
 from pathlib import Path
 
@@ -131,16 +131,75 @@ class RouteNet:
     def distance(self) -> F64:
         return self.length.reshape(self.n_ports, self.n_ports)
 
+    @cached_property
+    def _steps(self) -> tuple[F64, F64, F64]:
+        """Per vertex: the change of cum, lat and lon to the next vertex (computed once)."""
+        nxt = np.minimum(np.arange(1, self.cum.shape[0] + 1), self.cum.shape[0] - 1)
+        return self.cum[nxt] - self.cum, self.lat[nxt] - self.lat, self.lon[nxt] - self.lon
+
     def locate(self, path: I64, s: F64) -> tuple[F64, F64, F64]:
         """Latitude, longitude (wrapped to [-180, 180)) and segment course at distance s."""
+        lat, lon, course, _ = self.locate_runs(path, s)
+        return lat, lon, course
+
+    def locate_runs(
+        self, path: I64, s: F64, runs: I64 | None = None, hint: I64 | None = None
+    ) -> tuple[F64, F64, F64, I64]:
+        """`locate`, plus each row's vertex, for rows in runs along one path (a phase's reports).
+
+        `runs`: first row of each run; `hint`: a vertex per run to start from (-1: none). Runs
+        without a hint are searched for their first row; every row then walks from its run's
+        vertex to the one a full search finds (the last with key <= query, within the path).
+        """
         s = np.clip(s, 0.0, self.length[path])
-        j = np.searchsorted(self.key, path * _KEY_STRIDE + s, side="right") - 1
-        j = np.clip(j, self.ptr[path], self.ptr[path + 1] - 2)
-        seg = self.cum[j + 1] - self.cum[j]
+        q = path * _KEY_STRIDE + s
+        lo_v, hi_v = self.ptr[path], self.ptr[path + 1] - 2
+        if runs is None or q.size == 0:
+            j = np.clip(np.searchsorted(self.key, q, side="right") - 1, lo_v, hi_v)
+        else:
+            first = np.full(runs.shape, -1, dtype=np.int64) if hint is None else hint.copy()
+            todo = np.flatnonzero(first < 0)
+            first[todo] = np.searchsorted(self.key, q[runs[todo]], side="right") - 1
+            j = np.repeat(first, np.diff(runs, append=q.shape[0]))
+            j = self._walk(q, np.clip(j, lo_v, hi_v), lo_v, hi_v)
+        dcum, dlat, dlon = self._steps
+        seg = dcum[j]
         frac = np.clip(np.divide(s - self.cum[j], seg, out=np.zeros_like(s), where=seg > 0), 0, 1)
-        lat = self.lat[j] + frac * (self.lat[j + 1] - self.lat[j])
-        lon = self.lon[j] + frac * (self.lon[j + 1] - self.lon[j])
-        return lat, np.mod(lon + 180.0, 360.0) - 180.0, self.course[j]
+        lat = self.lat[j] + frac * dlat[j]
+        lon = self.lon[j] + frac * dlon[j]
+        return lat, wrap360(lon + 180.0) - 180.0, self.course[j], j
+
+    def _walk(self, q: F64, j: I64, lo_v: I64, hi_v: I64) -> I64:
+        """From a guess j in [lo_v, hi_v], the last vertex in that range with key <= q (or lo_v):
+        what searchsorted-then-clip gives, since keys never decrease."""
+        key = self.key
+        up = np.flatnonzero(key[j + 1] <= q)
+        up = up[j[up] < hi_v[up]]
+        while up.size:
+            j[up] += 1
+            up = up[(j[up] < hi_v[up]) & (key[j[up] + 1] <= q[up])]
+        down = np.flatnonzero(key[j] > q)
+        down = down[j[down] > lo_v[down]]
+        while down.size:
+            j[down] -= 1
+            down = down[(j[down] > lo_v[down]) & (key[j[down]] > q[down])]
+        return j
+
+
+def wrap360(x: F64) -> F64:
+    """np.mod(x, 360.0) value for value (a zero may keep its sign), cheaper when x is in
+    [-360, 720): numpy's float mod is fmod plus the divisor for a negative result, and on that
+    range fmod is x or x - 360 exactly. May return x itself."""
+    if x.size == 0:
+        return x
+    lo, hi = float(x.min()), float(x.max())
+    if lo >= 0.0 and hi < 360.0:
+        return x
+    if lo >= 0.0 and hi < 720.0:
+        return np.where(x >= 360.0, x - 360.0, x)
+    if lo >= -360.0 and hi < 360.0:
+        return np.where(x < 0.0, x + 360.0, x)
+    return np.asarray(np.mod(x, 360.0), dtype=np.float64)
 
 
 def _polyline_nm(points: list[tuple[float, float]]) -> float:

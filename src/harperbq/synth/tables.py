@@ -8,6 +8,8 @@ Because every row's times are fixed by the timeline, generating [a, c) gives exa
 [a, b) followed by those of [b, c), whatever a < b < c.
 """
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,9 +19,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from google.cloud import bigquery
 
-from harperbq.synth.cadence import instants, report_interval_s, static_interval_s
+from harperbq.synth.cadence import (
+    instants,
+    instants_by_phase,
+    report_interval_s,
+    static_interval_s,
+)
 from harperbq.synth.fleet import EPOCH_S
-from harperbq.synth.hashing import Stream, uniform
+from harperbq.synth.hashing import Stream, extend, hash64, to_unit, uniform
 from harperbq.synth.params import SynthParams
 from harperbq.synth.reference import DEPARTURE, EVENT_TYPES, FLAGS, NAV_STATUS, PORTS, VESSEL_TYPES
 from harperbq.synth.track import kinematics
@@ -132,6 +139,39 @@ def _sort(table: pa.Table, time_col: str, mmsi_col: str) -> pa.Table:
     return table.sort_by(keys)
 
 
+class _Background:
+    """Runs fn in a short-lived thread; result() joins it and returns (or raises) its outcome.
+
+    One thread per call, joined before the call returns: nothing outlives the window.
+    """
+
+    def __init__(self, fn: Callable[[], dict[str, pa.Array]]) -> None:
+        self._fn = fn
+        self._value: dict[str, pa.Array] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="synth-text", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> dict[str, pa.Array]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
+@dataclass(frozen=True)
+class _PhaseColumns:
+    interval: I64  # position-report interval, s
+    vertex: npt.NDArray[np.int32]  # route vertex each phase was last seen at (-1: not yet)
+
+
 @dataclass(frozen=True)
 class WindowRows:
     positions: pa.Table
@@ -170,6 +210,13 @@ class Generator:
         codes = sorted(NAV_STATUS)
         self._status_codes = np.array(codes)
         self._status_a = pa.array([NAV_STATUS[c] for c in codes])
+        self._phase_cache: dict[int, tuple[Phases, _PhaseColumns]] = {}
+        # the first step of every per-row noise draw, hash64(seed, NOISE, vessel), per vessel
+        self._noise_prefix = hash64(
+            params.seed, Stream.NOISE, np.arange(fleet.size, dtype=np.int64)
+        )
+        # status text index per AIS code, as a table (what searchsorted over the codes gives)
+        self._status_lut = np.searchsorted(self._status_codes, np.arange(max(codes) + 1))
 
     # -- shared helpers ---------------------------------------------------------------------
     def _lateness(self, stream_key: I64, vessel: I64) -> I64:
@@ -202,6 +249,9 @@ class Generator:
         return pc.take(dictionary, pa.array(index))
 
     def _nav_text(self, nav: I64) -> pa.Array:
+        lut = self._status_lut
+        if nav.size and int(nav.min()) >= 0 and int(nav.max()) < lut.shape[0]:
+            return self._str(self._status_a, lut[nav])
         return self._str(self._status_a, np.searchsorted(self._status_codes, nav))
 
     @staticmethod
@@ -224,73 +274,143 @@ class Generator:
         return _sort(pa.concat_tables(parts), "timestamp", "mmsi")
 
     def _write_order(self, ingested_us: I64, t_us: I64, vessel: I64, lo: float) -> I64:
-        """Write order (ingested_at, timestamp, mmsi) as one integer sort: cheaper than Arrow's."""
+        """Write order (ingested_at, timestamp, mmsi) as one integer sort: cheaper than Arrow's.
+
+        Rows must come in (MMSI rank, time) order, as `instants_by_phase(..., rank=...)` gives
+        them. Keys
+        are unique but for exact copies (which give identical rows whichever comes first), so an
+        unstable sort is as good as a stable one.
+        """
         k1 = ingested_us // 1_000_000 - int(np.floor(lo))
+        if not k1.size:
+            return np.zeros(0, dtype=np.int64)
+        if ingested_us is t_us:  # nothing late: a stable sort by second keeps MMSI rank order
+            top = int(k1.max())
+            if int(k1.min()) >= 0 and top < 1 << 16:
+                return np.argsort(k1.astype(np.uint16), kind="stable")
+            return np.argsort(k1, kind="stable")
         late = (ingested_us - t_us) // 1_000_000
-        if k1.size and (k1.max() >= 1 << 22 or late.max() >= 1 << 22):
+        if k1.max() >= 1 << 22 or late.max() >= 1 << 22:
             return np.lexsort((self._mmsi_rank[vessel], t_us, ingested_us))
         key = (k1 << 42) | (((1 << 22) - 1 - late) << 20) | self._mmsi_rank[vessel]
-        return np.argsort(key, kind="stable")
+        return np.argsort(key)
 
-    def _positions_slot(
-        self, ph: Phases, a: float, b: float, lo: float, hi: float
-    ) -> pa.Table | None:
-        p = self.params
-        interval = report_interval_s(ph, p.sampling_interval_s)
-        phase, t = instants(ph, interval, self.fleet.report_offset, a, b)
-        vessel = ph.vessel[phase]
-        t_us = t * 1_000_000
-        ingested = t_us + self._lateness(t_us, vessel)
-        keep = np.flatnonzero((ingested >= lo * 1e6) & (ingested < hi * 1e6))
-        if keep.size == 0:
-            return None
-        keep = keep[self._copies(t_us[keep], vessel[keep])]
-        keep = keep[self._write_order(ingested[keep], t_us[keep], vessel[keep], lo)]
-        phase, t, t_us, vessel, ingested = (
-            phase[keep],
-            t[keep],
-            t_us[keep],
-            vessel[keep],
-            ingested[keep],
+    def _per_phase(self, ph: Phases) -> "_PhaseColumns":
+        """Per-phase inputs of the position rows, kept for the slots in use (windows of one slot
+        share them: the bench makes six calls per slot, `synth start` one a minute)."""
+        hit = self._phase_cache.get(id(ph))
+        if hit is not None and hit[0] is ph:
+            return hit[1]
+        cols = _PhaseColumns(
+            interval=report_interval_s(ph, self.params.sampling_interval_s),
+            vertex=np.full(ph.size, -1, dtype=np.int32),
         )
-        k = kinematics(
-            p.seed, self.timeline.net, ph, phase, t.astype(np.float64), self.fleet.heading_missing
-        )
-        noise = (uniform(p.seed, Stream.NOISE, vessel, t_us, 2) - 0.5) * 0.4
-        moving = k.speed_kn > 0
-        sog = np.where(moving, np.maximum(np.round(k.speed_kn + noise, 1), 0.1), 0.0)
-        day = t // 86_400
-        days, day_idx = np.unique(day, return_inverse=True)
-        day_str = np.array(
-            [datetime.fromtimestamp(int(d) * 86_400, UTC).strftime("%Y%m%d") for d in days]
-        )
-        nav = k.nav
-        eta = ph.eta[phase]
-        eta_null = np.isnan(eta)
-        cols = {
-            "timestamp": self._ts(t_us),
+        self._phase_cache[id(ph)] = (ph, cols)
+        while len(self._phase_cache) > 2:  # as many slots as the timeline keeps
+            self._phase_cache.pop(next(iter(self._phase_cache)))
+        return cols
+
+    def _position_text(
+        self, sub: Phases, local: I64, t: I64, vessel: I64, nav: I64
+    ) -> dict[str, pa.Array]:
+        """The string columns of position rows (in the rows' order)."""
+        day_str, day_idx = self._day_strings(t)
+        return {
             "mmsi": self._str(self._mmsi_a, vessel),
             "imo": self._str(self._imo_a, vessel),
             "vessel_name": self._str(self._names, vessel),
             "vessel_type": self._str(self._type_a, vessel),
             "flag": self._str(self._flag_a, vessel),
+            "status": self._nav_text(nav),
+            "destination": self._str(self._port_name, sub.dest[local]),
+            "report_date": self._str(day_str, day_idx),
+        }
+
+    def _day_strings(self, t: I64) -> tuple[npt.NDArray[np.str_], I64]:
+        """report_date (YYYYMMDD) per row: the days spanned, and each row's index among them."""
+        day = t // 86_400
+        first, last = int(day.min()), int(day.max())
+        names = np.array(
+            [
+                datetime.fromtimestamp(d * 86_400, UTC).strftime("%Y%m%d")
+                for d in range(first, last + 1)
+            ]
+        )
+        return names, day - first
+
+    def _positions_slot(
+        self, ph: Phases, a: float, b: float, lo: float, hi: float
+    ) -> pa.Table | None:
+        p = self.params
+        per = self._per_phase(ph)
+        sel, local, t = instants_by_phase(
+            ph, per.interval, self.fleet.report_offset, a, b, rank=self._mmsi_rank
+        )
+        if t.size == 0:
+            return None
+        sub = ph.take(sel)  # the window's phases: row gathers below read from cache
+        vessel = sub.vessel[local]
+        t_us = t * 1_000_000
+        late = p.late_fraction > 0
+        ingested = t_us + self._lateness(t_us, vessel) if late else t_us
+        keep: I64 | None = None
+        if late or not (ingested.min() >= lo * 1e6 and ingested.max() < hi * 1e6):
+            keep = np.flatnonzero((ingested >= lo * 1e6) & (ingested < hi * 1e6))
+            if keep.size == 0:
+                return None
+        if p.duplicate_fraction > 0:
+            base = keep if keep is not None else np.arange(t.shape[0], dtype=np.int64)
+            keep = base[self._copies(t_us[base], vessel[base])]
+        if keep is not None:
+            local, t, t_us, vessel = local[keep], t[keep], t_us[keep], vessel[keep]
+            ingested = ingested[keep] if late else t_us
+        if t.size == 0:
+            return None
+        order = self._write_order(ingested, t_us, vessel, lo)
+        local_w, t_w = local[order], t[order]
+        t_us_w, vessel_w = t_w * 1_000_000, sub.vessel[local_w]
+        nav = sub.nav[local_w]
+        # The text columns need only the rows' vessels, phases and days: Arrow builds them in a
+        # second thread (it releases the GIL) while the positions are computed here.
+        text = _Background(lambda: self._position_text(sub, local_w, t_w, vessel_w, nav))
+        hint = per.vertex[sel].astype(np.int64)
+        # The state is computed in instant order (a phase's rows together, so the route lookups
+        # walk from one search per phase), then every column is put in write order.
+        k = kinematics(
+            p.seed,
+            self.timeline.net,
+            sub,
+            local,
+            t.astype(np.float64),
+            self.fleet.heading_missing,
+            grouped=True,
+            vertex=hint,
+            noise_prefix=self._noise_prefix,
+        )
+        per.vertex[sel] = hint
+        noise = (to_unit(extend(self._noise_prefix[vessel], t_us, 2)) - 0.5) * 0.4
+        moving = k.speed_kn > 0
+        sog = np.where(moving, np.maximum(np.round(k.speed_kn + noise, 1), 0.1), 0.0)
+        local, t_us, vessel = local_w, t_us_w, vessel_w
+        ingested = ingested[order] if late else t_us
+        eta_null = np.isnan(sub.eta)
+        eta_us = np.where(eta_null, 0, np.rint(np.nan_to_num(sub.eta) * 1e6)).astype(np.int64)
+        numbers = {
+            "timestamp": self._ts(t_us),
             "length": pa.array(self.fleet.length[vessel]),
             "beam": pa.array(self.fleet.beam[vessel]),
-            "draft": pa.array(ph.draft[phase]),
-            "latitude": pa.array(np.round(k.latitude, 6)),
-            "longitude": pa.array(np.round(k.longitude, 6)),
-            "speed_knots": pa.array(sog),
-            "course": pa.array(np.rint(k.course).astype(np.int64) % 360),
-            "heading": pa.array(k.heading),
-            "status": self._nav_text(nav),
-            "destination": self._str(self._port_name, ph.dest[phase]),
-            "eta": self._ts(
-                np.where(eta_null, 0, np.rint(np.nan_to_num(eta) * 1e6)).astype(np.int64), eta_null
-            ),
-            "report_date": self._str(day_str, day_idx.astype(np.int64)),
+            "draft": pa.array(sub.draft[local]),
+            "latitude": pa.array(np.round(k.latitude[order], 6)),
+            "longitude": pa.array(np.round(k.longitude[order], 6)),
+            "speed_knots": pa.array(sog[order]),
+            "course": pa.array(np.rint(k.course[order]).astype(np.int64) % 360),
+            "heading": pa.array(k.heading[order]),
+            "eta": self._ts(eta_us[local], eta_null[local]),
             "nav_status": pa.array(nav),
             "ingested_at": self._ts(ingested),
         }
+        cols = {**numbers, **text.result()}
+        cols = {f.name: cols[f.name] for f in POSITIONS_SCHEMA}
         return pa.Table.from_pydict(cols, schema=arrow_schema(POSITIONS_SCHEMA))
 
     # -- port_events ------------------------------------------------------------------------

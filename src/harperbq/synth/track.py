@@ -6,13 +6,14 @@ import numpy as np
 import numpy.typing as npt
 
 from harperbq.synth.fleet import EPOCH_S
-from harperbq.synth.hashing import Stream, hash64, uniform
+from harperbq.synth.hashing import Stream, extend, hash64, to_unit, uniform
 from harperbq.synth.reference import AT_ANCHOR, HEADING_NOT_AVAILABLE, MOORED
-from harperbq.synth.routes import RouteNet
+from harperbq.synth.routes import RouteNet, wrap360
 from harperbq.synth.voyages import Phases, Timeline
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
 
 
 @dataclass(frozen=True)
@@ -33,32 +34,69 @@ def kinematics(
     idx: I64,
     t: F64,
     heading_missing: npt.NDArray[np.bool_],
+    grouped: bool = False,
+    vertex: I64 | None = None,
+    noise_prefix: U64 | None = None,
 ) -> Kinematics:
-    """State at instants t (seconds) of phases idx: a pure function of the schedule."""
-    dt_h = (t - phases.t[idx]) / 3600.0
+    """State at instants t (seconds) of phases idx: a pure function of the schedule.
+
+    `grouped`: each phase's rows are contiguous and in time order (as `instants` returns them), so
+    the route vertex is searched once per phase and walked to for the other rows. `vertex`, per
+    phase (-1: unknown), is where to start instead of searching; it is updated to each phase's
+    last vertex, so that consecutive windows of the same phases walk on from there. Draws that
+    only stationary or only moving rows use are made for those rows only. `noise_prefix`, per
+    vessel: hash64(seed, Stream.NOISE, vessel), computed once by the caller.
+    """
+    start = phases.t[idx]
+    dt_h = (t - start) / 3600.0
     v = phases.v[idx]
     amp = phases.amp[idx]
-    s = phases.s0[idx] + v * dt_h
+    s0 = phases.s0[idx]
+    s = s0 + v * dt_h
     direction = np.sign(v)
     trawling = amp > 0
     if trawling.any():
         a = amp[trawling]
         w = np.mod(np.abs(v[trawling]) * dt_h[trawling] / a + 1.0, 4.0)
-        s[trawling] = phases.s0[idx][trawling] + a * (np.abs(w - 2.0) - 1.0)
+        s[trawling] = s0[trawling] + a * (np.abs(w - 2.0) - 1.0)
         direction[trawling] = np.where(w >= 2.0, 1.0, -1.0)
     path = phases.path[idx]
-    lat, lon, seg_course = net.locate(path, s)
+    if grouped:
+        runs = np.flatnonzero(np.diff(idx, prepend=-1) != 0)
+        hint = vertex[idx[runs]] if vertex is not None else None
+        lat, lon, seg_course, j = net.locate_runs(path, s, runs, hint)
+        if vertex is not None:
+            vertex[idx[runs]] = j[np.append(runs[1:], idx.shape[0]) - 1]
+    else:
+        lat, lon, seg_course = net.locate(path, s)
     moving = direction != 0
-    course = np.where(direction < 0, seg_course + 180.0, seg_course) % 360.0
+    course = wrap360(np.where(direction < 0, seg_course + 180.0, seg_course))
     vessel = phases.vessel[idx]
     nav = phases.nav[idx]
     # A ship alongside keeps one heading per port; at anchor one per anchoring.
-    key = np.where(nav == MOORED, phases.port[idx], np.floor(phases.t[idx]).astype(np.int64))
-    rest = (hash64(seed, Stream.NOISE, vessel, key, nav) % np.uint64(360)).astype(np.float64)
-    drift = (uniform(seed, Stream.NOISE, vessel, t, 1) - 0.5) * 6.0
-    heading = np.where(moving, np.rint(course + drift) % 360, rest).astype(np.int64)
+    still = np.flatnonzero(~moving)
+    rest = np.zeros(idx.shape, dtype=np.float64)
+    if still.size:
+        nav_s = nav[still]
+        key = np.where(
+            nav_s == MOORED, phases.port[idx[still]], np.floor(start[still]).astype(np.int64)
+        )
+        if noise_prefix is None:
+            h = hash64(seed, Stream.NOISE, vessel[still], key, nav_s)
+        else:
+            h = extend(noise_prefix[vessel[still]], key, nav_s)
+        rest[still] = h % np.uint64(360)
+    heading = rest.astype(np.int64)
+    go = np.flatnonzero(moving)
+    if go.size:
+        if noise_prefix is None:
+            u = uniform(seed, Stream.NOISE, vessel[go], t[go], 1)
+        else:
+            u = to_unit(extend(noise_prefix[vessel[go]], t[go], 1))
+        drift = (u - 0.5) * 6.0
+        heading[go] = wrap360(np.rint(course[go] + drift))
     course = np.where(moving | ((nav != MOORED) & (nav != AT_ANCHOR)), course, rest)
-    heading = np.where(heading_missing[vessel], HEADING_NOT_AVAILABLE, heading)
+    heading[heading_missing[vessel]] = HEADING_NOT_AVAILABLE
     return Kinematics(lat, lon, np.abs(v), course, heading, nav, s)
 
 

@@ -69,6 +69,14 @@ class Phases:
     def size(self) -> int:
         return int(self.t.shape[0])
 
+    def take(self, sel: I64) -> "Phases":
+        """The phases at `sel`, in that order: a small table that row gathers read from cache.
+
+        Not grouped by vessel (`ptr` is empty): for `kinematics`, not for `track_at`.
+        """
+        cols = {name: getattr(self, name)[sel] for name in (*_COLUMNS, "end")}
+        return Phases(ptr=np.zeros(0, dtype=np.int64), **cols)
+
 
 @dataclass
 class _Buffer:
