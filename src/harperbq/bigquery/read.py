@@ -240,8 +240,8 @@ class StorageReader:
     billing_project: str
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     max_streams: int = 4
-    queue_batches: int = 8
-    max_batch_rows: int = 10_000
+    queue_batches: int = 4
+    max_batch_rows: int = 5_000
     """Larger server batches are sliced (zero-copy) so consumers see bounded pages."""
     last: SessionStats = field(default_factory=SessionStats)
     bytes_scanned: int = 0

@@ -67,11 +67,13 @@ def run(
     """Run the sync for every configured table (or --table ...) until SIGTERM/SIGINT."""
     from harperbq.bigquery.client import make_client
     from harperbq.harper.connect import harper_client
+    from harperbq.memory import limit_arenas
     from harperbq.metrics import SyncMetrics
     from harperbq.readiness import Readiness
     from harperbq.server import InsecureBind, serve
     from harperbq.sync.service import SyncService
 
+    limit_arenas()  # before any thread: each would take its own arena
     logs.configure(log_format, debug)
     cfg = load_or_exit(config)
     _known_tables(cfg, table)

@@ -52,7 +52,7 @@ log = logging.getLogger("harperbq.sync.engine")
 Record = dict[str, Any]
 INITIAL_WINDOW_US = 60 * MICROS
 _JUMP_AFTER_EMPTY_US = 3600 * MICROS
-_QUEUE_PAGES = 4
+_QUEUE_PAGES = 3  # pages of at most 10 000 converted rows (~10 MB), 5 000 from Storage Read
 _AUDIT_SAMPLES_PER_WINDOW = 5
 _PROBES_PER_PARTITION = 3
 
@@ -475,7 +475,7 @@ class TableEngine:
         )
         reader.start()
         counts: Counter[int] = Counter()
-        probes: dict[int, list[str]] = {}
+        probes = _Probes()
         skipped = coerced = 0
         try:
             while True:
@@ -502,7 +502,7 @@ class TableEngine:
                     for record, partition in zip(
                         item.page.records, item.page.partitions, strict=True
                     ):
-                        probes.setdefault(partition, []).append(str(record["id"]))
+                        probes.add(partition, str(record["id"]))
                     skipped += len(item.page.problems)
                     coerced += item.page.coerced
                     self._audit_problems(item.window, item.page.problems)
@@ -511,15 +511,16 @@ class TableEngine:
                         len(item.page.records),
                         time.monotonic() - started,
                     )
+                    del page, item  # not held while waiting for the next one
                 elif isinstance(item, _End):
                     if self._target_lost(group):
                         return False  # re-plan from the reset checkpoints
                     if item.window.snapshot:
                         self.status.read_mode = "following"
-                    self._save(group, item.window, counts, item, _pick(probes))
+                    self._save(group, item.window, counts, item, probes.picked())
                     self._audit_coerced(item.window, coerced)
                     self._record_window(item, counts, skipped)
-                    counts, skipped, coerced, probes = Counter(), 0, 0, {}
+                    counts, skipped, coerced, probes = Counter(), 0, 0, _Probes()
                     if self.on_pass is not None:
                         self.on_pass(True)
                 elif isinstance(item, _Done):
@@ -608,6 +609,7 @@ class TableEngine:
                     rows += len(page.deleted)
                     if not put(_WindowPage(window, page)):
                         return
+                    del page  # the queue holds it now: not also while the next one is read
                 if not put(_End(window, rows, phase, target, length, started)):
                     return
                 if copy_for_all:
@@ -822,10 +824,26 @@ class TableEngine:
 _RECENT_MAX = 500
 
 
-def _pick(ids_by_partition: dict[int, list[str]]) -> dict[int, list[str]]:
-    """A few ids per partition (first, middle, last written): the next window's probes."""
-    out: dict[int, list[str]] = {}
-    for partition, ids in ids_by_partition.items():
-        picks = [ids[0], ids[len(ids) // 2], ids[-1]]
-        out[partition] = list(dict.fromkeys(picks))[:_PROBES_PER_PARTITION]
-    return out
+class _Probes:
+    """A few ids per partition written in one window (first, one from the second half, last):
+    the next window's probes. Bounded: a snapshot window writes every row of the table, and a
+    list of all its ids grew with the table (about 90 B a row)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, list[Any]] = {}  # partition -> [count, first, middle, last]
+
+    def add(self, partition: int, record_id: str) -> None:
+        seen = self._seen.get(partition)
+        if seen is None:
+            self._seen[partition] = [1, record_id, record_id, record_id]
+            return
+        seen[0] += 1
+        if seen[0] & (seen[0] - 1) == 0:  # the count is a power of two: index in [n/2, n)
+            seen[2] = record_id
+        seen[3] = record_id
+
+    def picked(self) -> dict[int, list[str]]:
+        return {
+            partition: list(dict.fromkeys(ids))[:_PROBES_PER_PARTITION]
+            for partition, (_, *ids) in self._seen.items()
+        }

@@ -215,6 +215,7 @@ class ChangeFeedSource:
                 page.records, page.partitions
             )
             yield page
+            del page  # not held while the next page is converted
 
     def _snapshot(self, at_us: int, parts: Sequence[int] | None, page_rows: int) -> Iterator[Page]:
         """The table as of `at_us`: every row a feed from `at_us` on must not read again."""
@@ -252,6 +253,7 @@ class ChangeFeedSource:
                     page.records, page.partitions
                 )
             yield page
+            del page  # not held while the next page is converted
 
 
 def shared_job_id(query: sql.Query) -> str:

@@ -228,6 +228,7 @@ class BigQuerySource:
                     page.records, page.partitions
                 )
             yield page
+            del page  # not held while the next page is converted
         self._last_rows = rows
 
     def newest_versions(self) -> NewestVersions | None:

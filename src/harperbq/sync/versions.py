@@ -28,6 +28,7 @@ Record = dict[str, Any]
 CursorMicros = Callable[[Any], int | None]
 TieBreak = Callable[[Mapping[str, Any]], int]
 _OLDEST = -(1 << 63)
+_INT64_OFFSET = 1 << 63
 
 
 def _no_tie_break(_record: Mapping[str, Any]) -> int:
@@ -48,11 +49,18 @@ class NewestVersions:
         self._cursor = cursor
         self._micros = micros
         self._tie_break = tie_break
-        self._best: dict[str, tuple[int, int, str]] = {}
+        # One int per key, not a tuple of three: a snapshot read keeps an entry for every key
+        # of the table, and the tuple's four objects were most of its peak memory.
+        self._best: dict[str, int] = {}
 
-    def _rank(self, record: Mapping[str, Any]) -> tuple[int, int, str]:
+    def _rank(self, record: Mapping[str, Any]) -> int:
+        """(cursor, tie-break, row hash) packed into one int that orders as the tuple would:
+        the hash (128 bits) in the low bits, the tie-break (a signed INT64) above it, the
+        cursor (any size, NULL oldest) on top."""
         at = self._micros(record.get(self._cursor))
-        return (_OLDEST if at is None else at, self._tie_break(record), row_hash(record))
+        top = 0 if at is None else at - _OLDEST
+        tie = self._tie_break(record) + _INT64_OFFSET
+        return (top << 192) | (tie << 128) | int(row_hash(record), 16)
 
     def keep(
         self, records: list[Record], partitions: list[int]
