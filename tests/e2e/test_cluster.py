@@ -299,6 +299,13 @@ def test_cluster_shares_work_survives_kill_and_rebalances(
     snapshot_copied(clients[0], "positions")
     snapshot_copied(clients[0], "backlog")
     assert len(copiers(workers.tmp, names, "positions")) == 1
+
+    # Every worker has its third before the rows arrive (a slow start would hand one all of them).
+    def thirds() -> bool:
+        info = worker_info(clients[0])
+        return sorted(info.get(f"{w}-0", {}).get("partitions", 0) for w in names) == [20] * 3
+
+    poll(thirds, 60, "every worker to own a third")
     bq.load_table_from_json(rows_at(start, 24_000), ref).result()
 
     # (a) work is shared: every worker writes about a third of the catch-up.
