@@ -301,3 +301,207 @@ def test_the_node_name_variable_up_sh_sets_is_the_one_sync_run_reads() -> None:
     result = CliRunner().invoke(app, ["sync", "run", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "HARPERBQ_NODE_NAME" in result.output and "HARPERBQ_NODE_NAME" in UP.read_text()
+
+
+# -- Datadog and CloudWatch ---------------------------------------------------------------------
+
+DATADOG = DEPLOY / "datadog" / "conf.d" / "openmetrics.d" / "conf.yaml"
+CLOUDWATCH_AGENT = DEPLOY / "cloudwatch" / "amazon-cloudwatch-agent.json"
+CLOUDWATCH_SCRAPE = DEPLOY / "cloudwatch" / "prometheus.yaml"
+
+# The keys each tool documents. Datadog's OpenMetrics check (Agent 7.32+, `openmetrics_endpoint`
+# mode): `instances` entries need `openmetrics_endpoint`, `namespace` and `metrics`; the others
+# used here are its HTTP and common instance options. The CloudWatch agent's Prometheus section
+# (logs.metrics_collected.prometheus) and its EMF processor's declarations.
+DATADOG_REQUIRED = {"openmetrics_endpoint", "namespace", "metrics"}
+DATADOG_OPTIONAL = {"extra_headers", "headers", "tags", "min_collection_interval"}
+CLOUDWATCH_PROMETHEUS = {
+    "cluster_name",
+    "log_group_name",
+    "prometheus_config_path",
+    "emf_processor",
+}
+CLOUDWATCH_EMF = {
+    "metric_declaration_dedup",
+    "metric_namespace",
+    "metric_unit",
+    "metric_declaration",
+}
+CLOUDWATCH_DECLARATION = {"source_labels", "label_matcher", "dimensions", "metric_selectors"}
+CLOUDWATCH_UNITS = {"Seconds", "Bytes", "Count"}
+_SPEC_BY_NAME = {m.name: m for m in METRICS}
+
+
+def _families_as_parsed() -> dict[str, str]:
+    """Metric family names as the Datadog check sees them: it parses /metrics with
+    prometheus_client's text parser, which names a counter family without `_total`."""
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    registry = CollectorRegistry()
+    for spec in METRICS:
+        values = ["x"] * len(spec.labels)
+        if spec.kind == "counter":
+            c = Counter(spec.name.removesuffix("_total"), spec.help, spec.labels, registry=registry)
+            (c.labels(*values) if spec.labels else c).inc()
+        elif spec.kind == "gauge":
+            g = Gauge(spec.name, spec.help, spec.labels, registry=registry)
+            (g.labels(*values) if spec.labels else g).set(1)
+        else:
+            h = Histogram(spec.name, spec.help, spec.labels, registry=registry)
+            (h.labels(*values) if spec.labels else h).observe(1)
+    exposition = generate_latest(registry).decode()
+    by_family: dict[str, str] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            base = sample.name
+            for suffix in ("_bucket", "_sum", "_count"):
+                if family.type == "histogram" and base.endswith(suffix):
+                    base = base.removesuffix(suffix)
+            if base in METRIC_NAMES:
+                by_family[family.name] = base
+    return by_family
+
+
+def test_datadog_openmetrics_check_has_the_documented_shape_and_real_metrics() -> None:
+    config = yaml.safe_load(DATADOG.read_text())
+    assert set(config) == {"init_config", "instances"}
+    (instance,) = config["instances"]
+    assert set(instance) >= DATADOG_REQUIRED, DATADOG_REQUIRED - set(instance)
+    assert set(instance) <= DATADOG_REQUIRED | DATADOG_OPTIONAL, set(instance)
+    # The sync's own endpoint: the control API's default host and port, path /metrics.
+    from harperbq.config import ControlModel
+
+    control = ControlModel.model_validate({})
+    assert instance["openmetrics_endpoint"] == f"http://{control.host}:{control.port}/metrics"
+    assert instance["namespace"] == "harperbq"
+    # Every entry names a family the check will find, and every metric is collected once.
+    families = _families_as_parsed()
+    collected: list[str] = []
+    for entry in instance["metrics"]:
+        name = entry if isinstance(entry, str) else next(iter(entry))
+        assert name in families, f"{name}: not a metric family on /metrics"
+        collected.append(families[name])
+        if isinstance(entry, dict):
+            (renamed,) = entry.values()
+            assert re.fullmatch(r"[a-z0-9_]+", renamed), renamed
+    assert sorted(collected) == sorted(METRIC_NAMES)
+    # The token is resolved by the agent's secrets management, never written here.
+    auth = instance["extra_headers"]["Authorization"]
+    assert re.fullmatch(r"Bearer ENC\[[A-Za-z0-9_]+\]", auth), auth
+
+
+def test_cloudwatch_agent_config_has_the_documented_shape_and_real_metrics() -> None:
+    agent = json.loads(CLOUDWATCH_AGENT.read_text())
+    prometheus = agent["logs"]["metrics_collected"]["prometheus"]
+    assert set(prometheus) <= CLOUDWATCH_PROMETHEUS, set(prometheus) - CLOUDWATCH_PROMETHEUS
+    assert {"prometheus_config_path", "emf_processor", "log_group_name"} <= set(prometheus)
+    assert Path(prometheus["prometheus_config_path"]).name == CLOUDWATCH_SCRAPE.name
+    emf = prometheus["emf_processor"]
+    assert set(emf) <= CLOUDWATCH_EMF and "metric_declaration" in emf, set(emf)
+    scrape = yaml.safe_load(CLOUDWATCH_SCRAPE.read_text())
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    selected: set[str] = set()
+    for declaration in emf["metric_declaration"]:
+        assert set(declaration) == CLOUDWATCH_DECLARATION, set(declaration)
+        assert declaration["source_labels"] == ["job"]
+        assert [j for j in jobs if re.search(declaration["label_matcher"], j)] == ["harperbq"]
+        for selector in declaration["metric_selectors"]:
+            match = re.fullmatch(r"\^(harperbq_[a-z0-9_]+)\$", selector)
+            assert match, f"{selector}: select one metric exactly"
+            spec = _SPEC_BY_NAME.get(match.group(1))
+            assert spec is not None, f"{selector}: not in harperbq.metrics.METRICS"
+            # The agent drops Prometheus histograms; only counters and gauges arrive.
+            assert spec.kind != "histogram", f"{spec.name}: histograms are dropped"
+            # Dimensions must be labels the samples carry (the scrape adds job and instance).
+            for dimensions in declaration["dimensions"]:
+                missing = set(dimensions) - set(spec.labels) - {"job", "instance"}
+                assert not missing, f"{spec.name}: no label {missing}"
+            selected.add(spec.name)
+    assert set(emf["metric_unit"]) <= selected, set(emf["metric_unit"]) - selected
+    assert set(emf["metric_unit"].values()) <= CLOUDWATCH_UNITS
+    # What an operator needs to see in CloudWatch: lag, throughput, errors, cluster health.
+    assert {
+        "harperbq_lag_seconds",
+        "harperbq_rows_synced_total",
+        "harperbq_errors_total",
+        "harperbq_cluster_workers",
+        "harperbq_harper_stalled",
+        "harperbq_validation_drift_rows",
+    } <= selected
+
+
+def test_cloudwatch_scrape_config_points_at_the_sync() -> None:
+    from harperbq.config import ControlModel
+
+    control = ControlModel.model_validate({})
+    scrape = yaml.safe_load(CLOUDWATCH_SCRAPE.read_text())
+    assert set(scrape) <= {"global", "scrape_configs"}
+    (job,) = scrape["scrape_configs"]
+    assert job["job_name"] == "harperbq" and job["metrics_path"] == "/metrics"
+    assert job["authorization"]["type"] == "Bearer" and "credentials_file" in job["authorization"]
+    targets = [t for group in job["static_configs"] for t in group["targets"]]
+    assert targets == [f"{control.host}:{control.port}"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not on PATH")
+def test_promtool_accepts_the_cloudwatch_scrape_config(tmp_path: Path) -> None:
+    token = tmp_path / "harperbq.token"
+    token.write_text("x" * 32)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        CLOUDWATCH_SCRAPE.read_text().replace(
+            "/opt/aws/amazon-cloudwatch-agent/etc/harperbq.token", str(token)
+        )
+    )
+    checked = subprocess.run(
+        ["promtool", "check", "config", str(config)], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_integrations_are_documented() -> None:
+    text = OPERATIONS.read_text()
+    for path in (DATADOG, CLOUDWATCH_AGENT, CLOUDWATCH_SCRAPE):
+        assert str(path.relative_to(REPO)) in text, path
+    assert "HARPERBQ_CONTROL_HOST" in text and "control.token" in text
+
+
+def test_dashboard_covers_cluster_health_workers_tables_and_distributions() -> None:
+    panels = _panels(json.loads(DASHBOARD.read_text()))
+
+    def exprs(panel: dict[str, Any]) -> list[str]:
+        return [t["expr"] for t in panel["targets"]]
+
+    # Cluster-wide: stat panels over every table and worker (no selector narrows them).
+    cluster = [
+        p for p in panels if p["type"] == "stat" and not any("$table" in e for e in exprs(p))
+    ]
+    cluster_names = {n for p in cluster for e in exprs(p) for n in _METRIC.findall(e)}
+    assert {
+        "harperbq_cluster_workers",
+        "harperbq_lag_seconds",
+        "harperbq_runner_state",
+        "harperbq_harper_stalled",
+        "harperbq_validation_drift_rows",
+    } <= cluster_names
+    # Per worker and per table: aggregated by that label.
+    every = [e for p in panels for e in exprs(p)]
+    for label in ("worker", "table"):
+        by = [e for e in every if re.search(rf"by \([^)]*\b{label}\b", e)]
+        assert {"harperbq_lag_seconds", "harperbq_rows_synced_total", "harperbq_errors_total"} <= {
+            n for e in by for n in _METRIC.findall(e)
+        }, label
+    # Distributions: the lag across (table, worker) and the duration histograms over time.
+    assert any(
+        p["type"] == "histogram" and "harperbq_lag_seconds" in e for p in panels for e in exprs(p)
+    )
+    heatmapped = {
+        n.removesuffix("_bucket")
+        for p in panels
+        if p["type"] == "heatmap"
+        for e in exprs(p)
+        for n in _METRIC.findall(e)
+    }
+    histograms = {m.name for m in METRICS if m.kind == "histogram"}
+    assert heatmapped == histograms
