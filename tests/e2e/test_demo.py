@@ -45,6 +45,9 @@ def test_demo_runs_end_to_end_and_counts_match(tmp_path: Path, harper_install: P
         assert "est. cost" in done.stdout and "$0.0" in done.stdout
         assert re.search(r"\d[\d,.]* (KiB|MiB)", done.stdout), done.stdout[-3000:]
     assert "VesselPositions" in done.stdout and '"mmsi"' in done.stdout
+    drawn = re.search(r"map of the synthesized tracks: (\S+)", done.stdout)
+    assert drawn, done.stdout[-3000:]
+    assert Path(drawn.group(1)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(stopped) == 2  # the demo left exactly its two services running, now stopped
     password = stack.load(tmp_path)
     assert password is not None and password.harper.password not in done.stdout + done.stderr

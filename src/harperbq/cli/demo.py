@@ -6,6 +6,7 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # BigQuery, the sync and the stack load inside `demo`, not fo
     from harperbq.config import Config
     from harperbq.harper.client import HarperClient
     from harperbq.sync.service import SyncService
+    from harperbq.synth.window import Synthesizer
 
 console = Console()
 END_OF_TIME = "9999-12-31T23:59:59.999999Z"
@@ -151,8 +153,23 @@ def demo(
 
     ok = _report(bq, harper, cfg, _spent_by_table(service, cfg))
     harper.close()
+    console.print(f"map of the synthesized tracks: {_draw_map(synth, path.parent, hours)}")
     if not ok:
         raise typer.Exit(1)
+
+
+def _draw_map(synth: Synthesizer, directory: Path, hours: float) -> Path:
+    """The demo window's tracks (40 vessels) as a PNG beside the demo's config."""
+    from harperbq.synth.png import encode_png
+    from harperbq.synth.reference import PORTS
+    from harperbq.synth.track_map import render, select_vessels
+
+    now = synth.now()
+    positions = synth.generator.positions(now - min(hours, 24.0) * 3600, now)
+    picture = render(select_vessels(positions, vessels=40), PORTS, width=1600)
+    out = directory / "tracks.png"
+    out.write_bytes(encode_png(picture.rgb))
+    return out
 
 
 def _spent_by_table(service: SyncService, cfg: Config) -> dict[str, dict[str, float | int]]:

@@ -109,23 +109,32 @@ def _client(bq: Any) -> bigquery.Client:
 
 def load(config: Path, **overrides: Any) -> tuple[SynthParams, bigquery.Client]:
     """Parameters and BigQuery client from the config file (plus command-line overrides)."""
-    from harperbq.config import ConfigError, load_config
-
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        console.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    try:
-        params = params_from_config(cfg).with_overrides(**overrides)
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    cfg = _config(config)
+    params = _params(cfg, overrides)
     try:
         return params, _client(cfg.bigquery)
     except ClientSetupError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
+
+
+def _config(config: Path) -> Any:
+    from harperbq.config import ConfigError, load_config
+
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _params(cfg: Any, overrides: dict[str, Any]) -> SynthParams:
+    base = params_from_config(cfg) if cfg is not None else SynthParams()
+    try:
+        return base.with_overrides(**overrides)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
 
 _RELATIVE = re.compile(r"^-(\d+(?:\.\d+)?)([smhd])$")
@@ -348,3 +357,42 @@ def reset(
     with _progress() as progress:
         result = _synthesizer(client, params, RichReporter(progress)).reset(days)
     _report_fill(result, as_json)
+
+
+@app.command("map")
+def map_tracks(
+    out_path: Path = typer.Option(Path("tracks.png"), "--out", "-o", help="PNG file to write."),
+    start: str = typer.Option("-6h", "--start", help="Window start: ISO 8601, 'now' or '-6h'."),
+    end: str = typer.Option("now", "--end", help="Window end: ISO 8601, 'now' or '-1h'."),
+    tracks: int = typer.Option(40, "--tracks", help="How many vessels to draw (first by MMSI)."),
+    mmsi: str | None = typer.Option(None, "--mmsi", help="Comma-separated MMSIs to draw."),
+    width: int = typer.Option(1600, "--width", help="Image width in pixels."),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Config file for the fleet and seed (default: defaults)."
+    ),
+    seed: int | None = SeedOption,
+    vessels: int | None = VesselsOption,
+) -> None:
+    """Draw the synthesized tracks of a window on a land mask, ports marked (no network)."""
+    from harperbq.synth.png import encode_png
+    from harperbq.synth.reference import PORTS
+    from harperbq.synth.tables import Generator
+    from harperbq.synth.track_map import render, select_vessels
+
+    lo, hi = parse_time(start), parse_time(end)
+    if hi <= lo:
+        raise typer.BadParameter(f"--end ({end}) must be after --start ({start})")
+    if width < 64:
+        raise typer.BadParameter("--width must be at least 64 pixels")
+    params = _params(_config(config) if config else None, {"seed": seed, "total_vessels": vessels})
+    chosen = [int(m) for m in mmsi.split(",") if m.strip()] if mmsi else None
+    positions = select_vessels(Generator(params).positions(lo, hi), tracks, chosen)
+    picture = render(positions, PORTS, width=width)
+    out_path.write_bytes(encode_png(picture.rgb))
+    height, _ = picture.bounds.shape(width)
+    b = picture.bounds
+    out.print(
+        f"{out_path}: {picture.vessels} vessels, {picture.reports:,} reports, "
+        f"{len(picture.ports)} ports, {width}x{height} px, "
+        f"lat {b.south:.1f}..{b.north:.1f}, lon {b.west:.1f}..{b.east:.1f}"
+    )
