@@ -5,6 +5,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -61,5 +62,16 @@ def configure(log_format: str = "console", debug: bool = False) -> None:
     handler.setFormatter(JsonFormatter() if log_format == "json" else ConsoleFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("harperbq").setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def configure_file(path: Path, debug: bool = False, *extra: logging.Handler) -> None:
+    """Every harperbq logger to `path` (console format), plus `extra` handlers (e.g. warnings
+    above a live view): for commands whose terminal is taken by a live view."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(ConsoleFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler, *extra]
     root.setLevel(logging.WARNING)
     logging.getLogger("harperbq").setLevel(logging.DEBUG if debug else logging.INFO)

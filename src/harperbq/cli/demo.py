@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
 from harperbq import logs
@@ -30,27 +29,6 @@ if TYPE_CHECKING:  # BigQuery, the sync and the stack load inside `demo`, not fo
 
 console = Console()
 END_OF_TIME = "9999-12-31T23:59:59.999999Z"
-
-
-def _live_table(service: SyncService, previous: dict[str, tuple[float, int]]) -> Table:
-    view = Table(title="BigQuery → Harper")
-    for column in ("table", "state", "phase", "rows synced", "rows/s", "lag"):
-        view.add_column(column, justify="right" if column != "table" else "left")
-    now = time.monotonic()
-    for runner in service.runners():
-        status = runner.engine.status
-        last_t, last_rows = previous.get(runner.table_id, (now, status.rows_synced))
-        rate = (status.rows_synced - last_rows) / (now - last_t) if now > last_t else 0.0
-        previous[runner.table_id] = (now, status.rows_synced)
-        view.add_row(
-            runner.table_id,
-            str(runner.state),
-            str(status.phase),
-            f"{status.rows_synced:,}",
-            f"{rate:,.0f}",
-            f"{status.lag_s:,.1f} s" if status.lag_s is not None else "-",
-        )
-    return view
 
 
 def _bigquery_distinct(
@@ -99,12 +77,19 @@ def demo(
     """Start the local stack, fill BigQuery with AIS traffic, sync it to Harper, compare."""
     from harperbq import demo as demo_flow
     from harperbq.bigquery.client import make_client
+    from harperbq.cli.live import SlidingRate, live_view, log_file, sync_view
+    from harperbq.devstack.paths import dev_dir
     from harperbq.harper.connect import harper_client
     from harperbq.sync.service import SyncService
     from harperbq.synth.params import params_from_config
     from harperbq.synth.window import Synthesizer
 
-    logs.configure("console", debug=False)
+    log_path = log_file(dev_dir() / "dev", "demo")
+    if console.is_terminal:  # the terminal shows progress and the live view; the log, a file
+        logs.configure_file(log_path)
+        console.print(f"log: {log_path}", markup=False, highlight=False)
+    else:
+        logs.configure("console", debug=False)
     try:
         with console.status("starting the local Harper and BigQuery emulator…"):
             s, cfg, path = demo_flow.prepare(vessels)
@@ -141,11 +126,11 @@ def demo(
         )
         generator.start()
     service.start()
-    previous: dict[str, tuple[float, int]] = {}
-    with Live(_live_table(service, previous), console=console, refresh_per_second=4) as live:
+    rates = SlidingRate()
+    with live_view(console, lambda: sync_view(service, rates), log_path=log_path) as update:
         while not stop.is_set() and any(r.alive() for r in service.runners()):
             stop.wait(0.5)
-            live.update(_live_table(service, previous))
+            update()
     stop.set()
     service.stop()
     if generator is not None:

@@ -63,8 +63,16 @@ def run(
         None, "--control-port", help="Control API port (default control.port, 8181; 0: any)."
     ),
     no_control: bool = typer.Option(False, "--no-control", help="Do not serve the control API."),
+    log_file: Path | None = typer.Option(
+        None,
+        "--log-file",
+        help="In a terminal, where the log goes while the live view shows (./harperbq-sync.log).",
+    ),
 ) -> None:
-    """Run the sync for every configured table (or --table ...) until SIGTERM/SIGINT."""
+    """Run the sync for every configured table (or --table ...) until SIGTERM/SIGINT.
+
+    In a terminal (with the console log format) a live view shows each table and worker, the
+    log goes to a file and only warnings appear above the view; elsewhere the log is printed."""
     from harperbq.bigquery.client import make_client
     from harperbq.harper.connect import harper_client
     from harperbq.memory import limit_arenas
@@ -74,7 +82,13 @@ def run(
     from harperbq.sync.service import SyncService
 
     limit_arenas()  # before any thread: each would take its own arena
-    logs.configure(log_format, debug)
+    live = log_format == "console" and console.is_terminal
+    log_path = (log_file or Path("harperbq-sync.log")).resolve()
+    if live:
+        logs.configure_file(log_path, debug)
+        console.print(f"log: {log_path}", markup=False, highlight=False)
+    else:
+        logs.configure(log_format, debug)
     cfg = load_or_exit(config)
     _known_tables(cfg, table)
     metrics = SyncMetrics()
@@ -120,7 +134,9 @@ def run(
     started = False
     try:
         started = _start(cfg, service, stop)
-        ok = service.wait(stop) if started else True
+        ok = True
+        if started:
+            ok = _wait(service, stop, log_path, debug) if live else service.wait(stop)
     finally:
         if started:
             service.stop()
@@ -134,6 +150,14 @@ def run(
         failed = [r.table_id for r in service.runners() if str(r.state) != "done"]
         console.print(f"[red]not caught up:[/red] {', '.join(failed)}")
         raise typer.Exit(1)
+
+
+def _wait(service: SyncService, stop: threading.Event, log_path: Path, debug: bool) -> bool:
+    from harperbq.cli.live import SlidingRate, live_view, sync_view
+
+    rates = SlidingRate()
+    with live_view(console, lambda: sync_view(service, rates), log_path=log_path, debug=debug) as u:
+        return service.wait(stop, tick=u)
 
 
 def _known_tables(cfg: Config, table_ids: list[str]) -> None:

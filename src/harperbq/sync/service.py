@@ -408,11 +408,14 @@ class SyncService:
             self._beater.join(max(0.0, deadline - time.monotonic()))
         self.membership.leave()
 
-    def wait(self, stop: threading.Event) -> bool:
+    def wait(self, stop: threading.Event, tick: Callable[[], None] | None = None) -> bool:
         """Block until every runner ended (--once) or `stop` is set. True when all succeeded.
-        Without --once only `stop` ends it: tables stopped over the control API may restart."""
+        Without --once only `stop` ends it: tables stopped over the control API may restart.
+        `tick` runs every 0.2 s meanwhile (a live view's redraw)."""
         while not stop.is_set() and (not self.once or any(h.runner.alive() for h in self.handles)):
             stop.wait(0.2)
+            if tick is not None:
+                tick()
         return all(h.runner.state in (RunState.DONE, RunState.IDLE) for h in self.handles)
 
     def runners(self, table_id: str | None = None) -> list[TableRunner]:
