@@ -1,7 +1,9 @@
-"""`harperbq config check`: validate the config file, then check every table against BigQuery."""
+"""`harperbq config check` validates the file, then checks every table against BigQuery;
+`harperbq config show` prints the configuration as the sync will use it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -179,3 +181,58 @@ def check(
             console.print("[green]config ok[/green]" + (" (offline)" if offline else ""))
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+def effective(cfg: Config) -> dict[str, Any]:
+    """The resolved configuration as plain data: defaults filled in, the original's shapes
+    translated, environment overrides applied; every secret masked (set or not is shown)."""
+    from pydantic import BaseModel, SecretStr
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return "***" if value.get_secret_value() else None
+        if isinstance(value, BaseModel):
+            return plain(value.model_dump())
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [plain(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        return str(value)
+
+    data: dict[str, Any] = plain(cfg)
+    data["from_environment"] = data.pop("origins")
+    return data
+
+
+@app.command()
+def show(
+    config: Annotated[
+        Path,
+        typer.Option("--config", "-c", envvar="HARPERBQ_CONFIG", help="Config file."),
+    ] = DEFAULT_CONFIG,
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of YAML."),
+) -> None:
+    """The effective configuration: defaults filled in, the original plugin's keys translated to
+    ours, environment overrides applied (`from_environment` says which), secrets masked."""
+    import yaml
+
+    from harperbq.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        console = Console(stderr=True)
+        console.print(problem_table(exc.problems, exc.source))
+        console.print(f"[red]{len(exc.problems)} problem(s)[/red]")
+        raise typer.Exit(1) from None
+    data = effective(cfg)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
