@@ -7,6 +7,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.cloud import bigquery
@@ -87,20 +88,33 @@ def harper_cluster(
             harper.stop(node)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Group tests for `pytest -n 2 --dist loadgroup` (what `make test` runs).
+def _clustered_modules() -> frozenset[str]:
+    """Test modules (as node ids name them) that use the three-node cluster."""
+    return frozenset(
+        str(path.relative_to(REPO))
+        for path in (REPO / "tests").rglob("test_*.py")
+        if "harper_cluster" in path.read_text()
+    )
 
-    A module stays on one worker, so its module-scoped services start once; every test that uses
-    the three-node cluster goes to the same worker, because the cluster binds fixed loopback hosts
-    and is costly to start twice.
-    """
 
-    def module(item: pytest.Item) -> str:
-        return item.nodeid.split("::", 1)[0]
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test` (`-n 2 --dist loadgroup`): a module stays on one worker, so its module-scoped
+    services start once, and every module that uses the three-node cluster goes to the same
+    worker, because the cluster binds fixed loopback hosts and is costly to run twice at once.
 
-    clustered = {
-        module(item) for item in items if "harper_cluster" in getattr(item, "fixturenames", ())
-    }
-    for item in items:
-        group = "cluster" if module(item) in clustered else module(item)
-        item.add_marker(pytest.mark.xdist_group(group))
+    Groups are set here, from node ids, because xdist's own `xdist_group` marks are lost with
+    pytest 9 (it renames `item._nodeid`, which pytest 9 no longer reads): every module was
+    spread over both workers and two clusters ran at once."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    clustered = _clustered_modules()
+
+    class ModuleGroups(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "cluster" if module in clustered else module
+
+    return ModuleGroups(config, log)

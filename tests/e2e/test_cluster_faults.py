@@ -144,7 +144,7 @@ def test_node_paused_and_replication_cut_end_equal(
             clients[1] = HarperClient(
                 harper_cluster[1].url, harper_cluster[1].username, harper_cluster[1].password
             )
-        assert_every_node_equals_source(clients, expected_ids(bq, dataset), 180, db=DB)
+        assert_every_node_equals_source(clients, expected_ids(bq, dataset), 300, db=DB)
         # Not luck: f1 saw the new Harper process and repaired the recent range on it (the
         # repair runs in the background and may end after the nodes are already equal).
         f1_log = tmp_path / "f1.log"
