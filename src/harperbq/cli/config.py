@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from harperbq.config import Config
 
 app = typer.Typer(help="Validate and inspect the config file.", no_args_is_help=True)
+ConfigFile = Annotated[
+    Path, typer.Option("--config", "-c", envvar="HARPERBQ_CONFIG", help="Config file.")
+]
 
 
 def _check_table(checks: list[Check]) -> Table:
@@ -136,10 +139,7 @@ def _node_checks(cfg: Config) -> list[Check]:
 
 @app.command()
 def check(
-    config: Annotated[
-        Path,
-        typer.Option("--config", "-c", envvar="HARPERBQ_CONFIG", help="Config file."),
-    ] = DEFAULT_CONFIG,
+    config: ConfigFile = DEFAULT_CONFIG,
     offline: bool = typer.Option(False, "--offline", help="Only validate the file."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -212,10 +212,7 @@ def effective(cfg: Config) -> dict[str, Any]:
 
 @app.command()
 def show(
-    config: Annotated[
-        Path,
-        typer.Option("--config", "-c", envvar="HARPERBQ_CONFIG", help="Config file."),
-    ] = DEFAULT_CONFIG,
+    config: ConfigFile = DEFAULT_CONFIG,
     as_json: bool = typer.Option(False, "--json", help="JSON instead of YAML."),
 ) -> None:
     """The effective configuration: defaults filled in, the original plugin's keys translated to
