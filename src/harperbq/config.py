@@ -290,6 +290,13 @@ SYNC_DEFAULTS: dict[str, Any] = {
 """Built-in defaults of every per-table sync setting (seconds for durations)."""
 
 
+AUDIT_RETENTION_S = 30 * 86400.0
+"""Default `sync.auditRetention`: how long `SyncAudit` entries are kept (30 days)."""
+MIN_AUDIT_RETENTION_S = 3600.0
+"""Shortest `sync.auditRetention`: less is a unit slip more likely than a wish (it would delete
+the trail `sync status` reports from almost as it is written; pruning runs hourly anyway)."""
+
+
 class GlobalSync(SyncSettings):
     """The top-level `sync` block: defaults for every table, plus node-wide worker settings."""
 
@@ -297,6 +304,7 @@ class GlobalSync(SyncSettings):
     lease_s: Seconds = Field(30.0, alias="lease")
     heartbeat_interval_s: Seconds = Field(10.0, alias="heartbeatInterval")
     join_grace_s: Seconds = Field(0.0, alias="joinGrace")
+    audit_retention_s: Seconds = Field(AUDIT_RETENTION_S, alias="auditRetention")
 
 
 class TableModel(SyncSettings):
@@ -582,12 +590,13 @@ class BigQueryConfig:
 
 @dataclass(frozen=True)
 class NodeSyncConfig:
-    """Node-wide sync settings: workers per node and their liveness lease."""
+    """Node-wide sync settings: workers per node, their liveness lease, audit retention."""
 
     workers: int = 1
     lease_s: float = 30.0
     heartbeat_interval_s: float = 10.0
     join_grace_s: float = 0.0
+    audit_retention_s: float = AUDIT_RETENTION_S
 
 
 @dataclass(frozen=True)
@@ -747,7 +756,7 @@ def _from_operations(operations: Mapping[str, Any], key: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Pydantic errors -> problems (with "did you mean")
 
-_NODE_WIDE = {"workers", "lease", "heartbeatInterval", "joinGrace"}
+_NODE_WIDE = {"workers", "lease", "heartbeatInterval", "joinGrace", "auditRetention"}
 
 
 def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
@@ -1433,8 +1442,21 @@ def _resolve_node(sync: GlobalSync, check: _Checker) -> NodeSyncConfig:
         ("joinGrace", sync.join_grace_s, 3600.0),
     ):
         _at_most(check, f"sync.{key}", value, limit)
+    if sync.audit_retention_s < MIN_AUDIT_RETENTION_S:
+        check.add(
+            "sync.auditRetention",
+            f"must be at least {_span(MIN_AUDIT_RETENTION_S)} ({MIN_AUDIT_RETENTION_S:g} s): "
+            "audit entries (what `sync status` reports) would be deleted almost as written",
+            sync.audit_retention_s,
+            f'use a duration of at least "{_span(MIN_AUDIT_RETENTION_S)}", '
+            f'e.g. "{_span(AUDIT_RETENTION_S)}" (the default)',
+        )
     return NodeSyncConfig(
-        sync.workers, sync.lease_s, sync.heartbeat_interval_s, max(0.0, sync.join_grace_s)
+        sync.workers,
+        sync.lease_s,
+        sync.heartbeat_interval_s,
+        max(0.0, sync.join_grace_s),
+        sync.audit_retention_s,
     )
 
 

@@ -24,10 +24,10 @@ from harperbq.bigquery.sql import (
     Column,
     Query,
     TableRef,
+    bucket_counts_query,
     cursor_range_query,
     partition_key_sql,
     partition_sql,
-    window_counts_query,
     window_query,
     window_restriction,
 )
@@ -225,11 +225,9 @@ def test_a_workers_window_read_is_exactly_its_partitions(
         partition_key=key,
         partitions=8,
         parts=parts,
-        with_partition=True,
     )
     got = run_query(bq, query, policy=POLICY, page_size=300).rows()
     assert sorted(r["row"] for r in got) == sorted(expected)  # no loss, no duplicate
-    assert {r["_hbq_partition"] for r in got} <= set(parts)
     # parts omitted = every partition
     everything = window_query(ref, columns, COLUMNS["ts"], lo, hi, partition_key=key, partitions=8)
     assert "UNNEST" not in everything.sql
@@ -264,25 +262,28 @@ def test_storage_read_of_a_window_matches_the_query(
     assert sorted(r["row"] for r in got) == sorted(expected) and expected
 
 
-@pytest.mark.parametrize("window_us", [1, 1000, 250_000, 60_000_000])
-def test_window_counts_per_partition_match_python(
+@pytest.mark.parametrize("window_us", [1000, 250_000, 60_000_000])
+def test_bucket_counts_per_partition_match_python(
     bq: bigquery.Client, traffic: tuple[TableRef, list[dict[str, Any]]], window_us: int
 ) -> None:
+    """The validation's counts (`bucket_counts_query`) on a STRING partition key and a subset
+    of partitions, over a grid of equal windows (the last one cut at `hi`)."""
     ref, rows = traffic
     key = [COLUMNS["s"]]
     lo = micros(datetime(2024, 1, 1, 0, 0, 0, 500000, tzinfo=UTC))
     hi = micros(datetime(2024, 1, 1, 0, 0, 4, tzinfo=UTC))
-    query = window_counts_query(
-        ref, COLUMNS["ts"], lo, hi, window_us, partition_key=key, partitions=5, parts=[0, 2, 4]
+    edges = [*range(lo, hi, window_us), hi]
+    query = bucket_counts_query(
+        ref, COLUMNS["ts"], edges, partition_key=key, partitions=5, parts=[0, 2, 4]
     )
-    got = {(r["p"], r["w"]): r["n"] for r in run_query(bq, query, policy=POLICY).rows()}
+    got = {(r["p"], r["b"]): r["n"] for r in run_query(bq, query, policy=POLICY).rows()}
     expected: Counter[tuple[int, int]] = Counter()
     for r in rows:
         us = micros(r["ts"])
         p = partition_of([r["s"]], 5)
         if lo <= us < hi and p in (0, 2, 4):
-            expected[(p, (us - lo) // window_us)] += 1
-    assert got == dict(expected)
+            expected[(p, (us - lo) // window_us + 1)] += 1  # RANGE_BUCKET: window k is b = k+1
+    assert got == dict(expected) and expected
 
 
 @pytest.mark.parametrize(
@@ -332,7 +333,7 @@ def test_datetime_date_and_int64_cursors(
     (summary,) = run_query(bq, ranges, policy=POLICY).rows()
     ones = [r for r in rows if partition_of([r["s"]], 3) == 1]
     assert summary["n"] == len(ones)
-    counts = window_counts_query(
-        ref, COLUMNS[cursor], lo_v, hi_v, 1, partition_key=key, partitions=3, by_partition=False
+    counts = bucket_counts_query(
+        ref, COLUMNS[cursor], [lo_v, hi_v], partition_key=key, partitions=3
     )
     assert sum(r["n"] for r in run_query(bq, counts, policy=POLICY).rows()) == len(expected)

@@ -2,12 +2,14 @@
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
 from harperbq.harper.models import Condition
+from harperbq.sync.maintenance import AuditPruner
 from harperbq.sync.state import (
     AUDIT_TABLE,
     CHECKPOINT_TABLE,
@@ -21,6 +23,7 @@ from harperbq.sync.state import (
     parse_iso,
     utc_now_iso,
 )
+from harperbq.sync.windows import MICROS, iso
 
 
 @pytest.fixture
@@ -66,30 +69,30 @@ def test_checkpoints_round_trip_per_table(store: StateStore) -> None:
     recent: list[RecentWindow] = [
         {"lo": "2024-01-01T00:00:00.000000Z", "hi": "2024-01-01T00:01:00.000000Z", "count": 1500}
     ]
-    before = utc_now_iso()
-    stored = store.put_checkpoint(
-        Checkpoint(
-            "positions",
-            0,
-            hi="2024-01-01T00:01:00.000000Z",
-            rows_total=1500,
-            window_s=60.0,
-            phase="initial",
-            batch_size=10000,
-            worker_id="n1-0",
-            recent=recent,
-        )
+    first = Checkpoint(
+        "positions",
+        0,
+        hi="2024-01-01T00:01:00.000000Z",
+        rows_total=1500,
+        window_s=60.0,
+        phase="initial",
+        batch_size=10000,
+        worker_id="n1-0",
+        recent=recent,
     )
-    assert before <= stored.updated_at <= utc_now_iso()
-    store.put_checkpoint(Checkpoint("positions", 7, worker_id="n1-1", last_error="boom"))
-    store.put_checkpoint(Checkpoint("positions_archive", 0, rows_total=9))
+    before = utc_now_iso()
+    store.put_checkpoints([first])
+    after = utc_now_iso()
+    store.put_checkpoints([Checkpoint("positions", 7, worker_id="n1-1", last_error="boom")])
+    store.put_checkpoints([Checkpoint("positions_archive", 0, rows_total=9)])
     got = store.get_checkpoints("positions")
     assert set(got) == {0, 7}
-    assert got[0] == stored and got[0].recent == recent
+    assert before <= got[0].updated_at <= after  # stamped by the store when written
+    assert got[0] == replace(first, updated_at=got[0].updated_at) and got[0].recent == recent
     assert got[7].hi is None and got[7].last_error == "boom"
     # a later put replaces the whole record (last_error cleared, not merged back)
-    store.put_checkpoint(
-        Checkpoint("positions", 7, hi="2024-01-01T00:02:00.000000Z", worker_id="n2-0")
+    store.put_checkpoints(
+        [Checkpoint("positions", 7, hi="2024-01-01T00:02:00.000000Z", worker_id="n2-0")]
     )
     seven = store.get_checkpoints("positions")[7]
     assert seven.last_error is None and seven.worker_id == "n2-0" and seven.hi is not None
@@ -121,7 +124,7 @@ def test_per_writer_records_are_merged_and_reset_deletes_all(
     assert store.get_checkpoints("pos")[0].hi == hi[2]  # resumes from the legacy record
     store.put_checkpoints([Checkpoint("pos", 0, hi=hi[4], worker_id="b-0", recent=w[2:4])])
     store.put_checkpoints([Checkpoint("pos", 0, hi=hi[3], worker_id="a-0", recent=w[2:3])])
-    store.put_checkpoint(Checkpoint("pos", 1, hi=hi[1], worker_id="a-0"))
+    store.put_checkpoints([Checkpoint("pos", 1, hi=hi[1], worker_id="a-0")])
     rows = client.search(db, CHECKPOINT_TABLE, [Condition("table_id", "equals", "pos")])
     assert sorted(r["id"] for r in rows) == ["pos/0", "pos/0/a-0", "pos/0/b-0", "pos/1/a-0"]
     assert len(store.checkpoint_records("pos")) == 4
@@ -130,7 +133,7 @@ def test_per_writer_records_are_merged_and_reset_deletes_all(
     assert merged[0].recent == w[:4]  # completed from the legacy record, without overlap
     assert merged[1].hi == hi[1]
     # a deliberate restart in the next generation wins without `hi`
-    store.put_checkpoint(Checkpoint("pos", 0, worker_id="a-0", generation=1))
+    store.put_checkpoints([Checkpoint("pos", 0, worker_id="a-0", generation=1)])
     restarted = store.get_checkpoints("pos")[0]
     assert restarted.generation == 1 and restarted.hi is None and restarted.recent == []
     assert store.delete_checkpoints("pos") == 4
@@ -170,6 +173,49 @@ def test_audit_entries(store: StateStore) -> None:
     pruned = store.prune_audit(cutoff)
     assert pruned == sum(1 for e in stored if e.at < cutoff)
     assert all(e.at >= cutoff for e in store.recent_audit(limit=100))
+
+
+def test_audit_retention_prunes_old_entries_in_bounded_hourly_runs(
+    store: StateStore, client: HarperClient, db: str
+) -> None:
+    """What maintenance runs (`AuditPruner` over `StateStore.prune_audit`): entries older than
+    the retention go, recent ones stay; at most `batch * max_batches` per run, once an hour."""
+    hour, day = 3600.0, 86400.0
+    t0 = time.time()
+    now = [t0]
+
+    def seeded(age_s: float, n: int, tag: str) -> list[str]:
+        at_us = int((t0 - age_s) * MICROS)
+        entries = [
+            AuditEntry("skipped_row", "t", tag, at=iso(at_us + i), id=f"{tag}-{i}")
+            for i in range(n)
+        ]
+        client.upsert(db, AUDIT_TABLE, [e.to_record() for e in entries])
+        return [e.id for e in entries]
+
+    def stored_ids() -> set[str]:
+        return {e.id for e in store.recent_audit(limit=1000)}
+
+    store.ensure()
+    old = seeded(2 * day, 7, "old") + seeded(400 * day, 1, "ancient")
+    recent = seeded(hour, 3, "recent")
+    fresh = store.audit(AuditEntry("error", None, "just now")).id  # stamped at or after t0
+    assert len(stored_ids()) == 12
+    pruner = AuditPruner(store.prune_audit, day, clock=lambda: now[0], batch=3, max_batches=2)
+    assert pruner.due()
+    stop = threading.Event()
+    assert pruner.run(stop) == 6  # two batches of 3: bounded, the rest waits for the next run
+    left = stored_ids()
+    assert len(left & set(old)) == 2 and set(recent) | {fresh} <= left
+
+    now[0] += hour - 1
+    assert not pruner.due()  # hourly, not every poll
+    now[0] += 1
+    assert pruner.due() and pruner.run(stop) == 2  # the rest (one short batch ends the run)
+    assert stored_ids() == set(recent) | {fresh}  # nothing newer than the retention went
+    now[0] = t0 + day  # the "recent" entries are now a day and an hour old
+    assert pruner.run(stop) == 3 and stored_ids() == {fresh}
+    assert pruner.pruned == 11
 
 
 def test_heartbeats(store: StateStore) -> None:

@@ -284,6 +284,25 @@ def test_nonsensical_numbers() -> None:
     assert "sync.workers" in found
 
 
+def test_audit_retention_default_duration_and_bounds() -> None:
+    assert parse(config()).sync.audit_retention_s == 30 * 86400.0  # docs/configuration.md
+    assert parse(config(sync={"auditRetention": "7d"})).sync.audit_retention_s == 7 * 86400.0
+    assert parse(config(sync={"auditRetention": 7200})).sync.audit_retention_s == 7200.0
+    with pytest.raises(ConfigError) as caught:
+        parse(config(sync={"auditRetention": "10m"}))
+    (short,) = caught.value.problems
+    assert (short.path, short.value) == ("sync.auditRetention", 600.0)
+    assert "at least 1h" in short.message and short.fix and '"30d"' in short.fix
+    found = problems(config(sync={"auditRetention": "a month"}))
+    assert (
+        "not a duration" in found["sync.auditRetention"] and '"1h"' in found["sync.auditRetention"]
+    )
+    assert (
+        "node-wide"
+        in problems(config(table(auditRetention="1d")))["bigquery.tables[0].auditRetention"]
+    )
+
+
 def test_node_wide_keys_in_a_table_point_to_the_sync_block() -> None:
     found = problems(config(table(workers=3)))
     assert "node-wide" in found["bigquery.tables[0].workers"]

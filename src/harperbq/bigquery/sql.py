@@ -333,10 +333,6 @@ def select_list(columns: Sequence[Column]) -> str:
     return ", ".join(select_item(c) for c in columns)
 
 
-PARTITION_COLUMN = "_hbq_partition"
-"""Name of the optional computed partition column of window_query."""
-
-
 def window_query(
     table: TableRef,
     columns: Sequence[Column],
@@ -347,21 +343,15 @@ def window_query(
     partition_key: Sequence[Column],
     partitions: int,
     parts: Sequence[int] | None = None,
-    with_partition: bool = False,
 ) -> Query:
     """Every row with `lo <= cursor < hi` in the given partitions (all when parts is None), in
-    one query for all of a worker's partitions. `with_partition` adds the row's partition as
-    column `_hbq_partition`."""
+    one query for all of a worker's partitions."""
     if hi < lo:
         raise SqlError(f"empty window: hi {hi} < lo {lo}")
     items = select_list(columns)
     params: list[Any] = [cursor_param("lo", cursor, lo), cursor_param("hi", cursor, hi)]
     where, extra = _partition_filter(partition_key, partitions, parts)
     params += extra
-    if with_partition:
-        items += f", {partition_sql(partition_key)} AS `{PARTITION_COLUMN}`"
-        if not extra:
-            params.append(bigquery.ScalarQueryParameter("n", "INT64", partitions))
     c = quote(cursor.name)
     sql = f"SELECT {items}\nFROM {table.sql}\nWHERE {c} >= @lo AND {c} < @hi{where}"
     return Query(sql, tuple(params))
@@ -426,57 +416,6 @@ def timestamp_literal(value: int) -> str:
     """`TIMESTAMP '...'` of µs: for the places a parameter is not taken everywhere (the local
     emulator's FOR SYSTEM_TIME AS OF); rendered from an integer, so it is always safe."""
     return f"TIMESTAMP '{_civil_text(from_micros(int(value)))}+00'"
-
-
-def window_counts_query(
-    table: TableRef,
-    cursor: Column,
-    lo: int,
-    hi: int,
-    window: int,
-    *,
-    partition_key: Sequence[Column],
-    partitions: int,
-    parts: Sequence[int] | None = None,
-    by_partition: bool = True,
-) -> Query:
-    """`COUNT(*)` per window of length `window` (µs, or cursor units for INT64) over [lo, hi).
-
-    Result columns: `w` (window index: window k is [lo + k*window, lo + (k+1)*window)), `n` (row
-    count) and, with by_partition, `p` (partition). Only the cursor and key columns are scanned.
-    Buckets are computed as integer division of `cursor_µs - lo`, which is never negative inside
-    the range, so DIV's rounding toward zero cannot misplace a row, and any window length down
-    to 1 µs works (the emulator lacks TIMESTAMP_BUCKET).
-    """
-    if window < 1:
-        raise SqlError(f"window length must be at least 1, got {window}")
-    if hi < lo:
-        raise SqlError(f"empty range: hi {hi} < lo {lo}")
-    c = quote(cursor.name)
-    params: list[Any] = [
-        cursor_param("lo", cursor, lo),
-        cursor_param("hi", cursor, hi),
-        bigquery.ScalarQueryParameter("lo_us", "INT64", int(lo)),
-        bigquery.ScalarQueryParameter("w", "INT64", int(window)),
-    ]
-    where, extra = _partition_filter(partition_key, partitions, parts)
-    params += extra
-    bucket = f"DIV(({cursor_micros(cursor)} - @lo_us), @w)"  # parenthesised: see partition_sql
-    keys = "w"
-    items = f"{bucket} AS w"
-    if by_partition:
-        if not extra:
-            params.append(bigquery.ScalarQueryParameter("n", "INT64", partitions))
-        keys = "p, w"
-        items = f"{partition_sql(partition_key)} AS p, {items}"
-    # Grouped in an outer query: grouping by parameterised expressions trips the emulator.
-    # Identifiers are validated and quoted; every value is a parameter.
-    sql = (
-        f"SELECT {keys}, COUNT(*) AS n FROM (\n"  # noqa: S608
-        f"  SELECT {items}\n  FROM {table.sql}\n  WHERE {c} >= @lo AND {c} < @hi{where}\n"
-        f")\nGROUP BY {keys}\nORDER BY {keys}"
-    )
-    return Query(sql, tuple(params))
 
 
 def cursor_range_query(
@@ -564,8 +503,8 @@ def bucket_counts_query(
     if distinct_key:
         items += f", {partition_key_sql(distinct_key)} AS key_text"
         counts += ", COUNT(DISTINCT key_text) AS k"
-    # Grouped in an outer query, as in window_counts_query. Identifiers are validated and
-    # quoted; every value is a parameter.
+    # Grouped in an outer query: grouping by parameterised expressions trips the emulator.
+    # Identifiers are validated and quoted; every value is a parameter.
     sql = (
         f"SELECT p, b, {counts} FROM (\n"  # noqa: S608
         f"  SELECT {items}\n  FROM {table.sql}\n  WHERE {c} >= @lo AND {c} < @hi{where}\n"
@@ -661,7 +600,7 @@ def bucket_digests_query(
         f"{fp} AS f, {kept} AS kept"
     )
     travel = f" FOR SYSTEM_TIME AS OF {timestamp_literal(as_of)}" if as_of is not None else ""
-    # Grouped in an outer query, as in window_counts_query. Identifiers are validated and
+    # Grouped in an outer query, as in bucket_counts_query. Identifiers are validated and
     # quoted; every value is a parameter or an integer literal.
     sql = (
         "SELECT p, b, COUNT(*) AS n, COUNTIF(kept) AS k,\n"  # noqa: S608

@@ -124,9 +124,9 @@ class Sink(Protocol):
     def existing(self, ids: Sequence[str]) -> set[str]:
         """Which of these record ids the target holds now."""
 
-    def load_checkpoints(self) -> dict[int, Checkpoint]: ...
+    def get_checkpoints(self) -> dict[int, Checkpoint]: ...
 
-    def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None: ...
+    def put_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None: ...
 
     def audit(self, kind: str, detail: dict[str, Any]) -> None: ...
 
@@ -140,7 +140,6 @@ class EngineSettings:
     lateness_us: int
     policy: PhasePolicy
     start_us: int | None = None
-    chunk_rows: int = 5_000
     retention_us: int | None = None
     """Records older than this may be expired on purpose: their probes prove nothing."""
     tail_to_cap: bool = False
@@ -247,7 +246,7 @@ class TableEngine:
 
     def _checkpoint_map(self) -> dict[int, Checkpoint]:
         if self._checkpoints is None:
-            self._checkpoints = self._rebased(self.sink.load_checkpoints())
+            self._checkpoints = self._rebased(self.sink.get_checkpoints())
         return self._checkpoints
 
     @property
@@ -292,7 +291,7 @@ class TableEngine:
         """Store checkpoints changed between passes (the reconciler's corrected window counts)
         and keep the cache in step, so the next window does not write the old counts back.
         Call only from the thread that runs `catch_up`."""
-        self.sink.save_checkpoints(checkpoints)
+        self.sink.put_checkpoints(checkpoints)
         current = self._checkpoint_map()
         for cp in checkpoints:
             current[cp.partition] = cp
@@ -414,7 +413,7 @@ class TableEngine:
             return None
         assert isinstance(self.source, FeedSource)
         horizon = self.source.horizon_us()
-        stored = self.sink.load_checkpoints()  # the copier's checkpoints, or another's reset
+        stored = self.sink.get_checkpoints()  # the copier's checkpoints, or another's reset
         need = [
             p
             for p in range(self.settings.partitions)
@@ -707,7 +706,7 @@ class TableEngine:
             )
             for p in reset
         ]
-        self.sink.save_checkpoints(fresh)
+        self.sink.put_checkpoints(fresh)
         for cp in fresh:
             current[cp.partition] = cp
         self.sink.audit(
@@ -762,7 +761,7 @@ class TableEngine:
                 generation=previous.generation if previous else 0,
             )
             checkpoints.append(cp)
-        self.sink.save_checkpoints(checkpoints)
+        self.sink.put_checkpoints(checkpoints)
         for cp in checkpoints:
             current[cp.partition] = cp
 

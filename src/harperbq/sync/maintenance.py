@@ -1,4 +1,5 @@
-"""The periodic work of one table on one worker: reconcile late rows, expire, validate.
+"""The periodic work of one table on one worker: reconcile late rows, expire, validate, and
+prune the audit trail.
 
 Why here and not in the engine: each job has its own cadence, and none may block the others'
 tables. The runner calls `Maintenance` on the engine's own thread after every caught-up pass,
@@ -10,6 +11,8 @@ Per table, the worker owning partition 0 (exactly one live worker, by the same r
 assignment every worker computes) also expires old records (`retention`) and runs the scheduled
 validation over all partitions; validation runs in a background thread because it may scan a
 whole `lateness` of records, and touches no checkpoint.
+`SyncAudit` is shared by every table, so one table's maintenance prunes it (`AuditPruner`): that
+of the first configured table by id, on its partition-0 owner, at most once an hour.
 
 Failures are logged, audited (kind `error`) and retried at the next due time; they never stop
 the sync itself.
@@ -30,11 +33,64 @@ from harperbq.sync.reconcile import Reconciler, ReconcileReport
 from harperbq.sync.source import BigQuerySource
 from harperbq.sync.target import TargetTable
 from harperbq.sync.validate import ValidationResult, Validator
-from harperbq.sync.windows import MICROS
+from harperbq.sync.windows import MICROS, iso
 
 log = logging.getLogger("harperbq.sync.maintenance")
 RECONCILE_AUDIT = "reconcile"
 """`SyncAudit` kind of a reconciliation that re-synced windows, or ran in `--once`."""
+AUDIT_PRUNE_INTERVAL_S = 3600.0
+"""How often the audit trail is pruned: its retention is counted in days, so hourly is plenty."""
+AUDIT_PRUNE_BATCH = 5_000
+AUDIT_PRUNE_MAX_BATCHES = 20
+"""At most 100 000 entries per run: a trail grown for months drains over a few runs, and no run
+holds the table's thread for long."""
+
+
+class AuditPruner:
+    """Deletes `SyncAudit` entries older than `sync.auditRetention`, at most once an hour.
+
+    Cluster-safe rather than exclusive: normally one worker in the cluster runs it (see the
+    module note), but two workers pruning at once (nodes configured with different tables, or
+    during a handover) only delete some old entries twice, which is harmless.
+    """
+
+    def __init__(
+        self,
+        prune: Callable[[str, int], int],
+        retention_s: float,
+        *,
+        clock: Callable[[], float] = time.time,
+        batch: int = AUDIT_PRUNE_BATCH,
+        max_batches: int = AUDIT_PRUNE_MAX_BATCHES,
+    ) -> None:
+        self.prune = prune  # StateStore.prune_audit
+        self.retention_s = retention_s
+        self.clock = clock
+        self.batch = batch
+        self.max_batches = max_batches
+        self.next_run = clock()  # right after the first catch-up
+        self.pruned = 0
+
+    def due(self, now: float | None = None) -> bool:
+        return (self.clock() if now is None else now) >= self.next_run
+
+    def run(self, stop: threading.Event) -> int:
+        """Delete entries older than `now - retention` in bounded batches; returns how many."""
+        now = self.clock()
+        self.next_run = now + AUDIT_PRUNE_INTERVAL_S
+        cutoff = iso(int((now - self.retention_s) * MICROS))
+        deleted = 0
+        for _ in range(self.max_batches):
+            if stop.is_set():
+                break
+            n = self.prune(cutoff, self.batch)
+            deleted += n
+            if n < self.batch:
+                break
+        self.pruned += deleted
+        if deleted:
+            log.info("pruned %d audit entries older than %s", deleted, cutoff)
+        return deleted
 
 
 class Maintenance:
@@ -53,6 +109,7 @@ class Maintenance:
         *,
         clock: Callable[[], float] = time.time,
         on_validation: Callable[[ValidationResult], None] | None = None,
+        audit_pruner: AuditPruner | None = None,
     ) -> None:
         self.cfg = cfg
         self.table = table
@@ -64,6 +121,7 @@ class Maintenance:
         self.audit = audit
         self.clock = clock
         self.on_validation = on_validation
+        self.audit_pruner = audit_pruner  # this table's job only if it is the first table
         now = clock()
         self.next_reconcile = now  # right after the first catch-up
         self.next_retention = now
@@ -86,6 +144,13 @@ class Maintenance:
         if leader and self.cfg.validation.enabled and now >= self.next_validation:
             self.next_validation = now + self.cfg.validation.interval_s
             self.start_validation()
+        if leader:
+            self._prune_audit(stop, now)
+
+    def _prune_audit(self, stop: threading.Event, now: float) -> None:
+        pruner = self.audit_pruner
+        if pruner is not None and pruner.due(now):
+            self._guard("audit retention", lambda: pruner.run(stop))
 
     def _guard(self, job: str, work: Callable[[], Any]) -> Any:
         try:
@@ -106,14 +171,16 @@ class Maintenance:
 
     def final(self, stop: threading.Event) -> None:
         """`--once`, after the catch-up: reconcile now (raises: a run that could not reconcile
-        has not finished; the runner retries it), then expire if due. Scheduled validation
-        is left to continuous runs (it would outlive the process)."""
+        has not finished; the runner retries it), then expire and prune the audit trail if due.
+        Scheduled validation is left to continuous runs (it would outlive the process)."""
         self.next_reconcile = self.clock() + self.table.reconcile_interval_s
         self._reconcile(stop, once=True)
         leader = self._guard("leader", self.is_leader) is True
         if leader and self.table.retention_s is not None and self.clock() >= self.next_retention:
             self.next_retention = self.clock() + self.table.reconcile_interval_s
             self._guard("retention", lambda: self._expire(stop))
+        if leader:
+            self._prune_audit(stop, self.clock())
 
     def _reconcile(self, stop: threading.Event, *, once: bool = False) -> None:
         report = self.reconciler.run(stop)
@@ -160,10 +227,12 @@ def build_maintenance(
     owned: Callable[[], Sequence[int]],
     clock: Callable[[], float] = time.time,
     on_validation: Callable[[ValidationResult], None] | None = None,
+    prune_audit: Callable[[str, int], int] | None = None,
 ) -> Maintenance:
     """Wire the periodic jobs of one (table, worker) from its read side: reconciliation and
     retention share the engine's source, sink and target; each scheduled validation gets the
-    same wiring around a source of its own (it runs on another thread)."""
+    same wiring around a source of its own (it runs on another thread). `prune_audit`
+    (`StateStore.prune_audit`) only for the table that prunes the shared audit trail."""
     reconciler = Reconciler(
         side.table, engine, side.source, side.sink.upsert, side.target, owned, clock
     )
@@ -178,4 +247,9 @@ def build_maintenance(
         audit=side.sink.audit,
         clock=clock,
         on_validation=on_validation,
+        audit_pruner=(
+            AuditPruner(prune_audit, side.config.sync.audit_retention_s, clock=clock)
+            if prune_audit is not None
+            else None
+        ),
     )

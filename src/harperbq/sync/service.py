@@ -24,11 +24,11 @@ from harperbq.harper.restarts import RestartWatch, boot_id
 from harperbq.harper.schema import ColumnSpec, TypeOptions, ensure_target_table
 from harperbq.harper.watchdog import Stall, StallWatchdog
 from harperbq.metrics import SyncMetrics
-from harperbq.sync import membership, nodes, snapshot
+from harperbq.sync import nodes, snapshot
 from harperbq.sync.assembly import assemble
 from harperbq.sync.engine import EngineSettings, TableEngine
-from harperbq.sync.leases import Leases
 from harperbq.sync.maintenance import Maintenance, build_maintenance
+from harperbq.sync.membership import Membership
 from harperbq.sync.runner import Backoff, RunState, TableRunner
 from harperbq.sync.schema_watch import SchemaWatch
 from harperbq.sync.state import AuditEntry, StateMismatchError, StateStore
@@ -57,51 +57,6 @@ def engine_settings(table: TableConfig, *, once: bool = False) -> EngineSettings
         retention_us=int(table.retention_s * MICROS) if table.retention_s else None,
         tail_to_cap=once,
     )
-
-
-class Membership:
-    """Heartbeats this process's workers and keeps the cluster's live set fresh."""
-
-    def __init__(self, state: StateStore, node: str, workers: Sequence[str], lease_s: float):
-        self.state = state
-        self.node = node
-        self.workers = list(workers)
-        self.lease_s = lease_s
-        self._live: list[str] = list(workers)
-        self._leases = Leases(lease_s)
-        self._lock = threading.Lock()
-
-    def beat(self, info: Callable[[str], dict[str, Any]]) -> None:
-        for worker in self.workers:
-            self.state.heartbeat(worker, self.node, info(worker))
-        records = self.state.workers()
-        # By this process's monotonic clock only: other nodes' wall clocks may be off.
-        live = self._leases.observe([(w.worker_id, w.beat) for w in records], time.monotonic())
-        with self._lock:
-            # Our own workers are live by definition, even if the read lagged behind our write.
-            self._live = sorted(set(live) | set(self.workers))
-
-    def live(self) -> list[str]:
-        with self._lock:
-            return list(self._live)
-
-    def owned(self, table: TableConfig, worker: str) -> list[int]:
-        return membership.owned(table.id, table.partitions, self.live(), worker)
-
-    def snapshot_leader(self, table: TableConfig, worker: str) -> bool | None:
-        """Whether `worker` copies the table's snapshots for every worker (the first live one
-        by id), or None when each copies its own (one worker alone, or `snapshotBy: each`)."""
-        live = self.live()
-        if table.snapshot_by != "one" or len(live) < 2:
-            return None
-        return min(live) == worker
-
-    def leave(self) -> None:
-        for worker in self.workers:
-            try:
-                self.state.remove_worker(worker)
-            except Exception as exc:  # best effort: the lease expires anyway
-                log.warning("could not remove worker %s: %s", worker, exc)
 
 
 def _reconciled_at(handle: TableHandle) -> str | None:
@@ -269,6 +224,10 @@ class SyncService:
             owned=lambda: self.membership.owned(table, worker),
             clock=self.clock,
             on_validation=lambda r: self.metrics.record_validation(table.id, r.drift_rows),
+            # The shared audit trail is pruned by one table's maintenance: the first by id.
+            prune_audit=(
+                self.state.prune_audit if table.id == min(t.id for t in self.tables) else None
+            ),
         )
         runner = TableRunner(
             engine,

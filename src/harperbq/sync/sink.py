@@ -111,7 +111,7 @@ class HarperSink:
         rows = self.client.search_by_id(self.database, self.table, list(ids), attributes=["id"])
         return {str(r["id"]) for r in rows if r.get("id") is not None}
 
-    def load_checkpoints(self) -> dict[int, Checkpoint]:
+    def get_checkpoints(self) -> dict[int, Checkpoint]:
         """The table's checkpoints; raises `StateMismatchError` when they belong to another
         source, target, cursor or key. State from before identities were kept is adopted."""
         checkpoints = self.state.get_checkpoints(self.table_id)
@@ -145,7 +145,7 @@ class HarperSink:
             )
         return checkpoints
 
-    def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
+    def put_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
         """Store them as this worker's own records (a writer never writes another's record:
         see `sync.checkpoint_merge`), stamped with the table's identity."""
         checkpoints = [replace(cp, worker_id=self.worker_id) for cp in checkpoints]

@@ -15,7 +15,8 @@ Tables (database `harperbq` by default, created on first use, declared attribute
   `StateIdentity`), so a configuration that reuses a table id for other tables never resumes
   from another's progress, and a few ids it wrote last (`probe`), so a target table that was
   dropped or recreated empty is noticed (`sync.engine`).
-- `SyncAudit`: skipped rows (reason, sample), errors, validation results; newest first by `at`.
+- `SyncAudit`: skipped rows (reason, sample), errors, validation results; newest first by `at`;
+  kept for `sync.auditRetention` (maintenance prunes it: `sync.maintenance.AuditPruner`).
 - `SyncWorker`, id = worker id: heartbeats. `last_seen` is the writer's UTC clock; `beat` changes
   on every heartbeat, so a reader can also judge liveness by its own clock ("has `beat` changed
   within my lease?"), which is immune to clock skew between nodes.
@@ -420,19 +421,9 @@ class StateStore:
         )
         return [Checkpoint.from_record(r) for r in rows if r.get("table_id") == table_id]
 
-    def put_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
-        """Store a checkpoint as its writer's record (`worker_id`; `updated_at` stamped now);
-        returns what was stored.
-
-        Returns only once Harper confirmed the write (see `HarperClient.upsert`).
-        """
-        self.ensure()
-        stored = replace(checkpoint, updated_at=utc_now_iso())
-        self.client.upsert(self.database, CHECKPOINT_TABLE, [stored.to_record()])
-        return stored
-
     def put_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
-        """Store several checkpoints in one confirmed write (a window moves all its partitions)."""
+        """Store checkpoints as their writers' records (`worker_id`; `updated_at` stamped now) in
+        one write, returning once Harper confirmed it (a window moves all its partitions)."""
         self.ensure()
         now = utc_now_iso()
         records = [replace(cp, updated_at=now).to_record() for cp in checkpoints]
@@ -488,8 +479,9 @@ class StateStore:
         )
         return [AuditEntry.from_record(r) for r in rows if r.get("id")]
 
-    def prune_audit(self, before: str) -> int:
-        """Delete audit entries older than `before` (ISO UTC); returns how many."""
+    def prune_audit(self, before: str, limit: int | None = None) -> int:
+        """Delete audit entries older than `before` (ISO UTC), at most `limit` of them (a
+        bounded batch: see `sync.maintenance.AuditPruner`); returns how many."""
         self.ensure()
         parse_iso(before)
         rows = self.client.search(
@@ -497,6 +489,7 @@ class StateStore:
             AUDIT_TABLE,
             [Condition("at", "less_than", before)],
             attributes=["id"],
+            limit=limit,
         )
         ids = [str(r["id"]) for r in rows if r.get("id")]
         return self.client.delete(self.database, AUDIT_TABLE, ids) if ids else 0

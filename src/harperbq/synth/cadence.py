@@ -93,10 +93,3 @@ def instants_by_phase(
     k = np.repeat(k0, count) + (np.arange(total, dtype=np.int64) - first)
     t = np.repeat(off, count) + k * np.repeat(step, count)
     return sel, local, t
-
-
-def rows_per_day(sampling_interval_s: float, share: dict[str, float]) -> float:
-    """Expected position rows per vessel per day for a mix of {status band: share of time}."""
-    f = scale(sampling_interval_s)
-    band = {"moored": 180.0, "slow": 10.0, "medium": 6.0, "fast": 2.0}
-    return sum(86_400.0 / max(round(band[k] * f), 1) * v for k, v in share.items())

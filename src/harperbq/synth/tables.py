@@ -258,10 +258,6 @@ class Generator:
     def _ts(us: I64, null: npt.NDArray[np.bool_] | None = None) -> pa.Array:
         return pa.array(us, type=pa.int64(), mask=null).cast(TS)
 
-    @staticmethod
-    def _order(*keys: I64) -> I64:
-        return np.lexsort(keys[::-1])
-
     # -- vessel_positions -------------------------------------------------------------------
     def positions(self, lo: float | datetime, hi: float | datetime) -> pa.Table:
         lo_s, hi_s = to_seconds(lo), to_seconds(hi)

@@ -236,8 +236,3 @@ def stream_arrow(client: bigquery.Client, table_id: str, spec: TableSpec, table:
 def concat(tables: Iterable[pa.Table]) -> pa.Table:
     parts = [t for t in tables if t.num_rows]
     return pa.concat_tables(parts) if parts else pa.table({})
-
-
-def partition_expiration_ok(table: bigquery.Table, params: SynthParams) -> bool:
-    tp = table.time_partitioning
-    return bool(tp and tp.expiration_ms == params.retention_days * 86_400_000)
