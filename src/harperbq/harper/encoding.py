@@ -189,8 +189,6 @@ def _subclass(value: Any, ints: tuple[int, int]) -> Any:
     """What the stdlib accepts beyond the exact types: tuples and subclasses (e.g. IntEnum)."""
     if isinstance(value, str):
         return str.__str__(value)
-    if isinstance(value, bool):
-        return bool(value)
     if isinstance(value, int):
         return plain(int.__int__(value), ints=ints)
     if isinstance(value, float):
