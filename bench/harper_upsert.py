@@ -52,7 +52,7 @@ ENDPOINT = "HarperbqBenchIngest"
 # the table API: one transaction per chunk, every put of the chunk in it, commit awaited.
 RESOURCES_JS = """\
 // Written by harperbq's bench/harper_upsert.py: the in-process write ceiling.
-import { transaction } from 'harperdb';
+// Resource, databases and transaction are globals Harper gives every component.
 
 let staged = [];
 
@@ -267,7 +267,7 @@ def in_process_part(
     # the table exists before the workers restart, so the component's workers load it
     ensure_target_table(client, db, "in_process", COLUMNS, cursor_column="timestamp")
     http = install_component(client, node)
-    with http:
+    try:
         for start in range(0, len(rows), 10_000):
             staged = http.post(f"/{ENDPOINT}/", json={"stage": rows[start : start + 10_000]})
             staged.raise_for_status()
@@ -277,6 +277,8 @@ def in_process_part(
         )
         answer.raise_for_status()
         timing = answer.json()
+    finally:
+        http.close()
     found = client.sql(f"SELECT COUNT(*) AS n FROM {db}.in_process")  # noqa: S608 - ours
     assert timing["rows"] == len(rows) == found[0]["n"], (timing, found)
     return {
