@@ -1,14 +1,21 @@
-"""Harper upsert rate: declared attributes with two indexes vs a schemaless table, same run.
+"""Harper upsert rate: declared vs schemaless, each body encoding, and the in-process ceiling.
 
-Upserts N position-like rows (12 fields) into a table created the way harperbq creates targets
-(declared, typed attributes; indexes on `id` and `timestamp` only) and into a schemaless table
-(Harper indexes every attribute), in chunks of 1 000 / 5 000 / 10 000 rows, through
-`HarperClient.upsert` (every id confirmed). Each (chunk size, table) pair writes fresh ids into a
-fresh table; the order alternates so drift on a shared machine does not favour one side.
+Three parts, one run, one Harper node of its own (started from the pinned npm install, stopped
+afterwards), N position-like rows of 12 fields:
+- tables: a table created the way harperbq creates targets (declared, typed attributes; indexes
+  on `id` and `timestamp` only) against a schemaless one (Harper indexes every attribute), in
+  chunks of 1 000 / 5 000 / 10 000 rows, through `HarperClient.upsert` (every id confirmed);
+- encodings: the same rows into a fresh declared table per encoding (stdlib JSON, orjson, CBOR,
+  MessagePack; `harper.encoding`), chunks of 5 000 (the client's default), two rounds in
+  opposite orders so drift on a shared machine favours no encoding; the rate is rows over the
+  summed time of both rounds;
+- in-process: a tiny Harper component (written by the bench into Harper's components root and
+  loaded by restarting the HTTP workers) receives the same rows once, then writes them with the
+  table API (`table.put` in one transaction per 5 000 rows) into a fresh declared table, timing
+  itself inside Harper: the physical limit of a writer, with no HTTP, parsing or operation layer.
 
-Uses the Harper of `harperbq dev up` when it runs (in a throwaway database), else starts its own
-node from the pinned npm install and stops it afterwards. Prints one JSON document, then one
-summary line with rows/s and the declared/schemaless ratio.
+Prints one JSON document, then one summary line: each encoding's rows/s, the in-process rows/s
+and the best encoding's share of it, and the declared/schemaless ratio.
 """
 
 from __future__ import annotations
@@ -26,14 +33,58 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from harperbq.devstack import harper, stack
+import httpx
+
+from harperbq.devstack import harper
 from harperbq.devstack.harper import HarperNode
 from harperbq.devstack.paths import harper_install_dir
 from harperbq.harper.client import HarperClient
+from harperbq.harper.encoding import Encoding, resolve
+from harperbq.harper.errors import HarperError
 from harperbq.harper.schema import ColumnSpec, ensure_target_table
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNKS = (1_000, 5_000, 10_000)
+ENCODING_CHUNK = 5_000
+COMPONENT = "harperbq-bench-ingest"
+ENDPOINT = "HarperbqBenchIngest"
+# The in-process writer. Staging and writing are separate requests so the timed part is only
+# the table API: one transaction per chunk, every put of the chunk in it, commit awaited.
+RESOURCES_JS = """\
+// Written by harperbq's bench/harper_upsert.py: the in-process write ceiling.
+// Resource, databases and transaction are globals Harper gives every component.
+
+let staged = [];
+
+export class ENDPOINT extends Resource {
+  static loadAsInstance = false;
+
+  async post(target, data) {
+    const body = await (data === undefined ? target : data);
+    if (body.stage) {
+      for (const record of body.stage) staged.push(record);
+      return { staged: staged.length };
+    }
+    const table = databases[body.database][body.table];
+    const records = staged;
+    staged = [];
+    const started = performance.now();
+    for (let i = 0; i < records.length; i += body.chunk) {
+      const context = {};
+      await transaction(context, async () => {
+        const pending = [];
+        for (const record of records.slice(i, i + body.chunk)) {
+          const result = table.put(record.id, record, context);
+          if (result && typeof result.then === 'function') pending.push(result);
+        }
+        await Promise.all(pending);
+      });
+    }
+    return { rows: records.length, seconds: (performance.now() - started) / 1000 };
+  }
+}
+""".replace("ENDPOINT", ENDPOINT)
+CONFIG_YAML = "rest: true\njsResource:\n  files: 'resources.js'\n"
 COLUMNS = [
     ColumnSpec("timestamp", "TIMESTAMP"),
     ColumnSpec("mmsi", "INT64"),
@@ -79,26 +130,21 @@ def position_rows(n: int, prefix: str) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def harper_node() -> Iterator[tuple[HarperNode, str]]:
-    """The dev stack's Harper if it answers, else a node of our own; yields (node, origin)."""
+def harper_node() -> Iterator[HarperNode]:
+    """A node of our own (the in-process part installs a component, never into the dev stack)."""
     os.environ.setdefault("HARPERBQ_DEV_DIR", str(REPO / ".harperbq"))
-    running = stack.load()
-    if running is not None and harper.is_ready(running.harper):
-        yield running.harper, "dev stack"
-        return
     with tempfile.TemporaryDirectory(prefix="harperbq-bench-") as base:
         node = harper.new_node(Path(base) / "harper", name="bench")
         harper.start(node, harper_install_dir())
         try:
-            yield node, "own node"
+            yield node
         finally:
             harper.stop(node)
 
 
 def measure(
-    client: HarperClient, db: str, kind: str, chunk: int, rows: list[dict[str, Any]]
+    client: HarperClient, db: str, table: str, kind: str, chunk: int, rows: list[dict[str, Any]]
 ) -> float:
-    table = f"{kind}_{chunk}"
     if kind == "declared":
         ensure_target_table(client, db, table, COLUMNS, cursor_column="timestamp")
     else:
@@ -110,36 +156,21 @@ def measure(
     return seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=100_000, help="rows per table (100 000)")
-    args = parser.parse_args()
-    rows = position_rows(args.rows, "p")
+def tables_part(client: HarperClient, db: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
-    with harper_node() as (node, origin):
-        db = f"bench_{uuid.uuid4().hex[:8]}"
-        with HarperClient(node.url, node.username, node.password, timeout_s=300) as client:
-            try:
-                # warm-up: first writes to a new database pay for file creation
-                client.create_table(db, "warmup")
-                client.upsert(db, "warmup", position_rows(min(5_000, args.rows), "w"))
-                for index, chunk in enumerate(CHUNKS):
-                    order = (
-                        ("declared", "schemaless") if index % 2 == 0 else ("schemaless", "declared")
-                    )
-                    for kind in order:
-                        seconds = measure(client, db, kind, chunk, rows)
-                        results.append(
-                            {
-                                "table": kind,
-                                "chunk_rows": chunk,
-                                "rows": len(rows),
-                                "seconds": round(seconds, 3),
-                                "rows_per_s": round(len(rows) / seconds, 1),
-                            }
-                        )
-            finally:
-                client.drop_database(db, missing_ok=True)
+    for index, chunk in enumerate(CHUNKS):
+        order = ("declared", "schemaless") if index % 2 == 0 else ("schemaless", "declared")
+        for kind in order:
+            seconds = measure(client, db, f"{kind}_{chunk}", kind, chunk, rows)
+            results.append(
+                {
+                    "table": kind,
+                    "chunk_rows": chunk,
+                    "rows": len(rows),
+                    "seconds": round(seconds, 3),
+                    "rows_per_s": round(len(rows) / seconds, 1),
+                }
+            )
 
     def rate(kind: str, chunk: int) -> float:
         return next(
@@ -148,30 +179,174 @@ def main() -> None:
             if r["table"] == kind and r["chunk_rows"] == chunk
         )
 
-    ratios = {str(c): round(rate("declared", c) / rate("schemaless", c), 2) for c in CHUNKS}
     declared = statistics.mean(rate("declared", c) for c in CHUNKS)
     schemaless = statistics.mean(rate("schemaless", c) for c in CHUNKS)
-    report = {
-        "benchmark": "harper_upsert",
-        "harper": origin,
-        "rows": len(rows),
-        "fields": len(rows[0]),
+    return {
         "declared_indexes": ["id", "timestamp"],
         "results": results,
-        "ratio_by_chunk": ratios,
+        "ratio_by_chunk": {
+            str(c): round(rate("declared", c) / rate("schemaless", c), 2) for c in CHUNKS
+        },
         "declared_rows_per_s": round(declared, 1),
         "schemaless_rows_per_s": round(schemaless, 1),
         "ratio": round(declared / schemaless, 2),
     }
+
+
+def available_encodings() -> list[Encoding]:
+    usable = []
+    for encoding in Encoding:
+        try:
+            resolve(encoding)
+        except ValueError as exc:
+            print(f"skipping encoding {encoding.value}: {exc}", flush=True)
+            continue
+        usable.append(encoding)
+    return usable
+
+
+def encodings_part(node: HarperNode, db: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    encodings = available_encodings()
+    seconds: dict[Encoding, list[float]] = {e: [] for e in encodings}
+    for round_ in range(2):
+        order = encodings if round_ % 2 == 0 else encodings[::-1]
+        for encoding in order:
+            with HarperClient(
+                node.url, node.username, node.password, timeout_s=300, encoding=encoding
+            ) as client:
+                table = f"enc_{encoding.value}_{round_}"
+                seconds[encoding].append(
+                    measure(client, db, table, "declared", ENCODING_CHUNK, rows)
+                )
+    rates = {e.value: round(2 * len(rows) / sum(seconds[e]), 1) for e in encodings}
+    return {
+        "chunk_rows": ENCODING_CHUNK,
+        "rounds": 2,
+        "seconds": {e.value: [round(s, 3) for s in seconds[e]] for e in encodings},
+        "rows_per_s": rates,
+        "vs_json": {name: round(rate / rates["json"], 3) for name, rate in rates.items()},
+    }
+
+
+def install_component(client: HarperClient, node: HarperNode) -> httpx.Client:
+    """Write the component into Harper's components root, restart the HTTP workers, and wait
+    until its endpoint answers; returns a client for that endpoint."""
+    config = client.operation({"operation": "get_configuration"}, idempotent=True)
+    root = Path(str(config.get("componentsRoot") or node.root / "components"))
+    folder = root / COMPONENT
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(CONFIG_YAML)
+    (folder / "resources.js").write_text(RESOURCES_JS)
+    try:
+        client.operation({"operation": "restart_service", "service": "http_workers"})
+    except HarperError as exc:  # the worker answering may be the one restarting
+        print(f"restart_service: {exc} (waiting for the endpoint anyway)", flush=True)
+    http = httpx.Client(
+        base_url=f"http://{node.host}:{node.http_port}",
+        auth=(node.username, node.password),
+        timeout=300,
+    )
+    deadline = time.monotonic() + 90
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            answer = http.post(f"/{ENDPOINT}/", json={"stage": []})
+            if answer.status_code == 200:
+                return http
+            last = f"HTTP {answer.status_code}: {answer.text[:300]}"
+        except httpx.HTTPError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.5)
+    http.close()
+    raise RuntimeError(f"the bench component did not answer within 90 s: {last}")
+
+
+def in_process_part(
+    client: HarperClient, node: HarperNode, db: str, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    # the table exists before the workers restart, so the component's workers load it
+    ensure_target_table(client, db, "in_process", COLUMNS, cursor_column="timestamp")
+    http = install_component(client, node)
+    try:
+        for start in range(0, len(rows), 10_000):
+            staged = http.post(f"/{ENDPOINT}/", json={"stage": rows[start : start + 10_000]})
+            staged.raise_for_status()
+        assert staged.json()["staged"] == len(rows), staged.text
+        answer = http.post(
+            f"/{ENDPOINT}/", json={"database": db, "table": "in_process", "chunk": ENCODING_CHUNK}
+        )
+        answer.raise_for_status()
+        timing = answer.json()
+    finally:
+        http.close()
+    found = client.sql(f"SELECT COUNT(*) AS n FROM {db}.in_process")  # noqa: S608 - ours
+    assert timing["rows"] == len(rows) == found[0]["n"], (timing, found)
+    return {
+        "chunk_rows": ENCODING_CHUNK,
+        "seconds": round(timing["seconds"], 3),
+        "rows_per_s": round(len(rows) / timing["seconds"], 1),
+        "how": "table.put inside Harper, one transaction per chunk, timed by the component",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="rows per table (100 000)")
+    parser.add_argument(
+        "--parts",
+        default="tables,encodings,in-process",
+        help="which parts to run, comma separated (all three)",
+    )
+    args = parser.parse_args()
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    rows = position_rows(args.rows, "p")
+    report: dict[str, Any] = {
+        "benchmark": "harper_upsert",
+        "harper": "own node",
+        "rows": len(rows),
+        "fields": len(rows[0]),
+    }
+    with harper_node() as node:
+        db = f"bench_{uuid.uuid4().hex[:8]}"
+        with HarperClient(node.url, node.username, node.password, timeout_s=300) as client:
+            try:
+                # warm-up: first writes to a new database pay for file creation
+                client.create_table(db, "warmup")
+                client.upsert(db, "warmup", position_rows(min(5_000, args.rows), "w"))
+                if "tables" in parts:
+                    report["tables"] = tables_part(client, db, rows)
+                if "encodings" in parts:
+                    report["encodings"] = encodings_part(node, db, rows)
+                if "in-process" in parts:
+                    report["in_process"] = in_process_part(client, node, db, rows)
+            finally:
+                client.drop_database(db, missing_ok=True)
+    summary = ["harper_upsert:"]
+    if "encodings" in report:
+        rates = report["encodings"]["rows_per_s"]
+        best = max(rates, key=rates.__getitem__)
+        report["best_encoding"] = best
+        summary.append(
+            "encodings "
+            + ", ".join(f"{name} {rate:,.0f}" for name, rate in rates.items())
+            + f" rows/s (best {best}, {rates[best] / rates['json']:.2f}x json);"
+        )
+        if "in_process" in report:
+            share = rates[best] / report["in_process"]["rows_per_s"]
+            report["best_vs_in_process"] = round(share, 3)
+    if "in_process" in report:
+        summary.append(f"in-process {report['in_process']['rows_per_s']:,.0f} rows/s")
+        if "best_vs_in_process" in report:
+            summary.append(f"(best encoding reaches {report['best_vs_in_process']:.2f} of it);")
+    if "tables" in report:
+        t = report["tables"]
+        summary.append(
+            f"declared {t['declared_rows_per_s']:,.0f} vs schemaless "
+            f"{t['schemaless_rows_per_s']:,.0f} rows/s ({t['ratio']:.2f}x);"
+        )
+    summary.append(f"{len(rows):,} rows x {len(rows[0])} fields")
     print(json.dumps(report, indent=2))
-    per_chunk = ", ".join(
-        f"{c}: {rate('declared', c):,.0f} vs {rate('schemaless', c):,.0f}" for c in CHUNKS
-    )
-    print(
-        f"harper_upsert: declared {declared:,.0f} rows/s, schemaless {schemaless:,.0f} rows/s, "
-        f"ratio {declared / schemaless:.2f}x ({len(rows):,} rows x {len(rows[0])} fields; "
-        f"by chunk {per_chunk})"
-    )
+    print(" ".join(summary))
 
 
 if __name__ == "__main__":

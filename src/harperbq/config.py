@@ -347,6 +347,7 @@ class HarperModel(_Model):
     peers: list[str] = Field(default_factory=list, alias="peers")
     replicated_confirmation: Confirmation = Field("auto", alias="replicatedConfirmation")
     replication_timeout_s: Seconds = Field(60.0, alias="replicationTimeout")
+    encoding: Literal["auto", "json", "orjson", "cbor", "msgpack"] = Field("auto", alias="encoding")
 
 
 class BigQueryModel(_Model):
@@ -561,6 +562,8 @@ class HarperConfig:
     """Peers that must confirm each data write before Harper answers it (harper/replication.py)."""
     replication_timeout_s: float = 60.0
     """The read timeout of confirmed writes: how long to wait for the peers' confirmations."""
+    encoding: Literal["auto", "json", "orjson", "cbor", "msgpack"] = "auto"
+    """The body format of requests to Harper (harper/encoding.py; `auto`: the fastest measured)."""
 
 
 @dataclass(frozen=True)
@@ -1343,7 +1346,22 @@ def _resolve_harper(
         peers=peers,
         replicated_confirmation=h.replicated_confirmation,
         replication_timeout_s=h.replication_timeout_s,
+        encoding=_resolve_encoding(h.encoding, check),
     )
+
+
+def _resolve_encoding(
+    name: Literal["auto", "json", "orjson", "cbor", "msgpack"], check: _Checker
+) -> Literal["auto", "json", "orjson", "cbor", "msgpack"]:
+    """`harper.encoding`: a named encoding needs its library installed."""
+    from harperbq.harper.encoding import resolve
+
+    try:
+        resolve(name)
+    except ValueError as exc:
+        check.add("harper.encoding", str(exc), name, 'use "auto" (the default) or "json"')
+        return "json"
+    return name
 
 
 def _resolve_peers(values: list[str], check: _Checker) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from harperbq.harper import replication
+from harperbq.harper.encoding import Encoding
 from harperbq.harper.errors import HarperError, IncompleteWriteError, NotFound, ValidationError
 from harperbq.harper.models import (
     Attribute,
@@ -57,7 +58,9 @@ class HarperClient:
     `verify`: True (system + certifi trust store), False (no verification, insecure), or the path
     of a CA file/directory. `cert`: client certificate for mutual TLS, a PEM path holding cert and
     key, or a `(certfile, keyfile)` pair. `timeout_s` bounds reads and writes, `connect_timeout_s`
-    the TCP/TLS connect; `max_retries` counts repeats after the first attempt.
+    the TCP/TLS connect; `max_retries` counts repeats after the first attempt. `encoding`: the
+    body format (`auto`, `json`, `orjson`, `cbor`, `msgpack`; harper/encoding.py), every one
+    storing the same values.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class HarperClient:
         backoff_cap_s: float = 8.0,
         max_connections: int = 8,
         on_event: Callable[[RequestEvent], None] | None = None,
+        encoding: Encoding | str = "auto",
     ) -> None:
         self._transport = Transport(
             url,
@@ -89,7 +93,13 @@ class HarperClient:
             backoff_cap_s=backoff_cap_s,
             max_connections=max_connections,
             on_event=on_event,
+            encoding=encoding,
         )
+
+    @property
+    def encoding(self) -> Encoding:
+        """The body format of requests (`harper.encoding`)."""
+        return self._transport.encoding
 
     @property
     def url(self) -> str:
@@ -388,7 +398,7 @@ class HarperClient:
         if replicated_confirmation:
             body["replicatedConfirmation"] = replicated_confirmation
         try:
-            payload = encode(body)
+            payload = self._transport.encode(body)
         except (TypeError, ValueError) as exc:
             raise ValidationError(
                 f"cannot send to {database}.{table}: {_unencodable(items)}: {exc}",

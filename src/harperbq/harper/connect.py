@@ -41,4 +41,5 @@ def harper_client(
         connect_timeout_s=cfg.connect_timeout_s,
         max_retries=max_retries,
         on_event=on_event,
+        encoding=cfg.encoding,
     )

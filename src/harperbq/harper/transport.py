@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import certifi
 import httpx
 
+from harperbq.harper.encoding import CONTENT_TYPES, Encoding, encoder, json_encode, resolve
 from harperbq.harper.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -182,8 +183,12 @@ class Transport:
         backoff_cap_s: float = 8.0,
         max_connections: int = 8,
         on_event: Callable[[RequestEvent], None] | None = None,
+        encoding: Encoding | str = "auto",
     ) -> None:
         parsed = check_url(url)
+        self.encoding = resolve(encoding)
+        self.encode = encoder(self.encoding)
+        """Makes request bodies in `encoding` (callers that encode themselves use this)."""
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
         self.url = str(parsed)
@@ -211,7 +216,7 @@ class Transport:
                 max_keepalive_connections=max_connections,
                 keepalive_expiry=5.0,
             ),
-            headers={"content-type": "application/json", "accept": "application/json"},
+            headers={"content-type": CONTENT_TYPES[self.encoding], "accept": "application/json"},
         )
 
     def __repr__(self) -> str:
@@ -239,7 +244,7 @@ class Transport:
         the client's read timeout for this call (confirmed writes wait for peers).
         """
         operation = str(body.get("operation", "?"))
-        payload = content if content is not None else encode(body)
+        payload = content if content is not None else self.encode(body)
         timeout: Any = (
             httpx.USE_CLIENT_DEFAULT
             if timeout_s is None
@@ -313,7 +318,7 @@ class Transport:
             try:
                 response = http.post(
                     self.url,
-                    content=encode({"operation": "user_info"}),
+                    content=json_encode({"operation": "user_info"}),
                     headers={"content-type": "application/json"},
                 )
             except httpx.HTTPError as exc:
@@ -431,6 +436,5 @@ def _tls_message(url: str, cause: ssl.SSLError) -> str:
     )
 
 
-def encode(body: Mapping[str, Any]) -> bytes:
-    """Compact JSON; NaN/Infinity are refused (they are not JSON and Harper would store junk)."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+encode = json_encode
+"""The stdlib JSON body (what every encoding must be equivalent to; see encoding.py)."""
