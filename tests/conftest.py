@@ -61,23 +61,21 @@ def bq(bq_emulator: emulator.Emulator) -> bigquery.Client:
     return emulator_client(bq_emulator.project, bq_emulator.endpoint)
 
 
-@pytest.fixture(scope="session")
-def harper_cluster(
-    tmp_path_factory: pytest.TempPathFactory, harper_install: Path
+def _cluster(
+    tmp_path_factory: pytest.TempPathFactory, install: Path, hosts: tuple[str, ...], prefix: str
 ) -> Iterator[list[harper.HarperNode]]:
-    """Three replicating Harper nodes on 127.0.0.1, 127.0.0.2 and 127.0.0.3, fully connected."""
     nodes: list[harper.HarperNode] = []
     password = secrets.token_urlsafe(24)
     try:
-        for index, host in enumerate(("127.0.0.1", "127.0.0.2", "127.0.0.3"), start=1):
+        for index, host in enumerate(hosts, start=1):
             node = harper.new_node(
-                tmp_path_factory.mktemp(f"cluster-{index}"),
+                tmp_path_factory.mktemp(f"{prefix}-{index}"),
                 name=host,
                 host=host,
                 replication=True,
                 password=password,
             )
-            harper.start(node, harper_install)
+            harper.start(node, install)
             nodes.append(node)
         for i, a in enumerate(nodes):
             for b in nodes[i + 1 :]:
@@ -88,12 +86,33 @@ def harper_cluster(
             harper.stop(node)
 
 
+@pytest.fixture(scope="session")
+def harper_cluster(
+    tmp_path_factory: pytest.TempPathFactory, harper_install: Path
+) -> Iterator[list[harper.HarperNode]]:
+    """Three replicating Harper nodes on 127.0.0.1, 127.0.0.2 and 127.0.0.3, fully connected."""
+    yield from _cluster(
+        tmp_path_factory, harper_install, ("127.0.0.1", "127.0.0.2", "127.0.0.3"), "cluster"
+    )
+
+
+@pytest.fixture(scope="module")
+def fault_cluster(
+    tmp_path_factory: pytest.TempPathFactory, harper_install: Path
+) -> Iterator[list[harper.HarperNode]]:
+    """A cluster of its own (127.0.0.4 to .6) for tests that SIGKILL a node: a Harper killed
+    mid-replication may come back slowly or not at all, and must not take the shared one along."""
+    yield from _cluster(
+        tmp_path_factory, harper_install, ("127.0.0.4", "127.0.0.5", "127.0.0.6"), "faults"
+    )
+
+
 def _clustered_modules() -> frozenset[str]:
     """Test modules (as node ids name them) that use the three-node cluster."""
     return frozenset(
         str(path.relative_to(REPO))
         for path in (REPO / "tests").rglob("test_*.py")
-        if "harper_cluster" in path.read_text()
+        if "harper_cluster" in path.read_text() or "fault_cluster" in path.read_text()
     )
 
 

@@ -391,7 +391,7 @@ def map_tracks(
     out_path.write_bytes(encode_png(picture.rgb))
     height, _ = picture.bounds.shape(width)
     b = picture.bounds
-    out.print(
+    typer.echo(
         f"{out_path}: {picture.vessels} vessels, {picture.reports:,} reports, "
         f"{len(picture.ports)} ports, {width}x{height} px, "
         f"lat {b.south:.1f}..{b.north:.1f}, lon {b.west:.1f}..{b.east:.1f}"
