@@ -63,6 +63,18 @@ def stopped_at_end(procs: dict[str, subprocess.Popen[bytes]]) -> Iterator[None]:
                 proc.wait(10)
 
 
+def stacks(procs: dict[str, subprocess.Popen[bytes]], log: Path) -> str:
+    """Every live process's thread stacks (SIGUSR1, see skewed_sync.py) and the log's end."""
+    size = log.stat().st_size
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and log.stat().st_size == size:
+        time.sleep(0.1)  # polling for the dumps to land in the log
+    return "log and stacks:\n" + log.read_text()[-6000:]
+
+
 def owned(state: StateStore) -> dict[str, int]:
     """Partitions per worker, as each reports in its heartbeat."""
     return {
@@ -149,7 +161,10 @@ def test_clocks_ten_minutes_apart_share_the_work(
     even = {"ahead-0": P // 2, "behind-0": P // 2}
     with stopped_at_end(procs):
         wait_for("all rows in Harper", alive(lambda: harper_rows() == ROWS), 120)
-        wait_for("a 6/6 split", alive(lambda: owned(state) == even), 60)
+        try:
+            wait_for("a 6/6 split", alive(lambda: owned(state) == even), 120)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {owned(state)}; {stacks(procs, log)}") from None
         check_table(bq, harper_client, db, dataset, "t", "T", ["ts", "k"], ["k"])
         # Rows per worker: those of the partitions it owns (checkpoints name the writer).
         checkpoints = state.get_checkpoints("t")
