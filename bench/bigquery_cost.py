@@ -41,8 +41,8 @@ from typing import Any
 from google.cloud import bigquery
 
 from harperbq.bigquery.client import make_client
-from harperbq.bigquery.cost import Prices
 from harperbq.config import Config, load_config
+from harperbq.cost import Prices
 from harperbq.devstack import emulator, harper
 from harperbq.devstack.paths import harper_install_dir
 from harperbq.harper.client import HarperClient

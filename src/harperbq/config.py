@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from harperbq.bigquery.cost import QUERY_USD_PER_TIB, STORAGE_READ_USD_PER_TIB, Prices
+from harperbq.cost import QUERY_USD_PER_TIB, STORAGE_READ_USD_PER_TIB, Prices
 
 # ---------------------------------------------------------------------------------------------
 # Problems

@@ -36,8 +36,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from harperbq import __version__
-from harperbq.sync.runner import RunState
-from harperbq.sync.windows import Phase
+from harperbq.phases import Phase, RunState
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 TW = ("table", "worker")

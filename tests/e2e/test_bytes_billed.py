@@ -13,8 +13,8 @@ from google.cloud.bigquery import SchemaField as F
 from tests.e2e.live import records, running, wait_for
 from tests.support import make_source
 
-from harperbq.bigquery.cost import TIB
 from harperbq.config import Config
+from harperbq.cost import TIB
 from harperbq.devstack.emulator import Emulator
 from harperbq.harper.client import HarperClient
 from harperbq.sync.snapshot import service_status

@@ -21,7 +21,7 @@ from harperbq.config import Config
 from harperbq.devstack import harper
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
-from harperbq.sync.runner import RunState
+from harperbq.phases import RunState
 from harperbq.sync.snapshot import service_status
 from harperbq.sync.state import StateStore
 

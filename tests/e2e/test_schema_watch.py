@@ -20,7 +20,7 @@ from tests.support import make_source
 
 from harperbq.config import Config
 from harperbq.harper.client import HarperClient
-from harperbq.sync.runner import RunState
+from harperbq.phases import RunState
 from harperbq.sync.state import StateStore
 from harperbq.sync.status import table_statuses
 

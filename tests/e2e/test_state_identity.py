@@ -18,7 +18,7 @@ from tests.support import keyed_table, make_source, run_once, run_to_end
 from harperbq.bigquery.client import make_client
 from harperbq.config import Config
 from harperbq.harper.client import HarperClient
-from harperbq.sync.runner import RunState
+from harperbq.phases import RunState
 from harperbq.sync.service import SyncService
 from harperbq.sync.state import StateStore
 from harperbq.sync.status import table_statuses

@@ -38,8 +38,8 @@ from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
 from harperbq.harper.errors import HarperError
 from harperbq.harper.transport import RequestEvent
+from harperbq.phases import RunState
 from harperbq.sync.keys import row_hash
-from harperbq.sync.runner import RunState
 from harperbq.sync.service import SyncService
 from harperbq.sync.state import StateStore
 

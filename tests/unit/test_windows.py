@@ -5,12 +5,12 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harperbq.phases import Phase
 from harperbq.sync.windows import (
     MAX_US,
     MAX_WINDOW_US,
     MIN_US,
     MIN_WINDOW_US,
-    Phase,
     PhasePolicy,
     Window,
     adapt_length,

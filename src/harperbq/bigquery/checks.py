@@ -13,7 +13,6 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
 from harperbq.bigquery import history
-from harperbq.bigquery.cost import Prices, human_bytes
 from harperbq.bigquery.read import StorageReader, run_query
 from harperbq.bigquery.retry import PolicyRetry, RetryPolicy
 from harperbq.bigquery.sql import (
@@ -28,6 +27,7 @@ from harperbq.bigquery.sql import (
     window_restriction,
 )
 from harperbq.config import TableConfig
+from harperbq.cost import Prices, human_bytes
 
 
 @dataclass(frozen=True)

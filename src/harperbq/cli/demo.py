@@ -14,9 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harperbq import logs
-from harperbq.bigquery import cost
-from harperbq.bigquery.cost import human_bytes
+from harperbq import cost, logs
+from harperbq.cost import human_bytes
 from harperbq.devstack import DevStackError
 
 if TYPE_CHECKING:  # BigQuery, the sync and the stack load inside `demo`, not for `--help`

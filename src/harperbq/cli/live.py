@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from harperbq import logs
-from harperbq.bigquery.cost import human_bytes
+from harperbq.cost import human_bytes
 
 if TYPE_CHECKING:
     from harperbq.sync.service import SyncService

@@ -18,7 +18,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from harperbq import logs
-from harperbq.bigquery.cost import human_bytes
 from harperbq.cli.common import (
     ConfigOption,
     error_line,
@@ -28,6 +27,7 @@ from harperbq.cli.common import (
     user_errors,
 )
 from harperbq.cli.validate import validate
+from harperbq.cost import human_bytes
 from harperbq.harper.errors import HarperError
 
 if TYPE_CHECKING:  # the sync, BigQuery and HTTP layers load inside the commands that use them

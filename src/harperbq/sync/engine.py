@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
+from harperbq.phases import Phase
 from harperbq.sync.checkpoint_merge import next_generation
 from harperbq.sync.feed import Mode, feed_window
 from harperbq.sync.grid import WATCH_LATENESS_MULTIPLE, compact
@@ -37,7 +38,6 @@ from harperbq.sync.state import CLOCK_COMMIT, CLOCK_EVENT, Checkpoint
 from harperbq.sync.windows import (
     MICROS,
     MIN_US,
-    Phase,
     PhasePolicy,
     Window,
     adapt_length,

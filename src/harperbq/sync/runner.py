@@ -7,24 +7,11 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
+from harperbq.phases import RunState
 from harperbq.sync.engine import TableEngine
 
 log = logging.getLogger("harperbq.sync.runner")
-
-
-class RunState(StrEnum):
-    STARTING = "starting"
-    RUNNING = "running"
-    IDLE = "idle"  # caught up, waiting for the next poll
-    ERROR = "error"  # last attempt failed; retrying with backoff
-    STOPPED = "stopped"
-    DONE = "done"  # --once: caught up, reconciled and finished
-    FAILED = "failed"  # --once: gave up after the configured attempts
-    # Never set by the runner: shown (status, metrics) while the Harper stall watchdog sees
-    # Harper not answering the request this table waits on (harper/watchdog.py).
-    STALLED = "stalled"
 
 
 @dataclass(frozen=True)

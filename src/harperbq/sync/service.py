@@ -24,12 +24,13 @@ from harperbq.harper.restarts import RestartWatch, boot_id
 from harperbq.harper.schema import ColumnSpec, TypeOptions, ensure_target_table
 from harperbq.harper.watchdog import Stall, StallWatchdog
 from harperbq.metrics import SyncMetrics
+from harperbq.phases import RunState
 from harperbq.sync import nodes, snapshot
 from harperbq.sync.assembly import assemble
 from harperbq.sync.engine import EngineSettings, TableEngine
 from harperbq.sync.maintenance import Maintenance, build_maintenance
 from harperbq.sync.membership import Membership
-from harperbq.sync.runner import Backoff, RunState, TableRunner
+from harperbq.sync.runner import Backoff, TableRunner
 from harperbq.sync.schema_watch import SchemaWatch
 from harperbq.sync.state import AuditEntry, StateMismatchError, StateStore
 from harperbq.sync.validate import ValidationResult, validate_tables

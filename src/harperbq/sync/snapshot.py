@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from harperbq import __version__
-from harperbq.bigquery import cost
+from harperbq import __version__, cost
 from harperbq.metrics import ServiceSample, WorkerSample
-from harperbq.sync.runner import RunState
+from harperbq.phases import RunState
 from harperbq.sync.windows import MICROS, iso
 
 if TYPE_CHECKING:

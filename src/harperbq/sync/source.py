@@ -11,7 +11,8 @@ from typing import Any
 from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
-from harperbq.bigquery import cost, sql
+from harperbq import cost
+from harperbq.bigquery import sql
 from harperbq.bigquery.client import make_read_client
 from harperbq.bigquery.read import StorageReader, run_query, run_shared_query
 from harperbq.bigquery.retry import RetryPolicy, call_with_retry

@@ -5,7 +5,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harperbq.bigquery import cost
+from harperbq import cost
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
 from harperbq.sync import health

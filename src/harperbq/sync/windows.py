@@ -7,19 +7,14 @@ skipped at a boundary. `hi` never passes `now - settle`, so rows still arriving 
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+
+from harperbq.phases import Phase
 
 MICROS = 1_000_000
 MIN_WINDOW_US = 1  # one tick: equal timestamps cannot be split further, and need not be
 MAX_WINDOW_US = 7 * 24 * 3600 * MICROS
 GROW_MAX = 8.0
 SHRINK_MAX = 1 / 64
-
-
-class Phase(StrEnum):
-    INITIAL = "initial"
-    CATCHUP = "catchup"
-    STEADY = "steady"
 
 
 @dataclass(frozen=True)
