@@ -30,11 +30,11 @@ from google.cloud.bigquery import client as bq_client_module
 
 from harperbq.bigquery.client import make_client, make_read_client
 from harperbq.bigquery.read import StorageReader, run_query
-from harperbq.bigquery.retry import RetryPolicy
 from harperbq.bigquery.sql import Query, TableRef, columns_from_schema, select_list
 from harperbq.bigquery.types import records_from_batch
 from harperbq.config import BigQueryConfig
 from harperbq.devstack import emulator
+from harperbq.retry import RetryPolicy
 
 # Emulator bug (harness only, never product code): multipart uploads with content type */* fail.
 bq_client_module._GENERIC_CONTENT_TYPE = "application/octet-stream"

@@ -33,13 +33,13 @@ from google.cloud import bigquery
 
 from harperbq.bigquery.client import emulator_client
 from harperbq.bigquery.read import run_query
-from harperbq.bigquery.retry import RetryPolicy
 from harperbq.bigquery.sql import Query, TableRef, columns_from_schema, select_list
 from harperbq.bigquery.types import records_from_batch
 from harperbq.devstack import emulator, harper
 from harperbq.devstack.paths import harper_install_dir
 from harperbq.harper.client import HarperClient
 from harperbq.harper.schema import ensure_target_table
+from harperbq.retry import RetryPolicy
 from harperbq.sync.keys import WindowIds
 from harperbq.sync.source import column_spec
 

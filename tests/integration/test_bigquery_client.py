@@ -11,10 +11,10 @@ from google.oauth2 import service_account
 
 from harperbq.bigquery.client import ClientSetupError, make_client, make_read_client
 from harperbq.bigquery.read import run_query
-from harperbq.bigquery.retry import RetryPolicy
 from harperbq.bigquery.sql import Query
 from harperbq.config import BigQueryConfig
 from harperbq.devstack.emulator import Emulator
+from harperbq.retry import RetryPolicy
 
 
 def service_account_file(tmp_path: Path) -> Path:

@@ -14,7 +14,7 @@ from google.cloud import bigquery
 from typer.testing import CliRunner
 
 from harperbq.bigquery.read import run_query
-from harperbq.bigquery.retry import PolicyRetry, RetryPolicy
+from harperbq.bigquery.retry import PolicyRetry
 from harperbq.bigquery.sql import Query
 from harperbq.cli.main import app
 from harperbq.config import ENV_VARIABLES
@@ -23,6 +23,7 @@ from harperbq.devstack.harper import HarperNode
 from harperbq.devstack.ports import free_port
 from harperbq.harper.client import HarperClient
 from harperbq.harper.errors import AuthenticationError, HarperError
+from harperbq.retry import RetryPolicy
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 POLICY = RetryPolicy(max_attempts=2, initial_delay_s=0.1, total_timeout_s=30)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from harperbq.bigquery.client import make_read_client
 from harperbq.bigquery.read import StorageReader, run_query
-from harperbq.bigquery.retry import PolicyRetry, RetryPolicy
+from harperbq.bigquery.retry import PolicyRetry
 from harperbq.bigquery.sql import (
     Column,
     Query,
@@ -33,6 +33,7 @@ from harperbq.bigquery.sql import (
 )
 from harperbq.config import BigQueryConfig
 from harperbq.devstack.emulator import Emulator
+from harperbq.retry import RetryPolicy
 from harperbq.sync.partitions import (
     fingerprint,
     keep_partitions,

@@ -18,10 +18,11 @@ from requests.adapters import HTTPAdapter
 
 from harperbq.bigquery.client import make_client, make_read_client
 from harperbq.bigquery.read import OPERATION_LABEL, StorageReader, run_query
-from harperbq.bigquery.retry import PolicyRetry, RetryPolicy
+from harperbq.bigquery.retry import PolicyRetry
 from harperbq.bigquery.sql import Column, Query, TableRef, window_query
 from harperbq.config import BigQueryConfig
 from harperbq.devstack.emulator import Emulator
+from harperbq.retry import RetryPolicy
 
 POLICY = RetryPolicy(max_attempts=2, initial_delay_s=0.1, total_timeout_s=30)
 RETRY = PolicyRetry(POLICY)

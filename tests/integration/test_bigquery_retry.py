@@ -17,10 +17,11 @@ from requests.adapters import HTTPAdapter
 
 from harperbq.bigquery.client import make_client
 from harperbq.bigquery.read import run_query
-from harperbq.bigquery.retry import PolicyRetry, RetryPolicy
+from harperbq.bigquery.retry import PolicyRetry
 from harperbq.bigquery.sql import Query, TableRef
 from harperbq.config import BigQueryConfig, RetryConfig
 from harperbq.devstack.emulator import Emulator
+from harperbq.retry import RetryPolicy
 
 FAST = RetryPolicy(max_attempts=4, initial_delay_s=0.01, multiplier=2, max_delay_s=0.05)
 ROWS = 120

@@ -16,11 +16,12 @@ from google.cloud.bigquery import SchemaField as F
 
 from harperbq.bigquery.client import make_read_client
 from harperbq.bigquery.read import StorageReader, run_query
-from harperbq.bigquery.retry import PolicyRetry, RetryPolicy
+from harperbq.bigquery.retry import PolicyRetry
 from harperbq.bigquery.sql import Query, TableRef, columns_from_schema, select_list
 from harperbq.bigquery.types import DEFAULT_OPTIONS, ConvertOptions, records_from_batch
 from harperbq.config import BigQueryConfig
 from harperbq.devstack.emulator import Emulator
+from harperbq.retry import RetryPolicy
 
 POLICY = RetryPolicy(max_attempts=2, initial_delay_s=0.1, total_timeout_s=30)
 RETRY = PolicyRetry(POLICY)  # never the client's default 10-minute retry on emulator errors

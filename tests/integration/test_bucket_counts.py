@@ -11,9 +11,9 @@ from google.cloud import bigquery
 from google.cloud.bigquery import SchemaField as F
 
 from harperbq.bigquery.read import run_query
-from harperbq.bigquery.retry import RetryPolicy
 from harperbq.bigquery.sql import Column, TableRef, bucket_counts_query, bucket_digests_query
 from harperbq.bigquery.types import format_timestamp
+from harperbq.retry import RetryPolicy
 from harperbq.sync.digest import Digest, of_row
 from harperbq.sync.grid import count_into
 from harperbq.sync.partitions import partition_of

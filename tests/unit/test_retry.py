@@ -10,8 +10,9 @@ from google.api_core import exceptions
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harperbq.bigquery.retry import RetryPolicy, call_with_retry, classify, is_transient
+from harperbq.bigquery.retry import call_with_retry, classify, is_transient
 from harperbq.config import BigQueryConfig, RetryConfig
+from harperbq.retry import RetryPolicy
 
 
 def http_error(

@@ -14,7 +14,7 @@ from google.cloud import bigquery
 
 from harperbq.bigquery import history
 from harperbq.bigquery.read import StorageReader, run_query
-from harperbq.bigquery.retry import PolicyRetry, RetryPolicy
+from harperbq.bigquery.retry import PolicyRetry
 from harperbq.bigquery.sql import (
     CURSOR_TYPES,
     PARTITION_KEY_TYPES,
@@ -28,6 +28,7 @@ from harperbq.bigquery.sql import (
 )
 from harperbq.config import TableConfig
 from harperbq.cost import Prices, human_bytes
+from harperbq.retry import RetryPolicy
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery
 
 from harperbq.bigquery import server_clock
-from harperbq.bigquery.retry import RetryPolicy, call_with_retry
+from harperbq.bigquery.retry import call_with_retry
 from harperbq.bigquery.sql import TableRef
 from harperbq.config import TableConfig
+from harperbq.retry import RetryPolicy
 
 log = logging.getLogger("harperbq.bigquery.history")
 

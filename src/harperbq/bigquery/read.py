@@ -24,8 +24,9 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import bigquery, bigquery_storage_v1
 from google.cloud.bigquery_storage_v1 import types as storage_types
 
-from harperbq.bigquery.retry import PolicyRetry, RetryPolicy, call_with_retry, is_transient
+from harperbq.bigquery.retry import PolicyRetry, call_with_retry, is_transient
 from harperbq.bigquery.sql import Query, TableRef
+from harperbq.retry import RetryPolicy
 
 log = logging.getLogger("harperbq.bigquery.read")
 

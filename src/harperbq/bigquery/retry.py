@@ -1,4 +1,4 @@
-"""Which BigQuery errors are worth retrying, and exponential backoff with full jitter.
+"""Which BigQuery errors are worth retrying; the policy itself is `harperbq.retry`'s.
 
 Transient: reasons rateLimitExceeded, backendError, internalError, badGateway,
 jobRateLimitExceeded, jobBackendError, jobInternalError; per-second/per-minute quotaExceeded;
@@ -15,8 +15,8 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import requests
@@ -24,7 +24,8 @@ from google.api_core import exceptions as api_exceptions
 from google.api_core.retry import Retry
 from google.auth import exceptions as auth_exceptions
 
-from harperbq.config import BigQueryConfig, RetryConfig
+from harperbq import retry
+from harperbq.retry import RetryPolicy
 
 log = logging.getLogger("harperbq.bigquery.retry")
 
@@ -98,51 +99,6 @@ def is_transient(exc: BaseException) -> bool:
     return classify(exc)[0]
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded exponential backoff with full jitter: sleep ~ U(0, min(cap, initial * m^k))."""
-
-    max_attempts: int = 5
-    initial_delay_s: float = 1.0
-    multiplier: float = 2.0
-    max_delay_s: float = 60.0
-    total_timeout_s: float = 600.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.initial_delay_s <= 0 or self.multiplier < 1 or self.max_delay_s <= 0:
-            raise ValueError("delays must be positive and the multiplier at least 1")
-
-    @classmethod
-    def from_config(cls, retry: RetryConfig, bigquery: BigQueryConfig | None = None) -> RetryPolicy:
-        """`retry.*`, with `bigquery.maxRetries` (retries after the first attempt) and
-        `bigquery.initialRetryDelay` taking precedence for BigQuery calls when set."""
-        policy = cls(
-            max_attempts=retry.max_attempts,
-            initial_delay_s=retry.initial_delay_s,
-            multiplier=retry.backoff_multiplier,
-            max_delay_s=max(retry.max_delay_s, retry.initial_delay_s),
-            total_timeout_s=retry.total_timeout_s,
-        )
-        if bigquery is not None and bigquery.max_retries is not None:
-            policy = replace(policy, max_attempts=bigquery.max_retries + 1)
-        if bigquery is not None and bigquery.initial_retry_delay_s:
-            initial = bigquery.initial_retry_delay_s
-            policy = replace(
-                policy, initial_delay_s=initial, max_delay_s=max(policy.max_delay_s, initial)
-            )
-        return policy
-
-    def delays(self, rng: random.Random | None = None) -> Iterator[float]:
-        """Sleep before retry k (k = 1, 2, ...): full jitter over the exponential cap."""
-        draw = rng or random.Random()
-        cap = self.initial_delay_s
-        while True:
-            yield draw.uniform(0.0, min(cap, self.max_delay_s))
-            cap *= self.multiplier
-
-
 def call_with_retry(
     fn: Callable[[], T],
     policy: RetryPolicy,
@@ -152,49 +108,18 @@ def call_with_retry(
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
 ) -> T:
-    """Run fn; retry transient failures within the policy's attempts and total time, log each
-    retry; raise the original exception at once when it is permanent or the budget is spent."""
-    deadline = clock() + policy.total_timeout_s
-    delays = policy.delays(rng)
-    attempt = 1
-    while True:
-        try:
-            return fn()
-        except Exception as exc:
-            transient, reason = classify(exc)
-            if not transient:
-                raise
-            remaining = deadline - clock()
-            if attempt >= policy.max_attempts or remaining <= 0:
-                log.error(
-                    "bigquery.retry_exhausted",
-                    extra={
-                        "operation": operation,
-                        "attempts": attempt,
-                        "reason": reason,
-                        "error": _brief(exc),
-                    },
-                )
-                raise
-            delay = min(next(delays), remaining)
-            log.warning(
-                "bigquery.retry",
-                extra={
-                    "operation": operation,
-                    "attempt": attempt,
-                    "max_attempts": policy.max_attempts,
-                    "delay_s": round(delay, 3),
-                    "reason": reason,
-                    "error": _brief(exc),
-                },
-            )
-            sleep(delay)
-            attempt += 1
-
-
-def _brief(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:300]
+    """`harperbq.retry.call_with_retry` with BigQuery's classification of its errors."""
+    return retry.call_with_retry(
+        fn,
+        policy,
+        classify,
+        operation=operation,
+        log=log,
+        event="bigquery.retry",
+        sleep=sleep,
+        clock=clock,
+        rng=rng,
+    )
 
 
 class PolicyRetry(Retry):

@@ -56,8 +56,8 @@ def _online(cfg: Config) -> list[Check]:
     from harperbq.bigquery.checks import Check, check_table
     from harperbq.bigquery.client import make_client, make_read_client
     from harperbq.bigquery.read import StorageReader
-    from harperbq.bigquery.retry import RetryPolicy
     from harperbq.readiness import Readiness
+    from harperbq.retry import RetryPolicy
 
     # Pre-flight must answer quickly even when BigQuery is unreachable: a short retry budget.
     policy = RetryPolicy(max_attempts=2, initial_delay_s=0.5, total_timeout_s=20.0)

@@ -48,6 +48,7 @@ from harperbq.harper.errors import (
     Unavailable,
     ValidationError,
 )
+from harperbq.retry import full_jitter
 
 log = logging.getLogger("harperbq.harper")
 
@@ -226,8 +227,9 @@ class Transport:
         self._http.close()
 
     def backoff_s(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
-        return self._random.uniform(0.0, min(self.backoff_cap_s, self.backoff_base_s * 2**attempt))
+        """The sleep after failed attempt `attempt` (0, 1, ...): full jitter, doubling from
+        `backoff_base_s` up to `backoff_cap_s` (the one backoff formula, `harperbq.retry`)."""
+        return full_jitter(attempt + 1, self.backoff_base_s, 2.0, self.backoff_cap_s, self._random)
 
     def call(
         self,

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, overload
 
-from harperbq.bigquery.retry import RetryPolicy
 from harperbq.bigquery.sql import Column
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
 from harperbq.harper.replication import Confirmations
+from harperbq.retry import RetryPolicy
 from harperbq.sync.engine import Source
 from harperbq.sync.feed_source import ChangeFeedSource
 from harperbq.sync.sink import HarperSink

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from harperbq.phases import RunState
+from harperbq.retry import RetryPolicy
 from harperbq.sync.engine import TableEngine
 
 log = logging.getLogger("harperbq.sync.runner")
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with full jitter: a storm of failing tables does not retry in step."""
-
-    initial_s: float = 1.0
-    multiplier: float = 2.0
-    cap_s: float = 60.0
-
-    def delay(self, attempt: int) -> float:
-        bound = min(self.cap_s, self.initial_s * self.multiplier ** max(attempt - 1, 0))
-        return random.uniform(0, bound)
 
 
 class TableRunner:
@@ -37,8 +23,7 @@ class TableRunner:
         on_error: Callable[[BaseException], None],
         *,
         once: bool = False,
-        backoff: Backoff | None = None,
-        max_attempts: int = 5,
+        policy: RetryPolicy | None = None,
         maintenance: Callable[[threading.Event], None] | None = None,
         finish: Callable[[threading.Event], None] | None = None,
     ) -> None:
@@ -48,8 +33,8 @@ class TableRunner:
         self.prepare = prepare
         self.on_error = on_error
         self.once = once
-        self.backoff = backoff or Backoff()
-        self.max_attempts = max_attempts
+        # Attempts (--once gives up after max_attempts) and the sleep between them.
+        self.policy = policy or RetryPolicy()
         self.state = RunState.STARTING
         self.attempts = 0  # failed attempts in a row without progress (--once gives up at max)
         self._windows_at_failure = 0
@@ -124,10 +109,10 @@ class TableRunner:
                 except Exception:  # the audit trail itself may be what is failing
                     log.exception("table %s: could not record the error", self.table_id)
                 permanent = getattr(exc, "permanent", False) is True  # retrying cannot help
-                if self.once and (self.attempts >= self.max_attempts or permanent):
+                if self.once and (self.attempts >= self.policy.max_attempts or permanent):
                     self.state = RunState.FAILED
                     return
-                self._stop.wait(self.backoff.delay(self.attempts))
+                self._stop.wait(self.policy.delay(self.attempts))
         self.state = RunState.STOPPED
 
     def _maintain(self) -> None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from harperbq.bigquery import server_clock
-from harperbq.bigquery.retry import RetryPolicy
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
 from harperbq.harper.replication import Confirmations
@@ -25,12 +24,13 @@ from harperbq.harper.schema import ColumnSpec, TypeOptions, ensure_target_table
 from harperbq.harper.watchdog import Stall, StallWatchdog
 from harperbq.metrics import SyncMetrics
 from harperbq.phases import RunState
+from harperbq.retry import RetryPolicy
 from harperbq.sync import nodes, snapshot
 from harperbq.sync.assembly import assemble
 from harperbq.sync.engine import EngineSettings, TableEngine
 from harperbq.sync.maintenance import Maintenance, build_maintenance
 from harperbq.sync.membership import Membership
-from harperbq.sync.runner import Backoff, TableRunner
+from harperbq.sync.runner import TableRunner
 from harperbq.sync.schema_watch import SchemaWatch
 from harperbq.sync.state import AuditEntry, StateMismatchError, StateStore
 from harperbq.sync.validate import ValidationResult, validate_tables
@@ -205,7 +205,7 @@ class SyncService:
         )
 
         def on_error(exc: BaseException) -> None:
-            final = self.once and runner.attempts >= retry.max_attempts
+            final = self.once and runner.attempts >= runner.policy.max_attempts
             self.metrics.record_error(table.id, worker, exc, retry=not final)
             if isinstance(exc, StateMismatchError):
                 self.metrics.record_event(table.id, worker, "state_mismatch")
@@ -235,8 +235,7 @@ class SyncService:
             schema.prepare,
             on_error,
             once=self.once,
-            backoff=Backoff(retry.initial_delay_s, retry.backoff_multiplier, retry.max_delay_s),
-            max_attempts=retry.max_attempts,
+            policy=RetryPolicy.from_config(retry),
             maintenance=maintenance,
             finish=maintenance.final,
         )

@@ -15,10 +15,11 @@ from harperbq import cost
 from harperbq.bigquery import sql
 from harperbq.bigquery.client import make_read_client
 from harperbq.bigquery.read import StorageReader, run_query, run_shared_query
-from harperbq.bigquery.retry import RetryPolicy, call_with_retry
+from harperbq.bigquery.retry import call_with_retry
 from harperbq.bigquery.types import ConversionStats, ConvertOptions, records_from_batch
 from harperbq.config import BigQueryConfig, TableConfig
 from harperbq.harper.schema import ColumnSpec
+from harperbq.retry import RetryPolicy
 from harperbq.sync import digest
 from harperbq.sync.digest import Digest
 from harperbq.sync.engine import Page, RowProblem

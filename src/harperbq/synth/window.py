@@ -18,7 +18,9 @@ from typing import Any, Protocol
 
 from google.cloud import bigquery
 
-from harperbq.bigquery.sql import TableRef, quote
+from harperbq.bigquery.read import run_query
+from harperbq.bigquery.sql import Query, TableRef, quote
+from harperbq.retry import RetryPolicy
 from harperbq.synth.params import SynthParams
 from harperbq.synth.tables import SPECS, Generator, TableSpec
 from harperbq.synth.write import (
@@ -145,13 +147,13 @@ def coverage(
             name, "TIMESTAMP", datetime.fromtimestamp(seconds, UTC)
         )
 
-    params = [at("lo", lo), at("hi", hi), at("tlo", lo - late_horizon_s)]
-    job = client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
+    params = (at("lo", lo), at("hi", hi), at("tlo", lo - late_horizon_s))
+    result = run_query(client, Query(sql, params), policy=RetryPolicy(), operation="synth.coverage")
     return [
         HourCoverage(
             row["h"].timestamp(), int(row["n"]), row["a"].timestamp(), row["b"].timestamp()
         )
-        for row in job.result()
+        for row in result.rows()
     ]
 
 
@@ -298,15 +300,14 @@ class Synthesizer:
         for spec in SPECS:
             if spec.kind not in existing_tables(self.client, self.params):
                 continue
-            job = self.client.query(
+            delete = Query(
                 f"DELETE FROM {_ref(self.ids[spec.kind])} "  # noqa: S608
                 f"WHERE {quote(spec.time_column)} < @cutoff",
-                job_config=bigquery.QueryJobConfig(
-                    query_parameters=[bigquery.ScalarQueryParameter("cutoff", "TIMESTAMP", cutoff)]
-                ),
+                (bigquery.ScalarQueryParameter("cutoff", "TIMESTAMP", cutoff),),
             )
-            job.result()
-            deleted[spec.kind] = int(job.num_dml_affected_rows or 0)
+            # A retried DELETE deletes the same rows: what is below the cutoff stays below it.
+            result = run_query(self.client, delete, policy=RetryPolicy(), operation="synth.cleanup")
+            deleted[spec.kind] = int(result.job.num_dml_affected_rows or 0)
         return deleted
 
     def stats(self) -> dict[str, dict[str, Any]]:
@@ -318,16 +319,14 @@ class Synthesizer:
             if table is None:
                 out[spec.kind] = {"table": self.ids[spec.kind], "exists": False}
                 continue
-            row = next(
-                iter(
-                    self.client.query(
-                        f"SELECT COUNT(*) AS n, MIN({quote(spec.time_column)}) AS a, "  # noqa: S608
-                        f"MAX({quote(spec.time_column)}) AS b, "
-                        f"COUNT(DISTINCT {quote(spec.mmsi_column)}) AS v "
-                        f"FROM {_ref(self.ids[spec.kind])}"
-                    ).result()
-                )
+            count = Query(
+                f"SELECT COUNT(*) AS n, MIN({quote(spec.time_column)}) AS a, "  # noqa: S608
+                f"MAX({quote(spec.time_column)}) AS b, "
+                f"COUNT(DISTINCT {quote(spec.mmsi_column)}) AS v "
+                f"FROM {_ref(self.ids[spec.kind])}"
             )
+            policy = RetryPolicy()
+            row = run_query(self.client, count, policy=policy, operation="synth.stats").rows()[0]
             rows = int(row["n"])
             out[spec.kind] = {
                 "table": self.ids[spec.kind],

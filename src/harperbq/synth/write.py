@@ -10,7 +10,7 @@ import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
+from harperbq.bigquery.retry import call_with_retry
+from harperbq.retry import RetryPolicy
 from harperbq.synth.params import SynthParams
 from harperbq.synth.tables import SPECS, TableSpec, arrow_schema
 
@@ -140,8 +142,14 @@ def _load_file(client: bigquery.Client, table_id: str, stream: Any) -> None:
     )
     # size=None: a resumable upload, which also works where multipart uploads of small bodies
     # are refused (the local emulator).
-    job = client.load_table_from_file(stream, table_id, job_config=config, size=None, rewind=True)
-    job.result()
+    # A failed load job wrote nothing (loads are atomic), so a transient failure is retried whole.
+    call_with_retry(
+        lambda: client.load_table_from_file(
+            stream, table_id, job_config=config, size=None, rewind=True
+        ).result(),
+        RetryPolicy(),
+        operation="synth.load",
+    )
 
 
 def load_arrow(client: bigquery.Client, table_id: str, table: pa.Table) -> int:
@@ -225,7 +233,12 @@ def stream_arrow(client: bigquery.Client, table_id: str, spec: TableSpec, table:
     rows = [{k: _json_value(v) for k, v in row.items()} for row in table.to_pylist()]
     for start in range(0, len(rows), STREAM_CHUNK_ROWS):
         chunk = slice(start, start + STREAM_CHUNK_ROWS)
-        errors = client.insert_rows_json(table_id, rows[chunk], row_ids=ids[chunk])
+
+        # Insert ids make a repeated chunk a no-op: BigQuery drops rows whose id it has seen.
+        def insert(part: slice = chunk) -> Sequence[dict[str, Any]]:
+            return client.insert_rows_json(table_id, rows[part], row_ids=ids[part])
+
+        errors = call_with_retry(insert, RetryPolicy(), operation="synth.insert")
         if errors:
             raise RuntimeError(
                 f"streaming insert into {table_id} failed for {len(errors)} rows: {errors[:3]}"
