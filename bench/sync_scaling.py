@@ -23,9 +23,9 @@ from harperbq.config import load_config
 from harperbq.devstack import emulator, harper
 from harperbq.devstack.paths import harper_install_dir
 from harperbq.harper.client import HarperClient
-from harperbq.sync.feed_source import ChangeFeedSource
 from harperbq.sync.service import SyncService
-from harperbq.sync.source import BigQuerySource
+from harperbq.sync.table.feed_source import ChangeFeedSource
+from harperbq.sync.table.source import BigQuerySource
 from sync_throughput import load, rows_table, wait_at_most, write_config
 
 

@@ -40,8 +40,8 @@ from harperbq.devstack.paths import harper_install_dir
 from harperbq.harper.client import HarperClient
 from harperbq.harper.schema import ensure_target_table
 from harperbq.retry import RetryPolicy
-from harperbq.sync.keys import WindowIds
-from harperbq.sync.source import column_spec
+from harperbq.sync.table.keys import WindowIds
+from harperbq.sync.table.source import column_spec
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = [

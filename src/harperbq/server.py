@@ -32,7 +32,7 @@ from typing import Any
 
 from harperbq.config import is_loopback
 from harperbq.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from harperbq.sync import snapshot
+from harperbq.sync import live_status
 from harperbq.sync.service import SyncService
 
 log = logging.getLogger("harperbq.server")
@@ -88,11 +88,11 @@ class ControlApp:
         self._routes: dict[tuple[str, str], Callable[[bytes], Response]] = {
             ("GET", "/healthz"): lambda _: json_response(200, {"status": "ok"}),
             ("GET", "/readyz"): self._readyz,
-            ("GET", "/status"): lambda _: json_response(200, snapshot.service_status(service)),
+            ("GET", "/status"): lambda _: json_response(200, live_status.service_status(service)),
             ("GET", "/metrics"): self._metrics,
             ("POST", "/control"): self._control,
             ("GET", "/SyncControl"): lambda _: json_response(
-                200, snapshot.sync_control_status(service)
+                200, live_status.sync_control_status(service)
             ),
             ("POST", "/SyncControl"): self._sync_control,
         }

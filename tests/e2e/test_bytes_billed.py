@@ -17,8 +17,8 @@ from harperbq.config import Config
 from harperbq.cost import TIB
 from harperbq.devstack.emulator import Emulator
 from harperbq.harper.client import HarperClient
-from harperbq.sync.snapshot import service_status
-from harperbq.sync.status import table_statuses
+from harperbq.sync.live_status import service_status
+from harperbq.sync.stored_status import table_statuses
 
 WriteConfig = Callable[..., tuple[Path, Config]]
 MB = 1024 * 1024

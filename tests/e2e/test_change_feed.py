@@ -27,10 +27,10 @@ from tests.support import make_source, run_once
 from harperbq.config import Config
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
+from harperbq.sync.checks.validate import validate_tables
 from harperbq.sync.service import TableHandle
 from harperbq.sync.state import CLOCK_COMMIT, StateStore
-from harperbq.sync.validate import validate_tables
-from harperbq.sync.windows import iso_text
+from harperbq.sync.table.windows import iso_text
 
 WriteConfig = Callable[..., tuple[Path, Config]]
 SCHEMA = [F("ts", "TIMESTAMP"), F("mmsi", "INT64"), F("lat", "FLOAT64")]

@@ -28,9 +28,9 @@ from harperbq.config import Config
 from harperbq.devstack import faketime
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
-from harperbq.sync.partitions import partition_of
+from harperbq.sync.cluster.partitions import partition_of
 from harperbq.sync.state import StateStore
-from harperbq.sync.status import judge_liveness
+from harperbq.sync.stored_status import judge_liveness
 
 P = 12
 ROWS = 3_000

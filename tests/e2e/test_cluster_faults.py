@@ -41,7 +41,7 @@ from harperbq.devstack import DevStackError, harper
 from harperbq.devstack.emulator import Emulator
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
-from harperbq.sync import membership
+from harperbq.sync.cluster import membership
 from harperbq.sync.state import StateStore
 
 pytestmark = pytest.mark.cluster

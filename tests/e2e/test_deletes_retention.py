@@ -16,9 +16,9 @@ from tests.e2e.live import records, running, wait_for
 from harperbq.bigquery.sql import Column
 from harperbq.config import Config
 from harperbq.harper.client import HarperClient
-from harperbq.sync.target import TargetTable
-from harperbq.sync.validate import validate_tables
-from harperbq.sync.windows import MICROS, iso
+from harperbq.sync.checks.validate import validate_tables
+from harperbq.sync.table.target import TargetTable
+from harperbq.sync.table.windows import MICROS, iso
 from harperbq.synth.params import SynthParams
 from harperbq.synth.window import Synthesizer
 

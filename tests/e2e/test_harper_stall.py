@@ -22,7 +22,7 @@ from harperbq.devstack import harper
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
 from harperbq.phases import RunState
-from harperbq.sync.snapshot import service_status
+from harperbq.sync.live_status import service_status
 from harperbq.sync.state import StateStore
 
 WriteConfig = Callable[..., tuple[Path, Config]]

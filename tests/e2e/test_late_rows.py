@@ -20,9 +20,9 @@ from tests.support import make_source
 
 from harperbq.config import Config
 from harperbq.harper.client import HarperClient
-from harperbq.sync.grid import Cell, recorded_cells
-from harperbq.sync.partitions import partition_of
+from harperbq.sync.cluster.partitions import partition_of
 from harperbq.sync.service import TableHandle
+from harperbq.sync.table.grid import Cell, recorded_cells
 
 CHANGE_FEED = "none"  # event-time windows: what these tests are about
 

@@ -12,9 +12,9 @@ from tests.support import harper_rows, make_source, run_once
 
 from harperbq.config import Config
 from harperbq.harper.client import HarperClient
-from harperbq.sync.partitions import partition_of
+from harperbq.sync.cluster.partitions import partition_of
 from harperbq.sync.state import Checkpoint, StateStore
-from harperbq.sync.windows import iso, to_micros
+from harperbq.sync.table.windows import iso, to_micros
 
 CHANGE_FEED = "none"  # event-time windows: what these tests are about
 

@@ -23,8 +23,8 @@ from tests.support import make_source, run_once
 from harperbq.config import Config
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
-from harperbq.sync.snapshot import service_status
-from harperbq.sync.status import table_statuses
+from harperbq.sync.live_status import service_status
+from harperbq.sync.stored_status import table_statuses
 
 CHANGE_FEED = "none"  # event-time windows: what these tests are about
 

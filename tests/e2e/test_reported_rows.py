@@ -23,7 +23,7 @@ from harperbq.config import Config
 from harperbq.harper.client import HarperClient
 from harperbq.sync.service import SyncService
 from harperbq.sync.state import StateStore
-from harperbq.sync.status import table_statuses
+from harperbq.sync.stored_status import table_statuses
 
 CHANGE_FEED = "none"  # event-time windows: what these tests are about
 

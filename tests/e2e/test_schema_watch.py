@@ -22,7 +22,7 @@ from harperbq.config import Config
 from harperbq.harper.client import HarperClient
 from harperbq.phases import RunState
 from harperbq.sync.state import StateStore
-from harperbq.sync.status import table_statuses
+from harperbq.sync.stored_status import table_statuses
 
 WriteConfig = Callable[..., tuple[Path, Config]]
 OLD_ROWS = 200

@@ -21,7 +21,7 @@ from harperbq.harper.client import HarperClient
 from harperbq.phases import RunState
 from harperbq.sync.service import SyncService
 from harperbq.sync.state import StateStore
-from harperbq.sync.status import table_statuses
+from harperbq.sync.stored_status import table_statuses
 
 WriteConfig = Callable[..., tuple[Path, Config]]
 ROWS = 300

@@ -39,9 +39,9 @@ from harperbq.harper.client import HarperClient
 from harperbq.harper.errors import HarperError
 from harperbq.harper.transport import RequestEvent
 from harperbq.phases import RunState
-from harperbq.sync.keys import row_hash
 from harperbq.sync.service import SyncService
 from harperbq.sync.state import StateStore
+from harperbq.sync.table.keys import row_hash
 
 CHANGE_FEED = "none"  # the query path's faults; the feed's: test_change_feed.py
 

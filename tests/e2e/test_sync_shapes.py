@@ -17,7 +17,7 @@ from harperbq.config import Config
 from harperbq.harper.client import HarperClient
 from harperbq.sync.service import SyncService
 from harperbq.sync.state import StateStore
-from harperbq.sync.status import table_statuses
+from harperbq.sync.stored_status import table_statuses
 
 WriteConfig = Callable[..., tuple[Path, Config]]
 T0 = datetime(2024, 5, 1, tzinfo=UTC)

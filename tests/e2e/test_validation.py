@@ -25,11 +25,11 @@ from harperbq.cli.main import app
 from harperbq.config import Config
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
-from harperbq.sync.grid import Cell, recorded_cells
-from harperbq.sync.partitions import partition_of
+from harperbq.sync.cluster.partitions import partition_of
 from harperbq.sync.state import AuditKind, StateStore
-from harperbq.sync.status import table_statuses
-from harperbq.sync.windows import iso, to_micros
+from harperbq.sync.stored_status import table_statuses
+from harperbq.sync.table.grid import Cell, recorded_cells
+from harperbq.sync.table.windows import iso, to_micros
 
 CHANGE_FEED = "none"  # event-time windows: what these tests are about
 

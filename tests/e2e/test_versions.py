@@ -19,7 +19,7 @@ from tests.support import harper_rows, make_source, run_once
 
 from harperbq.config import Config
 from harperbq.harper.client import HarperClient
-from harperbq.sync.validate import validate_tables
+from harperbq.sync.checks.validate import validate_tables
 
 CHANGE_FEED = "none"  # event-time windows: what these tests are about
 

@@ -34,7 +34,7 @@ from harperbq.bigquery.sql import (
 from harperbq.config import BigQueryConfig
 from harperbq.devstack.emulator import Emulator
 from harperbq.retry import RetryPolicy
-from harperbq.sync.partitions import (
+from harperbq.sync.cluster.partitions import (
     fingerprint,
     keep_partitions,
     partition_key_string,

@@ -14,10 +14,10 @@ from harperbq.bigquery.read import run_query
 from harperbq.bigquery.sql import Column, TableRef, bucket_counts_query, bucket_digests_query
 from harperbq.bigquery.types import format_timestamp
 from harperbq.retry import RetryPolicy
-from harperbq.sync.digest import Digest, of_row
-from harperbq.sync.grid import count_into
-from harperbq.sync.partitions import partition_of
-from harperbq.sync.windows import to_micros
+from harperbq.sync.checks.digest import Digest, of_row
+from harperbq.sync.cluster.partitions import partition_of
+from harperbq.sync.table.grid import count_into
+from harperbq.sync.table.windows import to_micros
 
 P = 5
 

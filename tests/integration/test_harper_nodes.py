@@ -17,7 +17,7 @@ from harperbq.harper.client import HarperClient
 from harperbq.harper.errors import AlreadyExistsError, NotFound, PeerSchemaError
 from harperbq.harper.models import Attribute
 from harperbq.harper.schema import ensure_table
-from harperbq.sync.nodes import KnownNodes
+from harperbq.sync.cluster.nodes import KnownNodes
 
 DB = "nodes_i14"  # used by no other test
 

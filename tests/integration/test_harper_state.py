@@ -9,7 +9,7 @@ import pytest
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
 from harperbq.harper.models import Condition
-from harperbq.sync.maintenance import AuditPruner
+from harperbq.sync.checks.maintenance import AuditPruner
 from harperbq.sync.state import (
     AUDIT_TABLE,
     CHECKPOINT_TABLE,
@@ -23,7 +23,7 @@ from harperbq.sync.state import (
     parse_iso,
     utc_now_iso,
 )
-from harperbq.sync.windows import MICROS, iso
+from harperbq.sync.table.windows import MICROS, iso
 
 
 @pytest.fixture

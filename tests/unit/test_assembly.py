@@ -6,13 +6,13 @@ from typing import Any
 from harperbq.bigquery.sql import Column, TableRef
 from harperbq.config import Config, parse_config
 from harperbq.harper.client import HarperClient
-from harperbq.sync.assembly import assemble
-from harperbq.sync.engine import Page, TableEngine
-from harperbq.sync.reconcile import Reconciler
+from harperbq.sync.checks.reconcile import Reconciler
 from harperbq.sync.service import engine_settings
-from harperbq.sync.source import BigQuerySource
 from harperbq.sync.state import StateStore
-from harperbq.sync.windows import Window
+from harperbq.sync.table.assembly import assemble
+from harperbq.sync.table.engine import Page, TableEngine
+from harperbq.sync.table.source import BigQuerySource
+from harperbq.sync.table.windows import Window
 
 
 class MemorySource:

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from harperbq.sync.membership import assign
-from harperbq.sync.partitions import partition_of
+from harperbq.sync.cluster.membership import assign
+from harperbq.sync.cluster.partitions import partition_of
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 ROWS = 30_000

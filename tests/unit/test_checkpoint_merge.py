@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harperbq.sync.checkpoint_merge import merge_partition, merge_table, next_generation
 from harperbq.sync.state import Checkpoint, RecentWindow, checkpoint_id, iso
+from harperbq.sync.table.checkpoint_merge import merge_partition, merge_table, next_generation
 
 KEEP = 3  # recent windows a writer keeps (the engine keeps a lateness multiple)
 WRITERS = ("w0", "w1", "w2")

@@ -6,7 +6,9 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harperbq.sync.grid import (
+from harperbq.sync.health import DRIFT, HEALTHY, LAGGING, STALLED, progress, verdict
+from harperbq.sync.state import Checkpoint, RecentWindow
+from harperbq.sync.table.grid import (
     Cell,
     bucket_of,
     by_window,
@@ -17,9 +19,7 @@ from harperbq.sync.grid import (
     edges_of,
     recorded_cells,
 )
-from harperbq.sync.health import DRIFT, HEALTHY, LAGGING, STALLED, progress, verdict
-from harperbq.sync.state import Checkpoint, RecentWindow
-from harperbq.sync.windows import MICROS, iso
+from harperbq.sync.table.windows import MICROS, iso
 
 # Per partition: contiguous windows of variable length (as the engine records them).
 lengths = st.lists(st.integers(1, 50), min_size=1, max_size=8)

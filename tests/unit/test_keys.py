@@ -6,7 +6,7 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harperbq.sync.keys import WindowIds, key_id, row_hash
+from harperbq.sync.table.keys import WindowIds, key_id, row_hash
 
 scalars = st.one_of(
     st.none(),

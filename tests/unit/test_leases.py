@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from harperbq.sync.leases import Leases
+from harperbq.sync.cluster.leases import Leases
 from harperbq.sync.state import WorkerRecord
 
 

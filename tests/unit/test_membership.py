@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harperbq.sync.membership import assign
+from harperbq.sync.cluster.membership import assign
 
 worker_sets = st.sets(
     st.text(alphabet="abcdefgh-0123456789", min_size=1, max_size=12), min_size=1, max_size=8

@@ -6,9 +6,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harperbq.sync.keys import row_hash
-from harperbq.sync.target import cursor_micros
-from harperbq.sync.versions import NewestVersions, drop_older_than_stored
+from harperbq.sync.table.keys import row_hash
+from harperbq.sync.table.target import cursor_micros
+from harperbq.sync.table.versions import NewestVersions, drop_older_than_stored
 
 
 def micros(value: Any) -> int | None:

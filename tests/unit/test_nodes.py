@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from harperbq.config import ConfigError, HarperConfig, parse_config
 from harperbq.harper.errors import PeerSchemaError
-from harperbq.sync.nodes import heartbeat_info, heartbeat_urls, known_urls
+from harperbq.sync.cluster.nodes import heartbeat_info, heartbeat_urls, known_urls
 from harperbq.sync.state import WorkerRecord, iso
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

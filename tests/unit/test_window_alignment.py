@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harperbq.sync.windows import (
+from harperbq.sync.table.windows import (
     MAX_US,
     MICROS,
     Window,

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harperbq.phases import Phase
-from harperbq.sync.windows import (
+from harperbq.sync.table.windows import (
     MAX_US,
     MAX_WINDOW_US,
     MIN_US,

@@ -120,7 +120,7 @@ def _node_checks(cfg: Config) -> list[Check]:
     """The sync's user on every known Harper node (users may not replicate)."""
     from harperbq.bigquery.checks import Check
     from harperbq.harper.errors import MissingCredentials
-    from harperbq.sync.nodes import check_nodes
+    from harperbq.sync.cluster.nodes import check_nodes
 
     try:
         found = check_nodes(cfg)

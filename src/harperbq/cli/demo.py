@@ -177,7 +177,7 @@ def _report(
     spent: dict[str, dict[str, float | int]],
 ) -> bool:
     from harperbq import demo as demo_flow
-    from harperbq.sync.status import table_statuses
+    from harperbq.sync.stored_status import table_statuses
 
     database = cfg.harper.database
     view = Table(title="BigQuery vs Harper, up to each table's checkpoint")

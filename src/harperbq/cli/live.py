@@ -46,7 +46,7 @@ class SlidingRate:
 
 def sync_view(service: SyncService, rates: SlidingRate, now: float | None = None) -> Table:
     """Per table and local worker: state, read mode, rows, rows/s, lag, bytes billed."""
-    from harperbq.sync.snapshot import spent
+    from harperbq.sync.live_status import spent
 
     now = time.monotonic() if now is None else now
     view = Table(title="BigQuery → Harper")

@@ -275,7 +275,7 @@ def status(
     """Per table: checkpoint, lag, phase, rows synced, last error (read from Harper's state)."""
     from harperbq.harper.connect import harper_client
     from harperbq.sync.state import StateStore
-    from harperbq.sync.status import judge_liveness, table_statuses, worker_statuses
+    from harperbq.sync.stored_status import judge_liveness, table_statuses, worker_statuses
 
     cfg = load_or_exit(config)
     require_harper(cfg)

@@ -19,7 +19,7 @@ from rich.table import Table
 from harperbq.cli.common import ConfigOption, load_or_exit, require_harper, user_errors
 
 if TYPE_CHECKING:
-    from harperbq.sync.validate import ValidationResult
+    from harperbq.sync.checks.validate import ValidationResult
 
 console = Console(stderr=True)
 
@@ -46,7 +46,7 @@ def validate(
     from harperbq.bigquery.client import make_client
     from harperbq.config import parse_duration
     from harperbq.harper.connect import harper_client
-    from harperbq.sync.validate import validate_tables
+    from harperbq.sync.checks.validate import validate_tables
 
     cfg = load_or_exit(config)
     try:

@@ -30,7 +30,7 @@ that Harper would reject, follows `on_schema_change`: "fail" (default) raises
 attribute's declaration and re-adds it untyped (values are kept).
 
 In a cluster `drop_attribute` does not replicate: the caller passes `untype` that evolves the
-attribute on every node (`harperbq.sync.nodes.KnownNodes`); a node that refuses raises
+attribute on every node (`harperbq.sync.cluster.nodes.KnownNodes`); a node that refuses raises
 `PeerSchemaError` after every other node was evolved, naming the requests to run there.
 
 Race safety: every step tolerates another worker doing the same step at the same time

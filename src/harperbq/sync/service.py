@@ -25,16 +25,17 @@ from harperbq.harper.watchdog import Stall, StallWatchdog
 from harperbq.metrics import SyncMetrics
 from harperbq.phases import RunState
 from harperbq.retry import RetryPolicy
-from harperbq.sync import nodes, snapshot
-from harperbq.sync.assembly import assemble
-from harperbq.sync.engine import EngineSettings, TableEngine
-from harperbq.sync.maintenance import Maintenance, build_maintenance
-from harperbq.sync.membership import Membership
-from harperbq.sync.runner import TableRunner
-from harperbq.sync.schema_watch import SchemaWatch
+from harperbq.sync import live_status
+from harperbq.sync.checks.maintenance import Maintenance, build_maintenance
+from harperbq.sync.checks.validate import ValidationResult, validate_tables
+from harperbq.sync.cluster import nodes
+from harperbq.sync.cluster.membership import Membership
 from harperbq.sync.state import AuditEntry, StateMismatchError, StateStore
-from harperbq.sync.validate import ValidationResult, validate_tables
-from harperbq.sync.windows import MICROS, PhasePolicy, to_micros
+from harperbq.sync.table.assembly import assemble
+from harperbq.sync.table.engine import EngineSettings, TableEngine
+from harperbq.sync.table.runner import TableRunner
+from harperbq.sync.table.schema_watch import SchemaWatch
+from harperbq.sync.table.windows import MICROS, PhasePolicy, to_micros
 
 log = logging.getLogger("harperbq.sync.service")
 
@@ -63,7 +64,7 @@ def engine_settings(table: TableConfig, *, once: bool = False) -> EngineSettings
 def _reconciled_at(handle: TableHandle) -> str | None:
     """When this worker last reconciled the table (ISO UTC), for `sync status`."""
     m = handle.maintenance
-    return snapshot.iso_s(m.reconciler.stats.last_run_at if m is not None else None)
+    return live_status.iso_s(m.reconciler.stats.last_run_at if m is not None else None)
 
 
 @dataclass
@@ -129,7 +130,7 @@ class SyncService:
             on_recover=self._on_recover,
             clock=clock,
         )
-        self.metrics.watch(lambda: snapshot.metrics_sample(self))
+        self.metrics.watch(lambda: live_status.metrics_sample(self))
         self.confirmations = Confirmations(
             harper.cluster_status,
             config.harper.replicated_confirmation,
@@ -293,7 +294,7 @@ class SyncService:
                     "rows": h.engine.status.rows_synced,
                     "state": str(h.runner.state),
                     "reconciled_at": _reconciled_at(h),
-                    "bigquery": snapshot.spent(h),
+                    "bigquery": live_status.spent(h),
                     "read": h.engine.status.read_mode or None,
                 }
                 for h in self.handles

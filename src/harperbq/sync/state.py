@@ -43,8 +43,8 @@ if TYPE_CHECKING:  # annotations only
     from harperbq.config import TableConfig
 from harperbq.harper.models import Attribute, Condition, Sort
 from harperbq.harper.schema import ensure_table
-from harperbq.sync.checkpoint_merge import merge_table
-from harperbq.sync.windows import iso_text
+from harperbq.sync.table.checkpoint_merge import merge_table
+from harperbq.sync.table.windows import iso_text
 
 STATE_DATABASE = "harperbq"
 CHECKPOINT_TABLE = "SyncCheckpoint"

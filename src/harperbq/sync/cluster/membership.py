@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import farmhash
 
-from harperbq.sync.leases import Leases
+from harperbq.sync.cluster.leases import Leases
 
 if TYPE_CHECKING:  # annotations only
     from harperbq.config import TableConfig

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from harperbq.sync.keys import key_id, row_hash
+from harperbq.sync.table.keys import key_id, row_hash
 
 Record = dict[str, Any]
 CursorMicros = Callable[[Any], int | None]

@@ -16,7 +16,7 @@ from typing import Any
 
 from harperbq.bigquery.history import FeedChoice, FeedUnavailableError, Mode, Requested, choose
 from harperbq.bigquery.sql import CHANGE_TS_COLUMN, CHANGE_TYPE_COLUMN
-from harperbq.sync.windows import MICROS, Window
+from harperbq.sync.table.windows import MICROS, Window
 
 Record = dict[str, Any]
 

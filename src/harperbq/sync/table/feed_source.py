@@ -25,18 +25,18 @@ from google.api_core import exceptions as api_exceptions
 
 from harperbq.bigquery import history, read, server_clock, sql
 from harperbq.bigquery.client import ClientSetupError
-from harperbq.sync.engine import Page
-from harperbq.sync.feed import (
+from harperbq.sync.table.engine import Page
+from harperbq.sync.table.feed import (
     FeedChoice,
     Mode,
     change_rank,
     horizon_us,
     split_changes,
 )
-from harperbq.sync.source import BigQuerySource
-from harperbq.sync.target import cursor_micros
-from harperbq.sync.versions import NewestVersions
-from harperbq.sync.windows import MAX_US, MICROS, Window, from_micros, to_micros
+from harperbq.sync.table.source import BigQuerySource
+from harperbq.sync.table.target import cursor_micros
+from harperbq.sync.table.versions import NewestVersions
+from harperbq.sync.table.windows import MAX_US, MICROS, Window, from_micros, to_micros
 
 log = logging.getLogger("harperbq.sync.feed")
 

@@ -27,13 +27,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from harperbq.config import Config, TableConfig
-from harperbq.sync.assembly import ReadSide
-from harperbq.sync.engine import TableEngine
-from harperbq.sync.reconcile import Reconciler, ReconcileReport
-from harperbq.sync.source import BigQuerySource
-from harperbq.sync.target import TargetTable
-from harperbq.sync.validate import ValidationResult, Validator
-from harperbq.sync.windows import MICROS, iso
+from harperbq.sync.checks.reconcile import Reconciler, ReconcileReport
+from harperbq.sync.checks.validate import ValidationResult, Validator
+from harperbq.sync.table.assembly import ReadSide
+from harperbq.sync.table.engine import TableEngine
+from harperbq.sync.table.source import BigQuerySource
+from harperbq.sync.table.target import TargetTable
+from harperbq.sync.table.windows import MICROS, iso
 
 log = logging.getLogger("harperbq.sync.maintenance")
 RECONCILE_AUDIT = "reconcile"

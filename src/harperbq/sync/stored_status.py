@@ -9,8 +9,8 @@ from harperbq import cost
 from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
 from harperbq.sync import health
-from harperbq.sync.leases import Leases
-from harperbq.sync.maintenance import RECONCILE_AUDIT
+from harperbq.sync.checks.maintenance import RECONCILE_AUDIT
+from harperbq.sync.cluster.leases import Leases
 from harperbq.sync.state import (
     CLOCK_COMMIT,
     AuditEntry,
@@ -21,7 +21,7 @@ from harperbq.sync.state import (
     StateStore,
     WorkerRecord,
 )
-from harperbq.sync.windows import MICROS, parse_iso
+from harperbq.sync.table.windows import MICROS, parse_iso
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ from harperbq.bigquery.types import ConversionStats, ConvertOptions, records_fro
 from harperbq.config import BigQueryConfig, TableConfig
 from harperbq.harper.schema import ColumnSpec
 from harperbq.retry import RetryPolicy
-from harperbq.sync import digest
-from harperbq.sync.digest import Digest
-from harperbq.sync.engine import Page, RowProblem
-from harperbq.sync.partitions import keep_partitions, partition_of
-from harperbq.sync.target import cursor_micros
-from harperbq.sync.versions import NewestVersions
-from harperbq.sync.windows import PARTITION_UNITS, Window
+from harperbq.sync.checks import digest
+from harperbq.sync.checks.digest import Digest
+from harperbq.sync.cluster.partitions import keep_partitions, partition_of
+from harperbq.sync.table.engine import Page, RowProblem
+from harperbq.sync.table.target import cursor_micros
+from harperbq.sync.table.versions import NewestVersions
+from harperbq.sync.table.windows import PARTITION_UNITS, Window
 
 log = logging.getLogger("harperbq.sync.source")
 

@@ -138,7 +138,7 @@ def published_urls(config: Config) -> list[str]:
     """The URLs live workers published, read through `harper.url` and judged live as `sync
     status` judges them (none before the first run, or when they cannot be read: the configured
     nodes are still checked)."""
-    from harperbq.sync.status import judge_liveness
+    from harperbq.sync.stored_status import judge_liveness
 
     cfg = config.harper
     try:

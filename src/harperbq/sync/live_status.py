@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from harperbq import __version__, cost
 from harperbq.metrics import ServiceSample, WorkerSample
 from harperbq.phases import RunState
-from harperbq.sync.windows import MICROS, iso
+from harperbq.sync.table.windows import MICROS, iso
 
 if TYPE_CHECKING:
     from harperbq.sync.service import SyncService, TableHandle

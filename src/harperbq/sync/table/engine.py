@@ -30,12 +30,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from harperbq.phases import Phase
-from harperbq.sync.checkpoint_merge import next_generation
-from harperbq.sync.feed import Mode, feed_window
-from harperbq.sync.grid import WATCH_LATENESS_MULTIPLE, compact
-from harperbq.sync.keys import WindowIds, key_id
 from harperbq.sync.state import CLOCK_COMMIT, CLOCK_EVENT, Checkpoint
-from harperbq.sync.windows import (
+from harperbq.sync.table.checkpoint_merge import next_generation
+from harperbq.sync.table.feed import Mode, feed_window
+from harperbq.sync.table.grid import WATCH_LATENESS_MULTIPLE, compact
+from harperbq.sync.table.keys import WindowIds, key_id
+from harperbq.sync.table.windows import (
     MICROS,
     MIN_US,
     PhasePolicy,

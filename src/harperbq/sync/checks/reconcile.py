@@ -26,13 +26,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harperbq.config import TableConfig
-from harperbq.sync.engine import TableEngine
-from harperbq.sync.grid import Cell, by_window, cell_sums, edges_of, recorded_cells
-from harperbq.sync.resync import ResyncResult, Upsert, resync
-from harperbq.sync.source import BigQuerySource
+from harperbq.sync.checks.resync import ResyncResult, Upsert, resync
 from harperbq.sync.state import Checkpoint, RecentWindow
-from harperbq.sync.target import TargetTable
-from harperbq.sync.windows import MICROS, iso, parse_iso
+from harperbq.sync.table.engine import TableEngine
+from harperbq.sync.table.grid import Cell, by_window, cell_sums, edges_of, recorded_cells
+from harperbq.sync.table.source import BigQuerySource
+from harperbq.sync.table.target import TargetTable
+from harperbq.sync.table.windows import MICROS, iso, parse_iso
 
 log = logging.getLogger("harperbq.sync.reconcile")
 BEYOND_LATENESS = "beyond_lateness"

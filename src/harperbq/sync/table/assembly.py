@@ -17,13 +17,13 @@ from harperbq.config import Config, TableConfig
 from harperbq.harper.client import HarperClient
 from harperbq.harper.replication import Confirmations
 from harperbq.retry import RetryPolicy
-from harperbq.sync.engine import Source
-from harperbq.sync.feed_source import ChangeFeedSource
-from harperbq.sync.sink import HarperSink
-from harperbq.sync.source import BigQuerySource
 from harperbq.sync.state import StateIdentity, StateStore
-from harperbq.sync.target import TargetTable
-from harperbq.sync.versions import drop_older_than_stored
+from harperbq.sync.table.engine import Source
+from harperbq.sync.table.feed_source import ChangeFeedSource
+from harperbq.sync.table.sink import HarperSink
+from harperbq.sync.table.source import BigQuerySource
+from harperbq.sync.table.target import TargetTable
+from harperbq.sync.table.versions import drop_older_than_stored
 
 
 class TableSource(Source, Protocol):

@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harperbq.sync.engine import Source
-from harperbq.sync.keys import WindowIds
-from harperbq.sync.target import TargetTable
-from harperbq.sync.versions import drop_older_than_stored
-from harperbq.sync.windows import Window, iso
+from harperbq.sync.table.engine import Source
+from harperbq.sync.table.keys import WindowIds
+from harperbq.sync.table.target import TargetTable
+from harperbq.sync.table.versions import drop_older_than_stored
+from harperbq.sync.table.windows import Window, iso
 
 log = logging.getLogger("harperbq.sync.resync")
 

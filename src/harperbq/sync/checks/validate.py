@@ -41,10 +41,12 @@ from harperbq.bigquery import server_clock
 from harperbq.bigquery.sql import Column, digest_columns
 from harperbq.config import Config
 from harperbq.harper.client import HarperClient
-from harperbq.sync import digest as dg
 from harperbq.sync import health as hl
-from harperbq.sync.assembly import ReadSide, assemble
-from harperbq.sync.grid import (
+from harperbq.sync.checks import digest as dg
+from harperbq.sync.checks.resync import resync
+from harperbq.sync.state import CLOCK_COMMIT, AuditEntry, AuditKind, utc_now_iso
+from harperbq.sync.table.assembly import ReadSide, assemble
+from harperbq.sync.table.grid import (
     Cell,
     bucket_of,
     by_window,
@@ -53,12 +55,10 @@ from harperbq.sync.grid import (
     edges_of,
     recorded_cells,
 )
-from harperbq.sync.keys import WindowIds
-from harperbq.sync.resync import resync
-from harperbq.sync.source import BigQuerySource
-from harperbq.sync.state import CLOCK_COMMIT, AuditEntry, AuditKind, utc_now_iso
-from harperbq.sync.target import TargetRecord, TargetTable
-from harperbq.sync.windows import MICROS, Window, iso, parse_iso
+from harperbq.sync.table.keys import WindowIds
+from harperbq.sync.table.source import BigQuerySource
+from harperbq.sync.table.target import TargetRecord, TargetTable
+from harperbq.sync.table.windows import MICROS, Window, iso, parse_iso
 
 log = logging.getLogger("harperbq.sync.validate")
 

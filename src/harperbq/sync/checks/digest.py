@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harperbq.bigquery.sql import KEY_SEPARATOR, NULL_VALUE_TEXT, VALUE_PREFIX, Column
-from harperbq.sync.partitions import fingerprint, key_text
+from harperbq.sync.cluster.partitions import fingerprint, key_text
 
 _HALF = (1 << 32) - 1
 _UNREADABLE = "\x00"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from harperbq.phases import RunState
 from harperbq.retry import RetryPolicy
-from harperbq.sync.engine import TableEngine
+from harperbq.sync.table.engine import TableEngine
 
 log = logging.getLogger("harperbq.sync.runner")
 

@@ -1,0 +1,2 @@
+"""Is Harper right: reconciliation of late rows, re-sync, validation, digests, the periodic jobs
+that run them."""

@@ -1,0 +1,1 @@
+"""Who does what across workers and nodes: partitions, leases, membership, the nodes known."""
