@@ -63,7 +63,9 @@ class HarperClient:
     storing the same values.
     """
 
-    def __init__(
+    # Over the size caps on purpose: the connection's settings, passed through to Transport by
+    # keyword.
+    def __init__(  # noqa: PLR0913
         self,
         url: str,
         username: str,

@@ -169,7 +169,9 @@ def _harper_message(response: httpx.Response) -> str:
 class Transport:
     """A keep-alive connection pool to one Harper node plus the retry and error policy."""
 
-    def __init__(
+    # Over the size caps on purpose: every connection setting by keyword: URL, TLS, timeouts,
+    # retries, pool.
+    def __init__(  # noqa: PLR0913
         self,
         url: str,
         username: str,

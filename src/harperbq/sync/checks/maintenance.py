@@ -96,7 +96,9 @@ class AuditPruner:
 class Maintenance:
     """Due-time scheduler for one (table, worker); call it with the runner's stop event."""
 
-    def __init__(
+    # Over the size caps on purpose: the periodic jobs' collaborators, by keyword, built once
+    # in the service.
+    def __init__(  # noqa: PLR0913
         self,
         cfg: Config,
         table: TableConfig,
