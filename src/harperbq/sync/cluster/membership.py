@@ -1,5 +1,5 @@
 """Who owns which partition: partitions by capacity-bounded rendezvous over the live workers
-(who is live: `sync.leases`).
+(who is live: `cluster/leases.py`).
 
 Every worker computes the same assignment from the same inputs (the live set read from the
 replicated `SyncWorker` table), so no coordinator is needed. Plain rendezvous hashing moves few

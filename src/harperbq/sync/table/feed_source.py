@@ -1,5 +1,5 @@
 """The engine's source for one table: the change feed where BigQuery keeps one, event-time
-windows where it does not (`sync.feed` has the rules).
+windows where it does not (`feed.py` has the rules).
 
 - `appends`: `APPENDS(TABLE t, lo, hi)` per commit-time window, each key's newest version by
   its cursor (as the event-time path does);
