@@ -18,6 +18,7 @@ from harperbq.bigquery.retry import RetryPolicy, call_with_retry
 from harperbq.bigquery.types import ConversionStats, ConvertOptions, records_from_batch
 from harperbq.config import BigQueryConfig, TableConfig
 from harperbq.harper.schema import ColumnSpec
+from harperbq.profile import PROFILE
 from harperbq.sync import digest
 from harperbq.sync.digest import Digest
 from harperbq.sync.engine import Page, RowProblem
@@ -222,11 +223,12 @@ class BigQuerySource:
         rows = 0
         for batch in batches:
             rows += batch.num_rows
-            page = self.page(batch)
-            if versions is not None:
-                page.records, page.partitions, page.superseded = versions.keep(
-                    page.records, page.partitions
-                )
+            with PROFILE.timed("convert"):
+                page = self.page(batch)
+                if versions is not None:
+                    page.records, page.partitions, page.superseded = versions.keep(
+                        page.records, page.partitions
+                    )
             yield page
             del page  # not held while the next page is converted
         self._last_rows = rows
