@@ -260,10 +260,11 @@ def write_config(
     database: str,
     sync: dict[str, object],
     validation: dict[str, object] | None = None,
+    harper_keys: dict[str, object] | None = None,
     **table: object,
 ) -> Path:
     """A config syncing the bench table into `database` (state in `<database>_state`); `table`
-    overrides keys of the table entry."""
+    overrides keys of the table entry, `harper_keys` adds keys to `harper`."""
     data = {
         "harper": {
             "url": node.url,
@@ -271,6 +272,7 @@ def write_config(
             "password": "${BENCH_HARPER_PASSWORD}",
             "database": database,
             "stateDatabase": f"{database}_state",
+            **(harper_keys or {}),
         },
         "bigquery": {
             "projectId": emu.project,
@@ -320,7 +322,15 @@ def main() -> None:
             with HarperClient(node.url, node.username, node.password, timeout_s=300) as client:
                 raw = ceilings(node, client, columns, records, args.chunk, encodings)
             del records
-            config = write_config(Path(tmp) / "config.yaml", node, emu, "bench", {"settle": "0s"})
+            # the engine writes with the encoding that gave the best ceiling: like with like
+            config = write_config(
+                Path(tmp) / "config.yaml",
+                node,
+                emu,
+                "bench",
+                {"settle": "0s"},
+                harper_keys={"encoding": raw["best"]["encoding"]},
+            )
             run = engine(config, node.password)
         finally:
             emulator.stop(emu)
@@ -331,7 +341,7 @@ def main() -> None:
     result = {
         "rows": args.rows,
         "ceiling": raw,
-        "engine": {**run, "rows_per_s": round(end_to_end)},
+        "engine": {**run, "encoding": best["encoding"], "rows_per_s": round(end_to_end)},
         "ratio": round(end_to_end / best["rows_per_s"], 3),
         "ratio_in_process": round(end_to_end / inside, 3),
         "load_average": [round(v, 2) for v in os.getloadavg()],
