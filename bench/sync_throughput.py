@@ -1,11 +1,13 @@
 """End-to-end sync rate vs Harper's raw upsert ceiling, measured in the same run.
 
 Loads N position-like rows into the emulator, then (1) upserts the very records the engine would
-write into a fresh table of the same definition, as fast as one client can (the ceiling), and
-(2) runs `harperbq sync run --once` as a subprocess over the same rows. Prints JSON and one
-summary line: the ratio engine/ceiling (aim >= 0.7) and the sync process's peak RSS (its own
-VmHWM, sampled while it runs: `getrusage(RUSAGE_CHILDREN)` would report this bench's peak, which
-Linux carries into a child across exec).
+write into fresh tables of the same definition: every installed encoding with one client, the
+best with two (the best out-of-process ceiling), and inside Harper (bench/harper_upsert.py's
+component: the in-process ceiling), and (2) runs `harperbq sync run --once` as a subprocess over
+the same rows with the best ceiling's encoding and `HARPERBQ_PROFILE=1`. Prints JSON and one
+summary line: engine/best ceiling (aim >= 0.9), engine/in-process, the stage totals and the sync
+process's peak RSS (its own VmHWM, sampled while it runs: `getrusage(RUSAGE_CHILDREN)` would
+report this bench's peak, which Linux carries into a child across exec).
 
 Also the helpers the other sync benches share: the config they write, the rows they load, and a
 deadline that leaves no thread behind.
