@@ -27,7 +27,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -262,10 +262,16 @@ def install_component(client: HarperClient, node: HarperNode) -> httpx.Client:
 
 
 def in_process_part(
-    client: HarperClient, node: HarperNode, db: str, rows: list[dict[str, Any]]
+    client: HarperClient,
+    node: HarperNode,
+    db: str,
+    rows: list[dict[str, Any]],
+    columns: Sequence[ColumnSpec] = COLUMNS,
 ) -> dict[str, Any]:
+    """`columns`: the table definition (this bench's own by default; bench/sync_throughput.py
+    passes the synced table's so the in-process ceiling writes what the engine writes)."""
     # the table exists before the workers restart, so the component's workers load it
-    ensure_target_table(client, db, "in_process", COLUMNS, cursor_column="timestamp")
+    ensure_target_table(client, db, "in_process", list(columns), cursor_column="timestamp")
     http = install_component(client, node)
     try:
         for start in range(0, len(rows), 10_000):

@@ -43,6 +43,7 @@ from harperbq.harper.transport import (
     Transport,
     encode,
 )
+from harperbq.profile import PROFILE
 
 Record = Mapping[str, Any]
 Row = dict[str, Any]
@@ -400,7 +401,8 @@ class HarperClient:
         if replicated_confirmation:
             body["replicatedConfirmation"] = replicated_confirmation
         try:
-            payload = self._transport.encode(body)
+            with PROFILE.timed("encode"):
+                payload = self._transport.encode(body)
         except (TypeError, ValueError) as exc:
             raise ValidationError(
                 f"cannot send to {database}.{table}: {_unencodable(items)}: {exc}",

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from harperbq.phases import Phase
+from harperbq.profile import PROFILE
 from harperbq.sync.state import CLOCK_COMMIT, CLOCK_EVENT, Checkpoint
 from harperbq.sync.table.checkpoint_merge import next_generation
 from harperbq.sync.table.feed import Mode, feed_window
@@ -486,10 +487,13 @@ class TableEngine:
             while True:
                 if stop.is_set():
                     return False
+                waited = time.perf_counter()
                 try:
                     item = pages.get(timeout=0.2)
                 except queue.Empty:
                     continue
+                finally:
+                    PROFILE.add("idle", time.perf_counter() - waited)
                 if isinstance(item, _WindowPage):
                     started = time.monotonic()
                     page = item.page
@@ -498,7 +502,8 @@ class TableEngine:
                         # older than what an earlier read of the feed wrote.
                         self._apply_guard(page)
                     if page.records:
-                        self.sink.upsert(page.records)
+                        with PROFILE.timed("write"):
+                            self.sink.upsert(page.records)
                     if page.deleted:
                         self.sink.delete([str(r["id"]) for r in page.deleted])
                         self.status.rows_deleted += len(page.deleted)
@@ -522,7 +527,8 @@ class TableEngine:
                         return False  # re-plan from the reset checkpoints
                     if item.window.snapshot:
                         self.status.read_mode = "following"
-                    self._save(group, item.window, counts, item, probes.picked())
+                    with PROFILE.timed("checkpoint"):
+                        self._save(group, item.window, counts, item, probes.picked())
                     self._audit_coerced(item.window, coerced)
                     self._record_window(item, counts, skipped)
                     counts, skipped, coerced, probes = Counter(), 0, 0, _Probes()
@@ -607,16 +613,20 @@ class TableEngine:
                 ids = WindowIds(self.settings.primary_key)
                 rows = 0
                 started = time.monotonic()
+                fetched = time.perf_counter()
                 for page in self.source.read(window, read_parts, min(target, 10_000)):
-                    for record in page.records:
-                        record["id"] = ids.id_for(record)
-                    for record in page.deleted:
-                        record["id"] = key_id(record, self.settings.primary_key)
+                    PROFILE.add("read", time.perf_counter() - fetched)
+                    with PROFILE.timed("ids"):
+                        for record in page.records:
+                            record["id"] = ids.id_for(record)
+                        for record in page.deleted:
+                            record["id"] = key_id(record, self.settings.primary_key)
                     rows += len(page.records) + len(page.problems) + len(page.superseded)
                     rows += len(page.deleted)
                     if not put(_WindowPage(window, page)):
                         return
                     del page  # the queue holds it now: not also while the next one is read
+                    fetched = time.perf_counter()
                 if not put(_End(window, rows, phase, target, length, started)):
                     return
                 if copy_for_all:

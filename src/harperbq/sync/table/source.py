@@ -19,6 +19,7 @@ from harperbq.bigquery.retry import call_with_retry
 from harperbq.bigquery.types import ConversionStats, ConvertOptions, records_from_batch
 from harperbq.config import BigQueryConfig, TableConfig
 from harperbq.harper.schema import ColumnSpec
+from harperbq.profile import PROFILE
 from harperbq.retry import RetryPolicy
 from harperbq.sync.checks import digest
 from harperbq.sync.checks.digest import Digest
@@ -224,11 +225,12 @@ class BigQuerySource:
         rows = 0
         for batch in batches:
             rows += batch.num_rows
-            page = self.page(batch)
-            if versions is not None:
-                page.records, page.partitions, page.superseded = versions.keep(
-                    page.records, page.partitions
-                )
+            with PROFILE.timed("convert"):
+                page = self.page(batch)
+                if versions is not None:
+                    page.records, page.partitions, page.superseded = versions.keep(
+                        page.records, page.partitions
+                    )
             yield page
             del page  # not held while the next page is converted
         self._last_rows = rows
