@@ -137,3 +137,29 @@ def test_state_without_identity_is_adopted_and_stamped(
     )
     assert sum(cp.rows_total for cp in stamped.values()) == ROWS  # resumed, not re-synced
     assert state.recent_audit("t", kind="state", limit=1)
+
+
+def test_engine_holds_the_checkpoints_harper_holds(
+    bq: bigquery.Client, harper_client: HarperClient, write_config: WriteConfig, unique: str
+) -> None:
+    """Each stored field is stamped in one place (issue 16 item 1): the store stamps
+    `updated_at`, the sink the writer and identity, and the engine keeps what was stored, so
+    its next window builds on exactly the records Harper holds (it used to stamp its own
+    `updated_at`, which the store then overwrote)."""
+    dataset = f"stamp_{unique}"
+    spec = keyed_table(bq, dataset, ROWS)
+    _, cfg = write_config([spec], sync=SETTLED)
+    service = run_once(cfg, harper_client)
+    engine = service.runners()[0].engine
+    held = engine.checkpoints()
+    stored = {
+        cp.partition: cp
+        for cp in StateStore(harper_client, cfg.harper.state_database).checkpoint_records("t")
+    }
+    written = {p for p, cp in held.items() if cp.hi}
+    assert written and written <= set(stored)
+    fields = ("updated_at", "worker_id", "source", "target", "hi", "rows_total", "generation")
+    for partition in written:
+        mine, theirs = held[partition], stored[partition]
+        assert mine.updated_at, partition
+        assert [getattr(mine, f) for f in fields] == [getattr(theirs, f) for f in fields]

@@ -421,14 +421,17 @@ class StateStore:
         )
         return [Checkpoint.from_record(r) for r in rows if r.get("table_id") == table_id]
 
-    def put_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
-        """Store checkpoints as their writers' records (`worker_id`; `updated_at` stamped now) in
-        one write, returning once Harper confirmed it (a window moves all its partitions)."""
+    def put_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> list[Checkpoint]:
+        """Store checkpoints as their writers' records (`worker_id`) in one write, returning
+        once Harper confirmed it (a window moves all its partitions). `updated_at` is stamped
+        here and only here; the checkpoints returned are exactly the records Harper holds, so
+        a caller's cache never disagrees with them."""
         self.ensure()
         now = utc_now_iso()
-        records = [replace(cp, updated_at=now).to_record() for cp in checkpoints]
-        if records:
-            self.client.upsert(self.database, CHECKPOINT_TABLE, records)
+        stamped = [replace(cp, updated_at=now) for cp in checkpoints]
+        if stamped:
+            self.client.upsert(self.database, CHECKPOINT_TABLE, [cp.to_record() for cp in stamped])
+        return stamped
 
     def delete_checkpoints(self, table_id: str) -> int:
         """Forget a table's progress (for a reset): every writer's records, legacy ones too;

@@ -127,7 +127,7 @@ class Sink(Protocol):
 
     def get_checkpoints(self) -> dict[int, Checkpoint]: ...
 
-    def put_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None: ...
+    def put_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> list[Checkpoint]: ...
 
     def audit(self, kind: str, detail: dict[str, Any]) -> None: ...
 
@@ -294,9 +294,9 @@ class TableEngine:
         """Store checkpoints changed between passes (the reconciler's corrected window counts)
         and keep the cache in step, so the next window does not write the old counts back.
         Call only from the thread that runs `catch_up`."""
-        self.sink.put_checkpoints(checkpoints)
+        stored = self.sink.put_checkpoints(checkpoints)
         current = self._checkpoint_map()
-        for cp in checkpoints:
+        for cp in stored:
             current[cp.partition] = cp
 
     def _hi(self, partition: int) -> int | None:
@@ -724,8 +724,7 @@ class TableEngine:
             )
             for p in reset
         ]
-        self.sink.put_checkpoints(fresh)
-        for cp in fresh:
+        for cp in self.sink.put_checkpoints(fresh):
             current[cp.partition] = cp
         self.sink.audit(
             "reset",
@@ -751,7 +750,6 @@ class TableEngine:
         probes: dict[int, list[str]] | None = None,
     ) -> None:
         """Move the group's checkpoints to window.hi: called only after every page is confirmed."""
-        now = self.clock()
         keep_from = window.hi - self.settings.lateness_us * WATCH_LATENESS_MULTIPLE
         checkpoints = []
         current = self._checkpoint_map()
@@ -771,7 +769,6 @@ class TableEngine:
                 phase=str(end.phase if end else self.status.phase),
                 batch_size=end.target if end else 0,
                 worker_id=self.worker_id,
-                updated_at=iso(int(now * MICROS)),
                 last_error=None,
                 recent=compact(recent, _RECENT_MAX),  # merges, never drops coverage
                 probe=(probes or {}).get(partition) or (previous.probe if previous else []),
@@ -779,8 +776,7 @@ class TableEngine:
                 generation=previous.generation if previous else 0,
             )
             checkpoints.append(cp)
-        self.sink.put_checkpoints(checkpoints)
-        for cp in checkpoints:
+        for cp in self.sink.put_checkpoints(checkpoints):
             current[cp.partition] = cp
 
     def _record_window(self, end: _End, counts: Counter[int], skipped: int) -> None:

@@ -125,7 +125,7 @@ class HarperSink:
         legacy = [cp for cp in checkpoints.values() if not cp.source]
         if legacy:
             stamped = [replace(identity.stamp(cp), worker_id=self.worker_id) for cp in legacy]
-            self.state.put_checkpoints(stamped)
+            stamped = self.state.put_checkpoints(stamped)
             checkpoints.update({cp.partition: cp for cp in stamped})
             log.info(
                 "table %s: adopted %d checkpoints written without identity as %s -> %s",
@@ -145,13 +145,13 @@ class HarperSink:
             )
         return checkpoints
 
-    def put_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
+    def put_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> list[Checkpoint]:
         """Store them as this worker's own records (a writer never writes another's record:
-        see `sync.checkpoint_merge`), stamped with the table's identity."""
+        see `checkpoint_merge.py`), stamped with the table's identity; returns what was stored."""
         checkpoints = [replace(cp, worker_id=self.worker_id) for cp in checkpoints]
         if self.identity is not None:
             checkpoints = [self.identity.stamp(cp) for cp in checkpoints]
-        self.state.put_checkpoints(checkpoints)
+        return self.state.put_checkpoints(checkpoints)
 
     def audit(self, kind: str, detail: dict[str, Any]) -> None:
         self.state.audit(
