@@ -16,7 +16,7 @@ from tests.support import harper_rows, make_source, run_once
 from harperbq.config import Config
 from harperbq.harper.client import HarperClient
 from harperbq.sync.state import StateStore
-from harperbq.sync.table.windows import parse_iso, to_micros
+from harperbq.times import parse_iso, to_micros
 
 YEARS = (1, 999, 1000, 2024)
 

@@ -14,7 +14,7 @@ from tests.support import keyed_table, run_once
 from harperbq.config import Config
 from harperbq.harper.client import HarperClient
 from harperbq.sync.state import AUDIT_TABLE, AuditEntry, StateStore
-from harperbq.sync.table.windows import MICROS, iso
+from harperbq.times import MICROS, iso
 
 WriteConfig = Callable[..., tuple[Path, Config]]
 DAY = 86400.0

@@ -30,7 +30,7 @@ from harperbq.harper.client import HarperClient
 from harperbq.sync.checks.validate import validate_tables
 from harperbq.sync.service import TableHandle
 from harperbq.sync.state import CLOCK_COMMIT, StateStore
-from harperbq.sync.table.windows import iso_text
+from harperbq.times import iso_text
 
 WriteConfig = Callable[..., tuple[Path, Config]]
 SCHEMA = [F("ts", "TIMESTAMP"), F("mmsi", "INT64"), F("lat", "FLOAT64")]

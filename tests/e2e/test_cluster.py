@@ -29,7 +29,8 @@ from harperbq.devstack.emulator import Emulator
 from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
 from harperbq.harper.errors import NotFound
-from harperbq.sync.state import Checkpoint, StateStore, utc_now_iso
+from harperbq.sync.state import Checkpoint, StateStore
+from harperbq.times import utc_now_iso
 
 pytestmark = pytest.mark.cluster
 PARTITIONS = 60  # a multiple of 2..6 workers: balance is then limited by rows, not partitions

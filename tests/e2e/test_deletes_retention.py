@@ -18,9 +18,9 @@ from harperbq.config import Config
 from harperbq.harper.client import HarperClient
 from harperbq.sync.checks.validate import validate_tables
 from harperbq.sync.table.target import TargetTable
-from harperbq.sync.table.windows import MICROS, iso
 from harperbq.synth.params import SynthParams
 from harperbq.synth.window import Synthesizer
+from harperbq.times import MICROS, iso
 
 WriteConfig = Callable[..., tuple[Path, Config]]
 HOUR = 3600.0

@@ -14,7 +14,7 @@ from harperbq.config import Config
 from harperbq.harper.client import HarperClient
 from harperbq.sync.cluster.partitions import partition_of
 from harperbq.sync.state import Checkpoint, StateStore
-from harperbq.sync.table.windows import iso, to_micros
+from harperbq.times import iso, to_micros
 
 CHANGE_FEED = "none"  # event-time windows: what these tests are about
 

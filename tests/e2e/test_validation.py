@@ -29,7 +29,7 @@ from harperbq.sync.cluster.partitions import partition_of
 from harperbq.sync.state import AuditKind, StateStore
 from harperbq.sync.stored_status import table_statuses
 from harperbq.sync.table.grid import Cell, recorded_cells
-from harperbq.sync.table.windows import iso, to_micros
+from harperbq.times import iso, to_micros
 
 CHANGE_FEED = "none"  # event-time windows: what these tests are about
 

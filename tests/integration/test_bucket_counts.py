@@ -17,7 +17,7 @@ from harperbq.retry import RetryPolicy
 from harperbq.sync.checks.digest import Digest, of_row
 from harperbq.sync.cluster.partitions import partition_of
 from harperbq.sync.table.grid import count_into
-from harperbq.sync.table.windows import to_micros
+from harperbq.times import to_micros
 
 P = 5
 

@@ -20,10 +20,8 @@ from harperbq.sync.state import (
     Checkpoint,
     RecentWindow,
     StateStore,
-    parse_iso,
-    utc_now_iso,
 )
-from harperbq.sync.table.windows import MICROS, iso
+from harperbq.times import MICROS, iso, parse_iso_datetime, utc_now_iso
 
 
 @pytest.fixture
@@ -160,7 +158,7 @@ def test_audit_entries(store: StateStore) -> None:
     newest = store.recent_audit(limit=3)
     assert [e.message for e in newest] == ["global", "boom", "ok"]
     assert newest[1].details["truncated"] is True
-    assert all(parse_iso(e.at) for e in newest)
+    assert all(parse_iso_datetime(e.at) for e in newest)
     positions = store.recent_audit("positions", limit=100)
     assert len(positions) == 26 and positions[0].kind == "validation"
     assert positions[-1].details == {"reason": "no timestamp", "sample": {"mmsi": 1}}

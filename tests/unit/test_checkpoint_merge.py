@@ -17,8 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harperbq.sync.state import Checkpoint, RecentWindow, checkpoint_id, iso
+from harperbq.sync.state import Checkpoint, RecentWindow, checkpoint_id
 from harperbq.sync.table.checkpoint_merge import merge_partition, merge_table, next_generation
+from harperbq.times import iso_datetime
 
 KEEP = 3  # recent windows a writer keeps (the engine keeps a lateness multiple)
 WRITERS = ("w0", "w1", "w2")
@@ -26,7 +27,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def at(n: int) -> str:
-    return iso(T0 + timedelta(seconds=n))
+    return iso_datetime(T0 + timedelta(seconds=n))
 
 
 def count_of(lo: int) -> int:

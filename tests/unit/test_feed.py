@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from harperbq.bigquery.history import FeedUnavailableError, choose, refusal_means_unsupported
 from harperbq.bigquery.sql import CHANGE_TS_COLUMN, CHANGE_TYPE_COLUMN
 from harperbq.sync.table.feed import LONGEST_WINDOW_US, feed_window, split_changes
-from harperbq.sync.table.windows import MICROS
+from harperbq.times import MICROS
 
 S = MICROS
 

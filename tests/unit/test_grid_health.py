@@ -19,7 +19,7 @@ from harperbq.sync.table.grid import (
     edges_of,
     recorded_cells,
 )
-from harperbq.sync.table.windows import MICROS, iso
+from harperbq.times import MICROS, iso
 
 # Per partition: contiguous windows of variable length (as the engine records them).
 lengths = st.lists(st.integers(1, 50), min_size=1, max_size=8)

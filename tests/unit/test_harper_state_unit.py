@@ -5,15 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from harperbq.sync.state import (
-    MAX_DETAILS_CHARS,
-    Checkpoint,
-    WorkerRecord,
-    _bounded,
-    iso,
-    parse_iso,
-    utc_now_iso,
-)
+from harperbq.sync.state import MAX_DETAILS_CHARS, Checkpoint, WorkerRecord, _bounded
+from harperbq.times import iso_datetime, parse_iso_datetime, utc_now_iso
 
 
 def test_checkpoint_round_trip() -> None:
@@ -59,12 +52,12 @@ def test_checkpoint_validation(kwargs: dict[str, object]) -> None:
 
 def test_timestamps_are_iso_utc_micro_z() -> None:
     now = utc_now_iso()
-    assert parse_iso(now).tzinfo is UTC
-    assert iso(datetime(2024, 1, 1, 1, 0, tzinfo=UTC) + timedelta(microseconds=5)) == (
+    assert parse_iso_datetime(now).tzinfo is UTC
+    assert iso_datetime(datetime(2024, 1, 1, 1, 0, tzinfo=UTC) + timedelta(microseconds=5)) == (
         "2024-01-01T01:00:00.000005Z"
     )
     with pytest.raises(ValueError):
-        iso(datetime(2024, 1, 1))  # naive
+        iso_datetime(datetime(2024, 1, 1))  # naive
 
 
 def test_worker_age() -> None:

@@ -9,7 +9,8 @@ never run, and two modules of one package naming each other's types is not a loa
 The layers, lowest first (docs/architecture.md "Layers" has the same list):
 
 0. leaves: the package root, `config`, `metrics`, `logs`, `memory`, `cost`, `phases`, `retry`,
-   `profile`, and the small pure helpers of `PURE_HELPERS` (they import nothing of harperbq);
+   `times`, `profile`, and the small pure helpers of `PURE_HELPERS`
+   (they import nothing of harperbq);
 1. clients: `bigquery/`, `harper/` (which know nothing of each other);
 2. services: `sync/`, `synth/`, `devstack/` (the local stack: processes, no client code),
    `readiness`;
@@ -39,6 +40,7 @@ LAYERS: dict[str, int] = {
     "cost": 0,
     "retry": 0,
     "profile": 0,
+    "times": 0,
     "phases": 0,
     "bigquery": 1,
     "harper": 1,

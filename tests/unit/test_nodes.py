@@ -11,7 +11,8 @@ from pydantic import SecretStr
 from harperbq.config import ConfigError, HarperConfig, parse_config
 from harperbq.harper.errors import PeerSchemaError
 from harperbq.sync.cluster.nodes import heartbeat_info, heartbeat_urls, known_urls
-from harperbq.sync.state import WorkerRecord, iso
+from harperbq.sync.state import WorkerRecord
+from harperbq.times import iso_datetime
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -21,7 +22,7 @@ def harper(peers: tuple[str, ...] = ()) -> HarperConfig:
 
 
 def record(worker: str, age_s: float, info: dict[str, Any]) -> WorkerRecord:
-    seen = iso(NOW - timedelta(seconds=age_s))
+    seen = iso_datetime(NOW - timedelta(seconds=age_s))
     return WorkerRecord(worker, worker.split("-")[0], seen, seen, 1, info)
 
 

@@ -7,15 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harperbq.sync.table.windows import (
-    MAX_US,
-    MICROS,
-    Window,
-    align_to_partitions,
-    next_window,
-    partition_end,
-    to_micros,
-)
+from harperbq.sync.table.windows import Window, align_to_partitions, next_window, partition_end
+from harperbq.times import MAX_US, MICROS, to_micros
 
 DAY = 86_400 * MICROS
 

@@ -7,19 +7,14 @@ from hypothesis import strategies as st
 
 from harperbq.phases import Phase
 from harperbq.sync.table.windows import (
-    MAX_US,
     MAX_WINDOW_US,
-    MIN_US,
     MIN_WINDOW_US,
     PhasePolicy,
     Window,
     adapt_length,
-    from_micros,
-    iso,
     next_window,
-    parse_iso,
-    to_micros,
 )
+from harperbq.times import MAX_US, MIN_US, from_micros, iso, parse_iso, to_micros
 
 instants = st.integers(min_value=0, max_value=4_102_444_800_000_000)  # 1970..2100
 lengths = st.integers(min_value=1, max_value=MAX_WINDOW_US)
@@ -105,14 +100,14 @@ every_instant = st.datetimes(
 def test_window_and_state_times_round_trip_over_the_whole_range(moment: datetime) -> None:
     """Years 1..9999, including below 1000 (`strftime("%Y")` does not pad them): the text is
     fixed width, parses back exactly, and sorts as time does."""
-    from harperbq.sync import state
+    from harperbq import times
 
     aware = moment.replace(tzinfo=UTC)
     micros = to_micros(aware)
     text = iso(micros)
     assert len(text) == len("2024-01-01T00:00:00.000000Z")
     assert parse_iso(text) == micros
-    assert state.iso(aware) == text and state.parse_iso(text) == aware
+    assert times.iso_datetime(aware) == text and times.parse_iso_datetime(text) == aware
 
 
 @given(a=every_instant, b=every_instant)

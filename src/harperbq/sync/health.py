@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harperbq.sync.state import AuditKind, Checkpoint, StateStore
-from harperbq.sync.table.windows import MICROS, parse_iso
+from harperbq.times import MICROS, parse_iso
 
 HEALTHY = "healthy"
 LAGGING = "lagging"

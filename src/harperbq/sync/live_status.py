@@ -13,17 +13,12 @@ from typing import TYPE_CHECKING, Any
 from harperbq import __version__, cost
 from harperbq.metrics import ServiceSample, WorkerSample
 from harperbq.phases import RunState
-from harperbq.sync.table.windows import MICROS, iso
+from harperbq.times import MICROS, iso_seconds
 
 if TYPE_CHECKING:
     from harperbq.sync.service import SyncService, TableHandle
 
 _ACTIVE = (RunState.STARTING, RunState.RUNNING, RunState.IDLE, RunState.ERROR)
-
-
-def iso_s(seconds: float | None) -> str | None:
-    """Unix seconds as the fixed-width ISO text of `windows.iso` (None stays None)."""
-    return iso(int(seconds * MICROS)) if seconds is not None else None
 
 
 def _checkpoint_s(handle: TableHandle) -> float | None:
@@ -57,8 +52,8 @@ def _reconcile(handle: TableHandle, now: float) -> dict[str, Any] | None:
         return None
     stats = m.reconciler.stats
     return {
-        "last_run": iso_s(stats.last_run_at),
-        "next_due": iso_s(m.next_reconcile),
+        "last_run": iso_seconds(stats.last_run_at),
+        "next_due": iso_seconds(m.next_reconcile),
         "due": m.reconcile_due(now),
         "runs": stats.runs,
         "windows_resynced": stats.windows_resynced,
@@ -78,7 +73,7 @@ def worker_status(service: SyncService, handle: TableHandle, now: float) -> dict
         "phase": str(status.phase),
         "read": status.read_mode or None,
         "rows_deleted": status.rows_deleted,
-        "checkpoint": iso_s(checkpoint),
+        "checkpoint": iso_seconds(checkpoint),
         "lag_s": round(now - checkpoint, 3) if checkpoint is not None else None,
         # Caught up means late rows too: not while a due reconciliation has not run.
         "caught_up": status.caught_up and not (reconcile is not None and reconcile["due"]),
@@ -90,7 +85,7 @@ def worker_status(service: SyncService, handle: TableHandle, now: float) -> dict
         "rows_not_synced": dict(status.skipped_by_reason),  # by reason, reconciliation's too
         "values_coerced": status.values_coerced,
         "windows": status.windows,
-        "last_success": iso_s(status.last_success),
+        "last_success": iso_seconds(status.last_success),
         "last_error": stall.message(now) if stall is not None else status.last_error,
         "attempts": handle.runner.attempts,
         "bigquery": spent(handle),
@@ -124,7 +119,7 @@ def service_status(service: SyncService, now: float | None = None) -> dict[str, 
     return {
         "node": service.node,
         "version": __version__,
-        "started_at": iso_s(service.started_at),
+        "started_at": iso_seconds(service.started_at),
         "uptime_s": round(now - service.started_at, 3),
         "once": service.once,
         "running": any(running(h) for h in service.handles),
@@ -170,9 +165,9 @@ def sync_control_status(service: SyncService, now: float | None = None) -> dict[
                     "checkpointId": f"{table.id}_{worst.worker_id}",
                     "tableId": table.id,
                     "nodeId": service.node,
-                    "lastTimestamp": iso_s(checkpoint),
+                    "lastTimestamp": iso_seconds(checkpoint),
                     "recordsIngested": status.rows_synced,
-                    "lastSyncTime": iso_s(status.last_success),
+                    "lastSyncTime": iso_seconds(status.last_success),
                     "phase": str(status.phase),
                     "batchSize": worst.engine.settings.policy.batch_size(status.phase),
                 }

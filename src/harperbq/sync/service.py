@@ -35,7 +35,8 @@ from harperbq.sync.table.assembly import assemble
 from harperbq.sync.table.engine import EngineSettings, TableEngine
 from harperbq.sync.table.runner import TableRunner
 from harperbq.sync.table.schema_watch import SchemaWatch
-from harperbq.sync.table.windows import MICROS, PhasePolicy, to_micros
+from harperbq.sync.table.windows import PhasePolicy
+from harperbq.times import MICROS, iso_seconds, to_micros
 
 log = logging.getLogger("harperbq.sync.service")
 
@@ -64,7 +65,7 @@ def engine_settings(table: TableConfig, *, once: bool = False) -> EngineSettings
 def _reconciled_at(handle: TableHandle) -> str | None:
     """When this worker last reconciled the table (ISO UTC), for `sync status`."""
     m = handle.maintenance
-    return live_status.iso_s(m.reconciler.stats.last_run_at if m is not None else None)
+    return iso_seconds(m.reconciler.stats.last_run_at if m is not None else None)
 
 
 @dataclass

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
@@ -44,33 +43,15 @@ if TYPE_CHECKING:  # annotations only
 from harperbq.harper.models import Attribute, Condition, Sort
 from harperbq.harper.schema import ensure_table
 from harperbq.sync.table.checkpoint_merge import merge_table
-from harperbq.sync.table.windows import iso_text
+from harperbq.times import parse_iso_datetime, utc_now_iso
 
 STATE_DATABASE = "harperbq"
 CHECKPOINT_TABLE = "SyncCheckpoint"
 AUDIT_TABLE = "SyncAudit"
 WORKER_TABLE = "SyncWorker"
 
-_ISO_MICRO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 MAX_DETAILS_CHARS = 16_384
 MAX_MESSAGE_CHARS = 4_096
-
-
-def utc_now_iso() -> str:
-    """Now as ISO-8601 UTC with microseconds and `Z`."""
-    return iso(datetime.now(UTC))
-
-
-def iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("timestamps must be timezone-aware")
-    return iso_text(moment)  # zero-padded years: strftime("%Y") writes year 999 as "999"
-
-
-def parse_iso(text: str) -> datetime:
-    if not _ISO_MICRO_Z.match(text):
-        raise ValueError(f"not an ISO-8601 UTC timestamp with microseconds and Z: {text!r}")
-    return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
 
 
 class RecentWindow(TypedDict):
@@ -120,7 +101,7 @@ class Checkpoint:
         if self.partition < 0:
             raise ValueError("partition must be >= 0")
         if self.hi is not None:
-            parse_iso(self.hi)
+            parse_iso_datetime(self.hi)
         if self.rows_total < 0:
             raise ValueError("rows_total must be >= 0")
         if isinstance(self.generation, bool) or not isinstance(self.generation, int):
@@ -316,7 +297,7 @@ class WorkerRecord:
 
     @property
     def last_seen_at(self) -> datetime:
-        return parse_iso(self.last_seen)
+        return parse_iso_datetime(self.last_seen)
 
     def age_s(self, now: datetime | None = None) -> float:
         """Seconds since the heartbeat by the reader's clock (negative if clocks disagree):
@@ -486,7 +467,7 @@ class StateStore:
         """Delete audit entries older than `before` (ISO UTC), at most `limit` of them (a
         bounded batch: see `sync.maintenance.AuditPruner`); returns how many."""
         self.ensure()
-        parse_iso(before)
+        parse_iso_datetime(before)
         rows = self.client.search(
             self.database,
             AUDIT_TABLE,

@@ -21,7 +21,7 @@ from harperbq.sync.state import (
     StateStore,
     WorkerRecord,
 )
-from harperbq.sync.table.windows import MICROS, parse_iso
+from harperbq.times import MICROS, parse_iso
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from harperbq.sync.table.assembly import ReadSide
 from harperbq.sync.table.engine import TableEngine
 from harperbq.sync.table.source import BigQuerySource
 from harperbq.sync.table.target import TargetTable
-from harperbq.sync.table.windows import MICROS, iso
+from harperbq.times import MICROS, iso
 
 log = logging.getLogger("harperbq.sync.maintenance")
 RECONCILE_AUDIT = "reconcile"

@@ -32,7 +32,7 @@ from harperbq.sync.table.engine import TableEngine
 from harperbq.sync.table.grid import Cell, by_window, cell_sums, edges_of, recorded_cells
 from harperbq.sync.table.source import BigQuerySource
 from harperbq.sync.table.target import TargetTable
-from harperbq.sync.table.windows import MICROS, iso, parse_iso
+from harperbq.times import MICROS, iso, parse_iso
 
 log = logging.getLogger("harperbq.sync.reconcile")
 BEYOND_LATENESS = "beyond_lateness"

@@ -18,7 +18,8 @@ from harperbq.sync.table.engine import Source
 from harperbq.sync.table.keys import WindowIds
 from harperbq.sync.table.target import TargetTable
 from harperbq.sync.table.versions import drop_older_than_stored
-from harperbq.sync.table.windows import Window, iso
+from harperbq.sync.table.windows import Window
+from harperbq.times import iso
 
 log = logging.getLogger("harperbq.sync.resync")
 

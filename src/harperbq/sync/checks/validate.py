@@ -44,7 +44,7 @@ from harperbq.harper.client import HarperClient
 from harperbq.sync import health as hl
 from harperbq.sync.checks import digest as dg
 from harperbq.sync.checks.resync import resync
-from harperbq.sync.state import CLOCK_COMMIT, AuditEntry, AuditKind, utc_now_iso
+from harperbq.sync.state import CLOCK_COMMIT, AuditEntry, AuditKind
 from harperbq.sync.table.assembly import ReadSide, assemble
 from harperbq.sync.table.grid import (
     Cell,
@@ -58,7 +58,8 @@ from harperbq.sync.table.grid import (
 from harperbq.sync.table.keys import WindowIds
 from harperbq.sync.table.source import BigQuerySource
 from harperbq.sync.table.target import TargetRecord, TargetTable
-from harperbq.sync.table.windows import MICROS, Window, iso, parse_iso
+from harperbq.sync.table.windows import Window
+from harperbq.times import MICROS, iso, parse_iso, utc_now_iso
 
 log = logging.getLogger("harperbq.sync.validate")
 

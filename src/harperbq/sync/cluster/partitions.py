@@ -20,7 +20,7 @@ import farmhash
 import pyarrow as pa
 
 from harperbq.bigquery.sql import KEY_SEPARATOR, NULL_KEY_TEXT, PARTITION_KEY_TYPES, normalize_type
-from harperbq.sync.table.windows import to_micros
+from harperbq.times import to_micros
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1

@@ -37,16 +37,13 @@ from harperbq.sync.table.feed import Mode, feed_window
 from harperbq.sync.table.grid import WATCH_LATENESS_MULTIPLE, compact
 from harperbq.sync.table.keys import WindowIds, key_id
 from harperbq.sync.table.windows import (
-    MICROS,
-    MIN_US,
     PhasePolicy,
     Window,
     adapt_length,
     align_to_partitions,
-    iso,
     next_window,
-    parse_iso,
 )
+from harperbq.times import MICROS, MIN_US, iso, parse_iso
 
 log = logging.getLogger("harperbq.sync.engine")
 

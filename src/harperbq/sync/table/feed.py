@@ -16,7 +16,8 @@ from typing import Any
 
 from harperbq.bigquery.history import FeedChoice, FeedUnavailableError, Mode, Requested, choose
 from harperbq.bigquery.sql import CHANGE_TS_COLUMN, CHANGE_TYPE_COLUMN
-from harperbq.sync.table.windows import MICROS, Window
+from harperbq.sync.table.windows import Window
+from harperbq.times import MICROS
 
 Record = dict[str, Any]
 

@@ -36,7 +36,8 @@ from harperbq.sync.table.feed import (
 from harperbq.sync.table.source import BigQuerySource
 from harperbq.sync.table.target import cursor_micros
 from harperbq.sync.table.versions import NewestVersions
-from harperbq.sync.table.windows import MAX_US, MICROS, Window, from_micros, to_micros
+from harperbq.sync.table.windows import Window
+from harperbq.times import MAX_US, MICROS, from_micros, to_micros
 
 log = logging.getLogger("harperbq.sync.feed")
 

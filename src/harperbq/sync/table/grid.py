@@ -20,7 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harperbq.sync.state import Checkpoint, RecentWindow
-from harperbq.sync.table.windows import Window, parse_iso
+from harperbq.sync.table.windows import Window
+from harperbq.times import parse_iso
 
 WATCH_LATENESS_MULTIPLE = 4
 """Recorded windows are kept for this many `lateness` behind the checkpoint: those within

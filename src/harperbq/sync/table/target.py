@@ -22,7 +22,7 @@ from harperbq.bigquery.types import format_datetime, format_timestamp
 from harperbq.harper.client import HarperClient
 from harperbq.harper.models import Condition
 from harperbq.sync.cluster.partitions import partition_of
-from harperbq.sync.table.windows import from_micros, parse_iso
+from harperbq.times import from_micros, parse_iso
 
 _EPOCH_DAY = date(1970, 1, 1)
 

@@ -6,11 +6,11 @@ skipped at a boundary. `hi` never passes `now - settle`, so rows still arriving 
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from harperbq.phases import Phase
+from harperbq.times import MAX_US, MICROS, MIN_US, from_micros, to_micros
 
-MICROS = 1_000_000
 MIN_WINDOW_US = 1  # one tick: equal timestamps cannot be split further, and need not be
 MAX_WINDOW_US = 7 * 24 * 3600 * MICROS
 GROW_MAX = 8.0
@@ -62,42 +62,6 @@ class Window:
     @property
     def length(self) -> int:
         return self.hi - self.lo
-
-
-def to_micros(moment: datetime) -> int:
-    """Exact microseconds since the epoch (naive datetimes are taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * MICROS + delta.microseconds
-
-
-MIN_US = to_micros(datetime.min)  # 0001-01-01T00:00:00Z, BigQuery's oldest TIMESTAMP
-MAX_US = to_micros(datetime.max)  # 9999-12-31T23:59:59.999999Z, its newest
-
-
-def from_micros(micros: int) -> datetime:
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
-
-
-def iso_text(moment: datetime) -> str:
-    """`YYYY-MM-DDTHH:MM:SS.ffffffZ` of an aware datetime (naive is taken as UTC), the year
-    always four digits: `strftime("%Y")` does not zero-pad years below 1000 on Linux, and
-    `fromisoformat` then rejects the text. The one formatter of state and window times."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return (
-        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
-        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}Z"
-    )
-
-
-def iso(micros: int) -> str:
-    """ISO 8601 UTC with microseconds and `Z`: fixed width, so text order equals time order.
-
-    A bound outside years 1..9999 (say a horizon `hi - lateness` before year 1) is clamped to
-    the range: no BigQuery value lies beyond it, so the clamped bound selects the same rows."""
-    return iso_text(from_micros(min(max(micros, MIN_US), MAX_US)))
 
 
 def limit(now_us: int, settle_us: int) -> int:
@@ -157,8 +121,3 @@ def adapt_length(length_us: int, rows: int, target: int, window: Window) -> int:
     basis = min(window.length, length_us)
     factor = GROW_MAX if rows <= 0 else min(GROW_MAX, max(SHRINK_MAX, max(target, 1) / rows))
     return max(MIN_WINDOW_US, min(MAX_WINDOW_US, int(basis * factor)))
-
-
-def parse_iso(text: str) -> int:
-    """Inverse of `iso` (also accepts any ISO 8601 with offset; naive is taken as UTC)."""
-    return to_micros(datetime.fromisoformat(text.replace("Z", "+00:00")))
