@@ -29,13 +29,13 @@ test: install faketime  ## install Harper if missing, then the whole suite (the 
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install  ## ruff lint, ruff format check, mypy
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench docs/tutorials
+	$(BIN)/ruff format --check src tests bench docs/tutorials
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench docs/tutorials
+	$(BIN)/ruff format src tests bench docs/tutorials
 
 bench: install  ## run every benchmark; each prints JSON and one summary line
 	@set -e; for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script; done

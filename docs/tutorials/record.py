@@ -172,22 +172,26 @@ class Shell:
 
     def __init__(self, cwd: Path, env: dict[str, str]) -> None:
         self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: a quiet bash whose prompt is a marker
+        if self.pid == 0:  # the child: a quiet bash, no prompt
             os.chdir(cwd)
             # An interactive shell is the point: the tutorial is what a user would type.
             os.execvpe("bash", ["bash", "--norc", "--noprofile", "-i"], env)  # noqa: S606
         os.set_blocking(self.fd, False)
         self.secrets: list[str] = []
+        self._steps = 0
         self._send(f"stty -echo cols {WIDTH} rows {HEIGHT}; PS1=''; PS2=''")
-        self._send("PROMPT_COMMAND='printf \"\\036done\\036\"'")
-        self.run_raw("true")
+        self.run_raw("true")  # everything before its end marker (the echoed set-up) is dropped
 
     def _send(self, text: str) -> None:
         os.write(self.fd, (text + "\n").encode())
 
     def run_raw(self, command: str) -> list[tuple[float, str]]:
         """Run `command`; (seconds since it started, output chunk) until the prompt returns."""
-        self._send("{ " + command + "\n}")  # one prompt after the whole step, heredocs included
+        self._steps += 1
+        marker = f"\x1eend{self._steps}\x1e"
+        # One marker after the whole step (heredocs included), numbered: a late byte of an
+        # earlier step can never end this one.
+        self._send("{ " + command + "\n}; printf '\\036end%d\\036' " + str(self._steps))
         started = time.monotonic()
         chunks: list[tuple[float, str]] = []
         buffer = ""
@@ -200,8 +204,8 @@ class Shell:
             except OSError:
                 break
             buffer += data
-            if "\x1edone\x1e" in buffer:
-                before = buffer.split("\x1edone\x1e", 1)[0]
+            if marker in buffer:
+                before = buffer.split(marker, 1)[0]
                 if before:
                     chunks.append((time.monotonic() - started, self.mask(before)))
                 return chunks
@@ -323,7 +327,11 @@ def _secrets(shell: Shell) -> list[str]:
 
 def main() -> int:
     global _SHELL_DIR
-    work = Path(tempfile.mkdtemp(prefix="harperbq-tutorial-"))
+    # Letters and digits only: Harper's installer refuses a rootPath with some punctuation
+    # (seen with mkdtemp's random suffix).
+    work = Path(tempfile.gettempdir()) / f"harperbqtutorial{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
     _SHELL_DIR = work
     dev = Path(os.environ.get("HARPERBQ_DEV_DIR", REPO / ".harperbq"))
     install = dev / "harper-install"
@@ -338,6 +346,7 @@ def main() -> int:
         "COLUMNS": str(WIDTH),
         "LINES": str(HEIGHT),
         "HARPERBQ_DEV_DIR": str(work / ".harperbq"),
+        "PYTHONPATH": str(REPO / "src"),  # this checkout's code, whatever the venv points at
         "LANG": "C.UTF-8",
     }
     shell = Shell(work, env)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -17,9 +18,11 @@ TUTORIALS = REPO / "docs" / "tutorials"
 
 
 def _recorder() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("record", TUTORIALS / "record.py")
+    name = "harperbq_tutorials_record"
+    spec = importlib.util.spec_from_file_location(name, TUTORIALS / "record.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

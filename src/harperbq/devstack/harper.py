@@ -206,7 +206,7 @@ def is_ready(node: HarperNode) -> bool:
         return False
 
 
-def start(node: HarperNode, install_dir: Path, timeout_s: float = 60.0) -> int:
+def start(node: HarperNode, install_dir: Path, timeout_s: float = 180.0) -> int:
     """Start node and wait until it answers; on failure nothing is left running."""
     binary = ensure_installed(install_dir)
     old = node.pid()
