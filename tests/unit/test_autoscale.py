@@ -81,3 +81,24 @@ def test_changes_are_single_steps_at_least_a_cool_down_apart(
     changes = [i for i in range(1, len(counts)) if counts[i] != counts[i - 1]]
     assert all(abs(counts[i] - counts[i - 1]) == 1 for i in changes)
     assert all(b - a >= POLICY.cooldown_s / 2.0 for a, b in pairwise(changes))
+
+
+def test_the_loop_applies_one_step_and_remembers_why() -> None:
+    from harperbq.sync.autoscaler import AutoScaler
+
+    workers = [1]
+    now = [0.0]
+    lags = iter([1.0, 5.0, 9.0, 13.0, 17.0])
+    scaler = AutoScaler(
+        POLICY,
+        2.0,
+        lambda at: sample(at, next(lags)),
+        lambda: workers[0],
+        lambda: workers.__setitem__(0, workers[0] + 1),
+        lambda: workers.__setitem__(0, workers[0] - 1),
+        clock=lambda: now[0],
+    )
+    for _ in range(5):
+        scaler.step()
+        now[0] += 2.0
+    assert workers == [2] and scaler.desired == 2 and "grew" in scaler.last_reason
