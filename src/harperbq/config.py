@@ -213,6 +213,30 @@ def _confirmation(value: Any) -> int | str:
 
 
 Confirmation = Annotated[int | Literal["auto"], BeforeValidator(_confirmation)]
+
+
+def _workers(value: Any) -> int | str:
+    """`sync.workers`: a whole number or "auto" (scaled between minWorkers and maxWorkers)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise PydanticCustomError(
+        "workers",
+        'must be "auto" or a whole number from 1 to {limit}',
+        {
+            "limit": MAX_WORKERS,
+            "fix": f'write a whole number of local workers from 1 to {MAX_WORKERS}, or "auto" '
+            "(scaled by lag between sync.minWorkers and sync.maxWorkers)",
+        },
+    )
+
+
+MAX_WORKERS = 256
+"""Most local workers per node (`sync.workers`, `sync.maxWorkers`)."""
+Workers = Annotated[int | Literal["auto"], BeforeValidator(_workers)]
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
 KeyList = Annotated[list[str], BeforeValidator(_as_list)]
 ColumnList = Annotated[list[str] | None, BeforeValidator(_columns)]
@@ -300,7 +324,9 @@ the trail `sync status` reports from almost as it is written; pruning runs hourl
 class GlobalSync(SyncSettings):
     """The top-level `sync` block: defaults for every table, plus node-wide worker settings."""
 
-    workers: int = Field(1, alias="workers")
+    workers: Workers = Field(1, alias="workers")
+    min_workers: int = Field(1, alias="minWorkers")
+    max_workers: int = Field(4, alias="maxWorkers")
     lease_s: Seconds = Field(30.0, alias="lease")
     heartbeat_interval_s: Seconds = Field(10.0, alias="heartbeatInterval")
     join_grace_s: Seconds = Field(0.0, alias="joinGrace")
@@ -596,10 +622,15 @@ class NodeSyncConfig:
     """Node-wide sync settings: workers per node, their liveness lease, audit retention."""
 
     workers: int = 1
+    """Local workers started with the node (with `auto`: minWorkers)."""
     lease_s: float = 30.0
     heartbeat_interval_s: float = 10.0
     join_grace_s: float = 0.0
     audit_retention_s: float = AUDIT_RETENTION_S
+    auto: bool = False
+    """`workers: auto`: the service adds/removes local workers by lag (`sync.autoscale`)."""
+    min_workers: int = 1
+    max_workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -759,7 +790,15 @@ def _from_operations(operations: Mapping[str, Any], key: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Pydantic errors -> problems (with "did you mean")
 
-_NODE_WIDE = {"workers", "lease", "heartbeatInterval", "joinGrace", "auditRetention"}
+_NODE_WIDE = {
+    "workers",
+    "minWorkers",
+    "maxWorkers",
+    "lease",
+    "heartbeatInterval",
+    "joinGrace",
+    "auditRetention",
+}
 
 
 def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
@@ -1441,9 +1480,39 @@ def _resolve_bigquery(
     )
 
 
+def _resolve_workers(sync: GlobalSync, check: _Checker) -> tuple[int, int, int]:
+    """(workers at start, minWorkers, maxWorkers); a fixed count is its own min and max."""
+    if sync.workers != "auto":
+        if not 1 <= sync.workers <= MAX_WORKERS:
+            check.add(
+                "sync.workers",
+                f"must be between 1 and {MAX_WORKERS}",
+                sync.workers,
+                f'use a whole number from 1 to {MAX_WORKERS}, or "auto"',
+            )
+        return sync.workers, sync.workers, sync.workers
+    low, high = sync.min_workers, sync.max_workers
+    for key, value in (("minWorkers", low), ("maxWorkers", high)):
+        if not 1 <= value <= MAX_WORKERS:
+            check.add(
+                f"sync.{key}",
+                f"must be between 1 and {MAX_WORKERS}",
+                value,
+                f"use a whole number from 1 to {MAX_WORKERS} (defaults: minWorkers 1, "
+                "maxWorkers 4)",
+            )
+    if low > high:
+        check.add(
+            "sync.minWorkers",
+            f"minWorkers ({low}) is above maxWorkers ({high})",
+            low,
+            "make minWorkers at most maxWorkers",
+        )
+    return low, low, high
+
+
 def _resolve_node(sync: GlobalSync, check: _Checker) -> NodeSyncConfig:
-    if not 1 <= sync.workers <= 256:
-        check.add("sync.workers", "must be between 1 and 256", sync.workers)
+    workers, low, high = _resolve_workers(sync, check)
     if sync.heartbeat_interval_s <= 0:
         check.add("sync.heartbeatInterval", "must be above 0", sync.heartbeat_interval_s)
     elif sync.lease_s < 2 * sync.heartbeat_interval_s:
@@ -1470,11 +1539,14 @@ def _resolve_node(sync: GlobalSync, check: _Checker) -> NodeSyncConfig:
             f'e.g. "{_span(AUDIT_RETENTION_S)}" (the default)',
         )
     return NodeSyncConfig(
-        sync.workers,
+        workers,
         sync.lease_s,
         sync.heartbeat_interval_s,
         max(0.0, sync.join_grace_s),
         sync.audit_retention_s,
+        auto=sync.workers == "auto",
+        min_workers=low,
+        max_workers=high,
     )
 
 

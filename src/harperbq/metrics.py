@@ -187,6 +187,12 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     MetricSpec("harperbq_local_workers", "gauge", "Workers run by this process.", ()),
     MetricSpec(
+        "harperbq_workers_desired",
+        "gauge",
+        "Local workers `workers: auto` wants now (only with `workers: auto`).",
+        (),
+    ),
+    MetricSpec(
         "harperbq_harper_oldest_request_age_seconds",
         "gauge",
         "How long the oldest Harper request in flight has waited for its answer (0: none).",
@@ -234,6 +240,7 @@ class ServiceSample:
     cluster_workers: int
     local_workers: int
     started_at: float
+    desired_workers: int | None = None
     harper_oldest_request_s: float = 0.0
     harper_stalled: bool = False
 
@@ -274,6 +281,7 @@ class _StateCollector:
         scanned = counter("harperbq_bigquery_storage_bytes_scanned_total")
         dollars = counter("harperbq_bigquery_estimated_cost_dollars_total")
         cluster, local = gauge("harperbq_cluster_workers"), gauge("harperbq_local_workers")
+        desired = gauge("harperbq_workers_desired")
         started, build = gauge("harperbq_start_time_seconds"), gauge("harperbq_build_info")
         oldest = gauge("harperbq_harper_oldest_request_age_seconds")
         stalled = gauge("harperbq_harper_stalled")
@@ -296,13 +304,15 @@ class _StateCollector:
                 dollars.add_metric(tw, w.cost_dollars)
             cluster.add_metric([], sample.cluster_workers)
             local.add_metric([], sample.local_workers)
+            if sample.desired_workers is not None:
+                desired.add_metric([], sample.desired_workers)
             started.add_metric([], sample.started_at)
             build.add_metric([__version__], 1.0)
             oldest.add_metric([], sample.harper_oldest_request_s)
             stalled.add_metric([], 1.0 if sample.harper_stalled else 0.0)
         yield from (lag, checkpoint, success, phase, state, owned, billed, queries, scanned)
         yield dollars
-        yield from (cluster, local, started, build, oldest, stalled)
+        yield from (cluster, local, desired, started, build, oldest, stalled)
 
 
 @dataclass

@@ -470,3 +470,19 @@ def test_table_lookup() -> None:
     assert cfg.table("positions").table == "vessel_positions"
     with pytest.raises(KeyError, match="configured: positions"):
         cfg.table("nope")
+
+
+def test_workers_auto_and_its_bounds() -> None:
+    fixed = parse(config(sync={"workers": 3})).sync
+    assert (fixed.workers, fixed.auto, fixed.min_workers, fixed.max_workers) == (3, False, 3, 3)
+    auto = parse(config(sync={"workers": "auto", "minWorkers": 2, "maxWorkers": 5})).sync
+    assert (auto.workers, auto.auto, auto.min_workers, auto.max_workers) == (2, True, 2, 5)
+    default = parse(config(sync={"workers": "auto"})).sync
+    assert (default.min_workers, default.max_workers) == (1, 4)
+    found = problems(config(sync={"workers": "auto", "minWorkers": 4, "maxWorkers": 2}))
+    assert "above maxWorkers" in found["sync.minWorkers"]
+    found = problems(config(sync={"workers": "auto", "maxWorkers": 300}))
+    assert "between 1 and 256" in found["sync.maxWorkers"]
+    found = problems(config(sync={"workers": "many"}))
+    assert '"auto" or a whole number' in found["sync.workers"]
+    assert "node-wide" in problems(config(table(maxWorkers=3)))["bigquery.tables[0].maxWorkers"]

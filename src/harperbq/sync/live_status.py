@@ -124,6 +124,7 @@ def service_status(service: SyncService, now: float | None = None) -> dict[str, 
         "once": service.once,
         "running": any(running(h) for h in service.handles),
         "workers": list(service.membership.workers),
+        "autoscale": _autoscale(service),
         "cluster": {
             "live_workers": live,
             "size": len(live),
@@ -191,6 +192,20 @@ def sync_control_status(service: SyncService, now: float | None = None) -> dict[
     }
 
 
+def _autoscale(service: SyncService) -> dict[str, Any] | None:
+    """`workers: auto`'s view for `GET /status`: bounds, wanted count, last change's reason."""
+    scaler = service.autoscaler
+    if scaler is None:
+        return None
+    return {
+        "min": scaler.policy.min_workers,
+        "max": scaler.policy.max_workers,
+        "desired": scaler.desired,
+        "running": len(service.membership.workers),
+        "last_reason": scaler.last_reason,
+    }
+
+
 def metrics_sample(service: SyncService) -> ServiceSample:
     """What the metrics collector exposes at scrape time."""
     workers = []
@@ -216,6 +231,7 @@ def metrics_sample(service: SyncService) -> ServiceSample:
         cluster_workers=len(service.membership.live()),
         local_workers=len(service.membership.workers),
         started_at=service.started_at,
+        desired_workers=service.autoscaler.desired if service.autoscaler else None,
         harper_oldest_request_s=service.watchdog.oldest_request_age_s(),
         harper_stalled=service.watchdog.stall is not None,
     )

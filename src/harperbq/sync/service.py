@@ -29,6 +29,8 @@ from harperbq.sync import live_status
 from harperbq.sync.checks.maintenance import Maintenance, build_maintenance
 from harperbq.sync.checks.validate import ValidationResult, validate_tables
 from harperbq.sync.cluster import nodes
+from harperbq.sync.cluster.autoscale import LagSample, ScalePolicy
+from harperbq.sync.cluster.autoscaler import AutoScaler
 from harperbq.sync.cluster.membership import Membership
 from harperbq.sync.state import AuditEntry, StateMismatchError, StateStore
 from harperbq.sync.table.assembly import assemble
@@ -141,6 +143,9 @@ class SyncService:
         """Hook for validation (set by whoever provides it): table id -> result mapping with at
         least `drift_rows` (int); the control API's `validate` action calls it."""
         self.validator = lambda table_id: self.validate(table_id)[0].to_json()
+        self.autoscaler: AutoScaler | None = None
+        if config.sync.auto and not once:
+            self.autoscaler = self._autoscaler()
 
     def _node_name(self) -> str:
         try:
@@ -243,6 +248,74 @@ class SyncService:
         )
         return TableHandle(table, worker, engine, runner, maintenance)
 
+    def _autoscaler(self) -> AutoScaler:
+        """Samples once per heartbeat; the floor is two of the slowest table's poll intervals,
+        the cool-down three heartbeats (room for the handover), the calm period six."""
+        beat = self.config.sync.heartbeat_interval_s
+        poll = max((t.poll_interval_s for t in self.tables), default=beat)
+        policy = ScalePolicy(
+            min_workers=self.config.sync.min_workers,
+            max_workers=self.config.sync.max_workers,
+            lag_floor_s=2 * poll,
+            grow_samples=3,
+            calm_s=6 * beat,
+            cooldown_s=3 * beat,
+        )
+        return AutoScaler(
+            policy,
+            beat,
+            self._lag_sample,
+            lambda: len(self.membership.workers),
+            self.add_worker,
+            self.remove_worker,
+        )
+
+    def _lag_sample(self, at: float) -> LagSample:
+        """Per table: the largest lag over the local workers owning some of it, and whether
+        all of them are at the head."""
+        lag: dict[str, float | None] = {}
+        caught: dict[str, bool] = {}
+        for table in self.tables:
+            handles = [h for h in self.handles if h.table.id == table.id and h.engine.owned()]
+            lags = [h.engine.status.lag_s for h in handles if h.engine.status.lag_s is not None]
+            lag[table.id] = max(lags) if lags else None
+            caught[table.id] = all(h.engine.status.caught_up for h in handles)
+        return LagSample(at, lag, caught)
+
+    def add_worker(self) -> str:
+        """Start one more local worker on every table (as start-up does); returns its id."""
+        taken = set(self.membership.workers)
+        index = next(i for i in range(len(taken) + 1) if f"{self.node}-{i}" not in taken)
+        worker = f"{self.node}-{index}"
+        handles = [self._build(table, worker) for table in self.tables]
+        self.membership.join(worker)
+        self.handles = [*self.handles, *handles]
+        for handle in handles:
+            handle.runner.start()
+        self.membership.beat(self._worker_info)
+        return worker
+
+    def remove_worker(self, timeout_s: float = 30.0) -> str | None:
+        """Stop the newest local worker (never the last one) and hand its partitions back:
+        its runners end first (their checkpoints are where the others resume), then its
+        heartbeat row goes. Returns its id, or None when one worker is left."""
+        workers = self.membership.workers
+        if len(workers) < 2:
+            return None
+        worker = max(workers, key=lambda w: int(w.rsplit("-", 1)[1]))
+        handles = [h for h in self.handles if h.worker_id == worker]
+        for handle in handles:
+            handle.runner.stop()
+        deadline = time.monotonic() + timeout_s
+        for handle in handles:
+            handle.runner.join(max(0.0, deadline - time.monotonic()))
+        if any(h.runner.alive() for h in handles):
+            log.warning("worker %s did not stop within %.0f s; kept", worker, timeout_s)
+            return None
+        self.membership.drop(worker)
+        self.handles = [h for h in self.handles if h.worker_id != worker]
+        return worker
+
     def start(self) -> None:
         self.state.ensure()
         self.confirmations.decision()  # decided (and logged) before the first write
@@ -261,6 +334,8 @@ class SyncService:
         self._beater = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
         self._beater.start()
         self.watchdog.start()
+        if self.autoscaler is not None:
+            self.autoscaler.start()
 
     def _on_stall(self, stall: Stall) -> None:
         """Harper stopped answering: an error of every table here (they all write to it)."""
@@ -359,6 +434,8 @@ class SyncService:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop every runner (a window in flight is abandoned: its checkpoint did not move)."""
         self._stop.set()
+        if self.autoscaler is not None:
+            self.autoscaler.stop(timeout_s)
         self.watchdog.stop()
         for handle in self.handles:
             handle.runner.stop()

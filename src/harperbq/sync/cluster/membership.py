@@ -89,6 +89,23 @@ class Membership:
             return None
         return min(live) == worker
 
+    def join(self, worker: str) -> None:
+        """A local worker added while running (`workers: auto`): live here at once."""
+        with self._lock:
+            self.workers = [*self.workers, worker]
+            self._live = sorted(set(self._live) | {worker})
+
+    def drop(self, worker: str) -> None:
+        """A local worker whose runners have ended: its row goes, so every worker (here at
+        once, elsewhere at its next read) re-derives ownership without it."""
+        with self._lock:
+            self.workers = [w for w in self.workers if w != worker]
+            self._live = [w for w in self._live if w != worker]
+        try:
+            self.state.remove_worker(worker)
+        except Exception as exc:  # best effort: the lease expires anyway
+            log.warning("could not remove worker %s: %s", worker, exc)
+
     def leave(self) -> None:
         for worker in self.workers:
             try:
