@@ -89,11 +89,18 @@ class FaultProxy:
     "503" (answer 503 without forwarding), "drop" (close without answering, not forwarded),
     "forward-drop" (forward to Harper, then close without answering), "lose-confirmation"
     (forward, then strip the last id from Harper's `upserted_hashes`), "slow:<s>" (hold the
-    request for s seconds, a slow link, then forward it)."""
+    request for s seconds, a slow link, then forward it).
+
+    `hold(table)` makes every upsert into that table wait until `release()` (a Harper that
+    stopped taking one table's writes); `held` counts the upserts that waited."""
 
     def __init__(self, target: HarperNode) -> None:
         self.plan: list[str] = []
         self.seen: list[str] = []
+        self.held = 0
+        self._held_table: str | None = None
+        self._gate = threading.Event()
+        self._gate.set()
         self._lock = threading.Lock()
         self._http = httpx.Client(timeout=60)
         proxy = self
@@ -117,6 +124,7 @@ class FaultProxy:
                     return
                 if action.startswith("slow:"):
                     time.sleep(float(action.removeprefix("slow:")))
+                proxy._wait_if_held(body)
                 answer = proxy._http.post(
                     target.url,
                     content=body,
@@ -150,7 +158,24 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def hold(self, table: str) -> None:
+        self._held_table = table
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def _wait_if_held(self, body: bytes) -> None:
+        if self._gate.is_set():
+            return
+        request = json.loads(body)
+        if request.get("operation") == "upsert" and request.get("table") == self._held_table:
+            with self._lock:
+                self.held += 1
+            self._gate.wait(120)
+
     def close(self) -> None:
+        self._gate.set()
         self.server.shutdown()
         self.server.server_close()
         self._http.close()

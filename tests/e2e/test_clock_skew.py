@@ -164,7 +164,8 @@ def test_clocks_ten_minutes_apart_share_the_work(
         try:
             wait_for("a 6/6 split", alive(lambda: owned(state) == even), 120)
         except AssertionError as e:
-            raise AssertionError(f"{e}: {owned(state)}; {stacks(procs, log)}") from None
+            beats = [(w.worker_id, w.beat, w.last_seen, w.info) for w in state.workers()]
+            raise AssertionError(f"{e}: {beats}; {stacks(procs, log)}") from None
         check_table(bq, harper_client, db, dataset, "t", "T", ["ts", "k"], ["k"])
         # Rows per worker: those of the partitions it owns (checkpoints name the writer).
         checkpoints = state.get_checkpoints("t")

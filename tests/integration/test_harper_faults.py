@@ -126,6 +126,29 @@ def test_retry_rules_through_a_faulty_link(proxy: FaultProxy, harper_node: Harpe
             c.drop_database(db, missing_ok=True)
 
 
+def test_an_unanswered_status_read_is_retried_after_seconds_not_the_full_timeout(
+    proxy: FaultProxy, harper_node: HarperNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Harper 4.7 now and then leaves one of two concurrent `cluster_status` requests
+    unanswered: the status read gives up on it after `STATUS_TIMEOUT_S`, not `harper.timeout`."""
+    monkeypatch.setattr("harperbq.harper.client.STATUS_TIMEOUT_S", 1.0)
+    events: list[RequestEvent] = []
+    with HarperClient(
+        proxy.url,
+        harper_node.username,
+        harper_node.password,
+        timeout_s=120,
+        backoff_base_s=0.01,
+        on_event=events.append,
+    ) as c:
+        proxy.plan = ["slow:30"]  # held far beyond the status timeout, then forwarded
+        status = c.cluster_status()
+        assert status.node_name
+        first, second = events[0], events[1]
+        assert first.will_retry and first.error == "timed out", first
+        assert first.duration_s < 10 and second.status == 200 and not second.will_retry
+
+
 # -- destructive: a node of our own ----------------------------------------------------------
 
 

@@ -40,6 +40,20 @@ def test_growing_lag_scales_up_one_step_then_cools_down() -> None:
     assert counts[-1] == 3  # at most maxWorkers
 
 
+def test_a_lag_drifting_by_sampling_alone_does_not_scale() -> None:
+    # Whole-second checkpoints sampled once a second: a rise at every sample, of microseconds.
+    assert run([(2.5 + 1e-4 * i, False) for i in range(12)]) == [1] * 12
+
+
+def test_a_checkpoint_standing_still_scales() -> None:
+    # Lag rises by the sampling interval at every sample: nothing is being checkpointed.
+    assert run([(1.0 + 2.0 * i, False) for i in range(5)])[3:] == [2, 2]
+
+
+def test_a_lag_that_stood_still_does_not_scale() -> None:
+    assert run([(9.0, False)] * 8) == [1] * 8
+
+
 def test_lag_below_the_floor_does_not_scale() -> None:
     assert run([(0.1 * i, False) for i in range(15)]) == [1] * 15
 

@@ -51,6 +51,11 @@ Row = dict[str, Any]
 PRIMARY_KEY = "id"
 DEFAULT_CHUNK_ROWS = 5_000
 _MISSING_SHOWN = 20
+STATUS_TIMEOUT_S = 10.0
+"""The read timeout of node-status reads (`user_info`, `system_information`, `cluster_status`),
+which Harper answers in milliseconds. Harper 4.7 now and then leaves one of two concurrent
+`cluster_status` requests unanswered; bounded like this, the retry answers within seconds
+instead of after the full `harper.timeout` (two workers starting together hung 120 s)."""
 
 
 class HarperClient:
@@ -142,7 +147,7 @@ class HarperClient:
     def ping(self) -> float:
         """Seconds for a cheap authenticated call (`user_info`); raises if Harper is unusable."""
         started = time.monotonic()
-        self._transport.call({"operation": "user_info"}, retry=Retry.SAFE)
+        self._status_read({"operation": "user_info"})
         return time.monotonic() - started
 
     def system_information(self, attributes: Sequence[str] | None = None) -> dict[str, Any]:
@@ -150,13 +155,17 @@ class HarperClient:
         body: dict[str, Any] = {"operation": "system_information"}
         if attributes is not None:
             body["attributes"] = list(attributes)
-        result = self._transport.call(body, retry=Retry.SAFE)
+        result = self._status_read(body)
         return dict(result) if isinstance(result, dict) else {}
 
     def cluster_status(self) -> ClusterStatus:
         """This node's name and its replication peers (name, url, connected)."""
-        result = self._transport.call({"operation": "cluster_status"}, retry=Retry.SAFE)
+        result = self._status_read({"operation": "cluster_status"})
         return ClusterStatus.from_harper(result if isinstance(result, dict) else {})
+
+    def _status_read(self, body: Mapping[str, Any]) -> Any:
+        timeout_s = min(STATUS_TIMEOUT_S, self._transport.timeout_s)
+        return self._transport.call(body, retry=Retry.SAFE, timeout_s=timeout_s)
 
     # -- schema ----------------------------------------------------------------------------------
 

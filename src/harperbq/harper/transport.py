@@ -196,6 +196,7 @@ class Transport:
             raise ValueError("max_retries must be >= 0")
         self.url = str(parsed)
         self.username = username
+        self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s

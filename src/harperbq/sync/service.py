@@ -271,13 +271,13 @@ class SyncService:
         )
 
     def _lag_sample(self, at: float) -> LagSample:
-        """Per table: the largest lag over the local workers owning some of it, and whether
+        """Per table: the largest lag now over the local workers owning some of it, and whether
         all of them are at the head."""
         lag: dict[str, float | None] = {}
         caught: dict[str, bool] = {}
         for table in self.tables:
             handles = [h for h in self.handles if h.table.id == table.id and h.engine.owned()]
-            lags = [h.engine.status.lag_s for h in handles if h.engine.status.lag_s is not None]
+            lags = [x for x in (h.engine.lag_now() for h in handles) if x is not None]
             lag[table.id] = max(lags) if lags else None
             caught[table.id] = all(h.engine.status.caught_up for h in handles)
         return LagSample(at, lag, caught)

@@ -2,10 +2,10 @@
 
 Pure (no clock, no threads) so it can be tested exhaustively; the service samples its engines
 and applies the answer. Scale up one step when some table's lag grew across each of the last
-`grow_samples` samples and is above `lag_floor_s`; scale down one step only when every table
-was caught up in every sample of the last `calm_s`; after any change wait `cooldown_s`. Lag that
-merely oscillates never grows `grow_samples` times in a row nor stays caught up, so it changes
-nothing: that, and the cool-down, is the hysteresis.
+`grow_samples` samples, by at least half the time they span, and is above `lag_floor_s`; scale
+down one step only when every table was caught up in every sample of the last `calm_s`; after
+any change wait `cooldown_s`. Lag that merely oscillates never grows `grow_samples` times in a
+row nor stays caught up, so it changes nothing: that, and the cool-down, is the hysteresis.
 """
 
 from __future__ import annotations
@@ -42,11 +42,18 @@ class Decision:
 
 
 def _growing(history: Sequence[LagSample], table: str, k: int, floor: float) -> bool:
-    lags = [s.lag_s.get(table) for s in history[-(k + 1) :]]
+    """Rose at each of the last `k` samples, above `floor`, and by at least half the time
+    they span: the checkpoint advances at under half real time. The last condition keeps
+    sampling noise out: checkpoints on a whole-second grid sampled once a second drift by
+    microseconds per sample, a rise at every sample that is no backlog."""
+    recent = history[-(k + 1) :]
+    lags = [s.lag_s.get(table) for s in recent]
     if len(lags) < k + 1 or any(lag is None for lag in lags):
         return False
     values = [float(lag) for lag in lags if lag is not None]
-    return values[-1] > floor and all(b > a for a, b in pairwise(values))
+    span = recent[-1].at - recent[0].at
+    rose = all(b > a for a, b in pairwise(values))
+    return values[-1] > floor and rose and values[-1] - values[0] >= span / 2
 
 
 def _calm(history: Sequence[LagSample], now: float, calm_s: float) -> bool:

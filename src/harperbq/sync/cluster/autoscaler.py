@@ -58,12 +58,14 @@ class AutoScaler:
                 decision.workers,
                 decision.reason,
             )
+            # Noted first: status shows why while the worker starts or stops, and a failed
+            # change still waits out the cool-down rather than being retried at once.
+            self.last_change_at = now
+            self.last_reason = decision.reason
             if decision.workers > current:
                 self._add()
             else:
                 self._remove()
-            self.last_change_at = now
-            self.last_reason = decision.reason
         return decision
 
     def _loop(self) -> None:

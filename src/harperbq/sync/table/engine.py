@@ -313,6 +313,12 @@ class TableEngine:
         later = [hi for hi in his.values() if hi is not None and hi > oldest]
         return group, oldest, min(later) if later else None
 
+    def lag_now(self) -> float | None:
+        """Seconds from the oldest owned checkpoint to now: grows while a window is in flight
+        (`status.lag_s` is as of the last checkpoint)."""
+        us = self.status.checkpoint_us
+        return None if us is None else self.clock() - us / MICROS
+
     def _status_checkpoint(self, parts: Sequence[int]) -> None:
         his = [self._hi(p) for p in parts]
         known = [h for h in his if h is not None]
@@ -526,6 +532,7 @@ class TableEngine:
                         self.status.read_mode = "following"
                     with PROFILE.timed("checkpoint"):
                         self._save(group, item.window, counts, item, probes.picked())
+                    self._status_checkpoint(parts)  # lag and checkpoint per window, not per pass
                     self._audit_coerced(item.window, coerced)
                     self._record_window(item, counts, skipped)
                     counts, skipped, coerced, probes = Counter(), 0, 0, _Probes()
