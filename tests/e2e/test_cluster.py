@@ -417,7 +417,7 @@ class CheckpointWatcher(threading.Thread):
         self.stores = [StateStore(c, FENCE_STATE) for c in clients]
         self.table_id = table_id
         self.stop = threading.Event()
-        self.seen: dict[tuple[int, int], tuple[int, str]] = {}
+        self.seen: dict[tuple[int, int], tuple[int, bool, int]] = {}
         self.steps_back: list[str] = []
         self.reads = 0
         self.moves = 0
@@ -433,7 +433,7 @@ class CheckpointWatcher(threading.Thread):
                     merged = {}
                 self.reads += 1
                 for partition, cp in merged.items():
-                    now = (cp.generation, cp.hi or "")
+                    now = (cp.generation, cp.hi is not None, cp.hi or 0)
                     before = self.seen.get((node, partition))
                     if before is not None and now < before:
                         self.steps_back.append(f"node {node} part {partition}: {before}->{now}")
@@ -485,7 +485,7 @@ def freeze_hand_over_and_thaw(
             lambda: any(
                 (cp := store.get_checkpoints("fenced").get(p)) is not None
                 and cp.worker_id != "w2-0"
-                and (cp.hi or "") > (r.hi or "")
+                and (cp.hi or 0) > (r.hi or 0)
                 for p, r in w2_records.items()
             ),
             120,

@@ -127,7 +127,7 @@ def test_node_paused_and_replication_cut_end_equal(
             store = StateStore(clients[1], STATE)
             mine = set(membership.owned("positions", PARTITIONS, [f"{n}-0" for n in NAMES], "f1-0"))
 
-            def his() -> dict[int, str | None]:
+            def his() -> dict[int, int | None]:
                 return {p: c.hi for p, c in store.get_checkpoints("positions").items() if p in mine}
 
             seen = his()

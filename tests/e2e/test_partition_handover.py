@@ -14,7 +14,7 @@ from harperbq.config import Config
 from harperbq.harper.client import HarperClient
 from harperbq.sync.cluster.partitions import partition_of
 from harperbq.sync.state import Checkpoint, StateStore
-from harperbq.times import iso, to_micros
+from harperbq.times import to_micros
 
 CHANGE_FEED = "none"  # event-time windows: what these tests are about
 
@@ -56,7 +56,7 @@ def test_unsynced_partitions_newer_than_the_rest_join_them(
     # As a previous owner left it: partitions 0 and 1 synced up to `mid`, 2 and 3 never.
     state = StateStore(harper_client, cfg.harper.state_database)
     state.put_checkpoints(
-        [Checkpoint("t", p, hi=iso(to_micros(mid)), worker_id="gone-0") for p in (0, 1)]
+        [Checkpoint("t", p, hi=to_micros(mid), worker_id="gone-0") for p in (0, 1)]
     )
     run_once(cfg, harper_client, timeout_s=120)
     got = set(harper_rows(harper_client, cfg.harper.database, "T"))

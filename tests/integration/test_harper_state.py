@@ -21,7 +21,7 @@ from harperbq.sync.state import (
     RecentWindow,
     StateStore,
 )
-from harperbq.times import MICROS, iso, parse_iso_datetime, utc_now_iso
+from harperbq.times import MICROS, iso, parse_iso, parse_iso_datetime, utc_now_iso
 
 
 @pytest.fixture
@@ -65,12 +65,16 @@ def test_tables_created_on_first_use_even_when_racing(
 def test_checkpoints_round_trip_per_table(store: StateStore) -> None:
     assert store.get_checkpoints("positions") == {}
     recent: list[RecentWindow] = [
-        {"lo": "2024-01-01T00:00:00.000000Z", "hi": "2024-01-01T00:01:00.000000Z", "count": 1500}
+        {
+            "lo": parse_iso("2024-01-01T00:00:00.000000Z"),
+            "hi": parse_iso("2024-01-01T00:01:00.000000Z"),
+            "count": 1500,
+        }
     ]
     first = Checkpoint(
         "positions",
         0,
-        hi="2024-01-01T00:01:00.000000Z",
+        hi=parse_iso("2024-01-01T00:01:00.000000Z"),
         rows_total=1500,
         window_s=60.0,
         phase="initial",
@@ -90,7 +94,7 @@ def test_checkpoints_round_trip_per_table(store: StateStore) -> None:
     assert got[7].hi is None and got[7].last_error == "boom"
     # a later put replaces the whole record (last_error cleared, not merged back)
     store.put_checkpoints(
-        [Checkpoint("positions", 7, hi="2024-01-01T00:02:00.000000Z", worker_id="n2-0")]
+        [Checkpoint("positions", 7, hi=parse_iso("2024-01-01T00:02:00.000000Z"), worker_id="n2-0")]
     )
     seven = store.get_checkpoints("positions")[7]
     assert seven.last_error is None and seven.worker_id == "n2-0" and seven.hi is not None
@@ -113,7 +117,7 @@ def test_per_writer_records_are_merged_and_reset_deletes_all(
 ) -> None:
     """Each writer writes its own record; readers get the merge; a legacy shared record
     (written before per-writer records) is read as one more writer; a reset deletes them all."""
-    hi = [f"2024-01-01T00:0{m}:00.000000Z" for m in range(6)]
+    hi = [parse_iso(f"2024-01-01T00:0{m}:00.000000Z") for m in range(6)]
     w = [RecentWindow(lo=hi[m], hi=hi[m + 1], count=m + 1) for m in range(5)]
     legacy = {**Checkpoint("pos", 0, hi=hi[2], recent=w[:2]).to_record(), "worker_id": "old-0"}
     del legacy["generation"]  # as written before generations existed

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from harperbq.sync.state import Checkpoint, RecentWindow, checkpoint_id
 from harperbq.sync.table.checkpoint_merge import merge_partition, merge_table, next_generation
-from harperbq.times import iso_datetime
+from harperbq.times import MICROS, iso_datetime, to_micros
 
 KEEP = 3  # recent windows a writer keeps (the engine keeps a lateness multiple)
 WRITERS = ("w0", "w1", "w2")
@@ -27,7 +27,13 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def at(n: int) -> str:
+    """Second `n` as text (what `updated_at` holds)."""
     return iso_datetime(T0 + timedelta(seconds=n))
+
+
+def us(n: int) -> int:
+    """Second `n` in µs (what window bounds hold)."""
+    return to_micros(T0 + timedelta(seconds=n))
 
 
 def count_of(lo: int) -> int:
@@ -36,11 +42,11 @@ def count_of(lo: int) -> int:
 
 
 def window(lo: int) -> RecentWindow:
-    return RecentWindow(lo=at(lo), hi=at(lo + 1), count=count_of(lo))
+    return RecentWindow(lo=us(lo), hi=us(lo + 1), count=count_of(lo))
 
 
-def seconds(text: str) -> int:
-    return int((datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC) - T0).total_seconds())
+def seconds(micros: int) -> int:
+    return (micros - to_micros(T0)) // MICROS
 
 
 @dataclass
@@ -51,7 +57,7 @@ class Model:
     replicas: list[dict[str, tuple[int, Checkpoint]]] = field(default_factory=lambda: [{}, {}])
     pending: list[tuple[int, int, Checkpoint]] = field(default_factory=list)
     views: dict[str, Checkpoint | None] = field(default_factory=dict)
-    seen: list[tuple[int, str] | None] = field(default_factory=lambda: [None, None])
+    seen: list[tuple[int, bool, int] | None] = field(default_factory=lambda: [None, None])
     ts: int = 0
 
     def home(self, writer: str) -> int:
@@ -82,12 +88,12 @@ class Model:
         if writer not in self.views:
             return  # never owned the partition
         view = self.views[writer]
-        lo = seconds(view.hi) if view and view.hi else 0
+        lo = seconds(view.hi) if view and view.hi is not None else 0
         recent = [*(view.recent if view else []), window(lo)][-KEEP:]
         cp = Checkpoint(
             "t",
             0,
-            hi=at(lo + 1),
+            hi=us(lo + 1),
             worker_id=writer,
             updated_at=at(self.ts),
             recent=recent,
@@ -114,7 +120,7 @@ class Model:
             merged = self.merged(replica)
             if merged is None:
                 continue
-            now = (merged.generation, merged.hi or "")
+            now = (merged.generation, merged.hi is not None, merged.hi or 0)
             before = self.seen[replica]
             assert before is None or now >= before, f"replica {replica}: {before} -> {now}"
             self.seen[replica] = now
@@ -133,7 +139,7 @@ def assert_windows_kept(merged: Checkpoint, records: list[Checkpoint]) -> None:
         if cp.generation != merged.generation or cp.clock != merged.clock:
             continue
         for w in cp.recent:
-            if w["hi"] <= (merged.hi or ""):
+            if merged.hi is not None and w["hi"] <= merged.hi:
                 assert any(w["lo"] < k["hi"] and k["lo"] < w["hi"] for k in kept), w
 
 
@@ -196,7 +202,7 @@ def test_handover_with_per_writer_records_is_monotone() -> None:
     model = Model(per_writer)
     run(model, HANDOVER)
     merged = model.merged(0)
-    assert merged is not None and merged.worker_id == "w1" and merged.hi == at(6)
+    assert merged is not None and merged.worker_id == "w1" and merged.hi == us(6)
 
 
 def test_one_shared_record_fails_the_same_property() -> None:
@@ -212,7 +218,7 @@ def cp(worker: str, hi: int | None, gen: int = 0, **kwargs: object) -> Checkpoin
     return Checkpoint(
         "t",
         0,
-        hi=None if hi is None else at(hi),
+        hi=None if hi is None else us(hi),
         worker_id=worker,
         generation=gen,
         **kwargs,  # type: ignore[arg-type]
@@ -241,7 +247,7 @@ def test_recent_windows_are_completed_without_overlap_from_the_same_generation()
     winner = cp("b", 6, recent=[window(4), window(5)])
     same = cp("a", 4, recent=[window(2), window(3)])  # older windows: kept
     overlapping = cp("c", 5, recent=[window(4)])  # already covered: not duplicated
-    beyond = cp("d", 3, recent=[RecentWindow(lo=at(6), hi=at(7), count=1)])  # after hi: dropped
+    beyond = cp("d", 3, recent=[RecentWindow(lo=us(6), hi=us(7), count=1)])  # after hi: dropped
     old_gen = cp("e", 3, gen=0, recent=[window(1)])
     merged = merge_partition([replace(winner, generation=1), replace(same, generation=1)])
     assert [seconds(w["lo"]) for w in merged.recent] == [2, 3, 4, 5]
@@ -265,6 +271,6 @@ def test_merge_table_groups_by_partition() -> None:
     records = [cp("a", 1), replace(cp("a", 4), partition=1), cp("b", 2)]
     merged = merge_table(records)
     assert sorted(merged) == [0, 1]
-    assert merged[0].hi == at(2) and merged[1].hi == at(4)
+    assert merged[0].hi == us(2) and merged[1].hi == us(4)
     with pytest.raises(ValueError):
         merge_partition([])

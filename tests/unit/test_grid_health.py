@@ -91,8 +91,7 @@ def test_by_window_groups_partitions_for_one_read() -> None:
 def test_compact_keeps_coverage_and_counts(counts: list[int], cap: int) -> None:
     """Over the cap, adjacent windows merge (counts summed): the span and the total stay."""
     recent = [
-        RecentWindow(lo=iso(i * MICROS), hi=iso((i + 1) * MICROS), count=n)
-        for i, n in enumerate(counts)
+        RecentWindow(lo=i * MICROS, hi=(i + 1) * MICROS, count=n) for i, n in enumerate(counts)
     ]
     out = compact(recent, cap)
     assert len(out) == min(len(recent), cap)
@@ -108,7 +107,7 @@ def _cp(partition: int, hi_s: float, updated_s: float, recent: list[RecentWindow
     return Checkpoint(
         "t",
         partition,
-        hi=iso(int(hi_s * MICROS)),
+        hi=int(hi_s * MICROS),
         updated_at=iso(int(updated_s * MICROS)),
         recent=recent,
     )
@@ -116,9 +115,9 @@ def _cp(partition: int, hi_s: float, updated_s: float, recent: list[RecentWindow
 
 def test_recorded_cells_ignore_windows_not_behind_the_checkpoint() -> None:
     w = [
-        RecentWindow(lo=iso(0), hi=iso(10 * MICROS), count=3),
-        RecentWindow(lo=iso(10 * MICROS), hi=iso(10 * MICROS), count=0),  # empty: no cell
-        RecentWindow(lo=iso(10 * MICROS), hi=iso(30 * MICROS), count=1),  # past hi: ignored
+        RecentWindow(lo=0, hi=10 * MICROS, count=3),
+        RecentWindow(lo=10 * MICROS, hi=10 * MICROS, count=0),  # empty: no cell
+        RecentWindow(lo=10 * MICROS, hi=30 * MICROS, count=1),  # past hi: ignored
     ]
     cells = recorded_cells({0: _cp(0, 20, 20, w)}, [0, 1])
     assert cells == {Cell(0, 0, 10 * MICROS): 3}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harperbq.sync.state import AuditKind, Checkpoint, StateStore
-from harperbq.times import MICROS, parse_iso
+from harperbq.times import MICROS, iso, parse_iso
 
 HEALTHY = "healthy"
 LAGGING = "lagging"
@@ -67,22 +67,22 @@ def progress(
     stalled_after_s: float,
 ) -> Progress:
     """Progress from stored checkpoints alone (reads the same from any machine)."""
-    synced = [cp for cp in checkpoints.values() if cp.hi]
+    synced = [(cp, cp.hi) for cp in checkpoints.values() if cp.hi is not None]
     if not synced:
         return Progress()
     target = now - settle_s
     behind: dict[int, float] = {}
     idle: dict[int, float] = {}
-    for cp in synced:
-        behind[cp.partition] = max(0.0, target - parse_iso(cp.hi or "") / MICROS)
+    for cp, hi in synced:
+        behind[cp.partition] = max(0.0, target - hi / MICROS)
         written = parse_iso(cp.updated_at) / MICROS if cp.updated_at else None
         idle[cp.partition] = float("inf") if written is None else max(0.0, now - written)
-    oldest = min(synced, key=lambda cp: cp.hi or "")
+    oldest = min(hi for _, hi in synced)
     stalled = sorted(p for p in behind if behind[p] > stalled_after_s and idle[p] > stalled_after_s)
     worst = max(behind.values())
     last = max(idle.values())
     return Progress(
-        checkpoint=oldest.hi,
+        checkpoint=iso(oldest),
         behind_s=worst,
         last_progress_s=None if last == float("inf") else last,
         partitions_synced=len(synced),

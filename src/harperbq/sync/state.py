@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # annotations only
 from harperbq.harper.models import Attribute, Condition, Sort
 from harperbq.harper.schema import ensure_table
 from harperbq.sync.table.checkpoint_merge import merge_table
-from harperbq.times import parse_iso_datetime, utc_now_iso
+from harperbq.times import iso, parse_iso, parse_iso_datetime, utc_now_iso
 
 STATE_DATABASE = "harperbq"
 CHECKPOINT_TABLE = "SyncCheckpoint"
@@ -55,10 +55,11 @@ MAX_MESSAGE_CHARS = 4_096
 
 
 class RecentWindow(TypedDict):
-    """Rows written for one closed window `[lo, hi)`: what late-row reconciliation compares."""
+    """Rows written for one closed window `[lo, hi)` (µs since the epoch, as every bound in
+    memory; text only in the stored record): what late-row reconciliation compares."""
 
-    lo: str
-    hi: str
+    lo: int
+    hi: int
     count: int
 
 
@@ -66,13 +67,30 @@ CLOCK_EVENT = ""
 CLOCK_COMMIT = "commit"
 
 
+def _micros_field(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _micros_of(value: object) -> int:
+    """A stored bound: ISO text (what `to_record` writes) or, tolerated, µs."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return parse_iso(str(value))
+
+
+def _stored_micros(value: object) -> int | None:
+    return None if value is None or value == "" else _micros_of(value)
+
+
 @dataclass(frozen=True)
 class Checkpoint:
-    """Progress of one (table, virtual partition). `hi` is None before the first window."""
+    """Progress of one (table, virtual partition). `hi` (µs since the epoch) is None before
+    the first window. Bounds are integers here and ISO text in Harper (`to_record` and
+    `from_record` are the one converter), so nothing in between parses them."""
 
     table_id: str
     partition: int
-    hi: str | None = None
+    hi: int | None = None
     rows_total: int = 0
     window_s: float = 0.0
     phase: str = "initial"
@@ -100,8 +118,8 @@ class Checkpoint:
             raise TypeError("partition must be an int")
         if self.partition < 0:
             raise ValueError("partition must be >= 0")
-        if self.hi is not None:
-            parse_iso_datetime(self.hi)
+        if self.hi is not None and (isinstance(self.hi, bool) or not isinstance(self.hi, int)):
+            raise TypeError(f"hi must be µs since the epoch (int) or None: {self.hi!r}")
         if self.rows_total < 0:
             raise ValueError("rows_total must be >= 0")
         if isinstance(self.generation, bool) or not isinstance(self.generation, int):
@@ -113,11 +131,10 @@ class Checkpoint:
         for window in self.recent:
             if not (
                 isinstance(window, Mapping)
-                and isinstance(window.get("lo"), str)
-                and isinstance(window.get("hi"), str)
+                and all(_micros_field(window.get(k)) for k in ("lo", "hi"))
                 and isinstance(window.get("count"), int)
             ):
-                raise ValueError(f"recent windows need lo, hi (str) and count (int): {window!r}")
+                raise ValueError(f"recent windows need lo, hi (µs) and count (int): {window!r}")
 
     @property
     def id(self) -> str:
@@ -129,7 +146,7 @@ class Checkpoint:
             "id": self.id,
             "table_id": self.table_id,
             "partition": self.partition,
-            "hi": self.hi,
+            "hi": None if self.hi is None else iso(self.hi),
             "rows_total": self.rows_total,
             "window_s": float(self.window_s),
             "phase": self.phase,
@@ -137,7 +154,9 @@ class Checkpoint:
             "worker_id": self.worker_id,
             "updated_at": self.updated_at,
             "last_error": self.last_error,
-            "recent": [dict(w) for w in self.recent],
+            "recent": [
+                {"lo": iso(w["lo"]), "hi": iso(w["hi"]), "count": w["count"]} for w in self.recent
+            ],
             "source": self.source,
             "target": self.target,
             "cursor": self.cursor,
@@ -152,7 +171,7 @@ class Checkpoint:
         return cls(
             table_id=str(row["table_id"]),
             partition=int(row["partition"]),
-            hi=row.get("hi"),
+            hi=_stored_micros(row.get("hi")),
             rows_total=int(row.get("rows_total") or 0),
             window_s=float(row.get("window_s") or 0.0),
             phase=str(row.get("phase") or ""),
@@ -161,7 +180,7 @@ class Checkpoint:
             updated_at=str(row.get("updated_at") or ""),
             last_error=row.get("last_error"),
             recent=[
-                RecentWindow(lo=str(w["lo"]), hi=str(w["hi"]), count=int(w["count"]))
+                RecentWindow(lo=_micros_of(w["lo"]), hi=_micros_of(w["hi"]), count=int(w["count"]))
                 for w in row.get("recent") or []
             ],
             source=str(row.get("source") or ""),

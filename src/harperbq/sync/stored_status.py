@@ -21,7 +21,7 @@ from harperbq.sync.state import (
     StateStore,
     WorkerRecord,
 )
-from harperbq.times import MICROS, parse_iso
+from harperbq.times import MICROS, iso, parse_iso
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,10 @@ def table_statuses(
     out: list[dict[str, Any]] = []
     for table in cfg.tables:
         checkpoints = state.get_checkpoints(table.id)
-        synced = [cp for cp in checkpoints.values() if cp.hi]
-        oldest = min(synced, key=lambda cp: cp.hi or "") if synced else None
-        lag = now - parse_iso(oldest.hi) / MICROS if oldest and oldest.hi else None
+        synced = [cp for cp in checkpoints.values() if cp.hi is not None]
+        oldest = min(synced, key=lambda cp: cp.hi or 0) if synced else None
+        oldest_hi = oldest.hi if oldest is not None else None
+        lag = now - oldest_hi / MICROS if oldest_hi is not None else None
         last_update = max((cp.updated_at for cp in checkpoints.values()), default="")
         errors = state.recent_audit(table.id, kind="error", limit=1)
         last_error = errors[0].message if errors and errors[0].at > last_update else None
@@ -111,7 +112,7 @@ def table_statuses(
             {
                 "table": table.id,
                 "target": f"{cfg.harper.database}.{table.target_table}",
-                "checkpoint": oldest.hi if oldest else None,
+                "checkpoint": iso(oldest_hi) if oldest_hi is not None else None,
                 "lag_s": round(lag, 3) if lag is not None else None,
                 "phase": oldest.phase if oldest else None,
                 "rows_synced": sum(cp.rows_total for cp in checkpoints.values()),
@@ -188,7 +189,7 @@ def read_mode(
     modes = {str(i["read"]) for i in infos if isinstance(i, dict) and i.get("read")}
     if modes:
         return "snapshot" if "snapshot" in modes else sorted(modes)[0]
-    clocks = {cp.clock for cp in checkpoints.values() if cp.hi}
+    clocks = {cp.clock for cp in checkpoints.values() if cp.hi is not None}
     if not clocks:
         return None
     return "following" if clocks == {CLOCK_COMMIT} else "event-time"

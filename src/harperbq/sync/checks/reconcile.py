@@ -32,7 +32,7 @@ from harperbq.sync.table.engine import TableEngine
 from harperbq.sync.table.grid import Cell, by_window, cell_sums, edges_of, recorded_cells
 from harperbq.sync.table.source import BigQuerySource
 from harperbq.sync.table.target import TargetTable
-from harperbq.times import MICROS, iso, parse_iso
+from harperbq.times import MICROS, iso
 
 log = logging.getLogger("harperbq.sync.reconcile")
 BEYOND_LATENESS = "beyond_lateness"
@@ -153,7 +153,7 @@ class Reconciler:
     def _horizons(self, checkpoints: dict[int, Checkpoint]) -> dict[int, int]:
         """Per partition, `hi - lateness`: windows ending at or before it are only watched."""
         lateness = int(self.table.lateness_s * MICROS)
-        return {p: parse_iso(cp.hi) - lateness for p, cp in checkpoints.items() if cp.hi}
+        return {p: cp.hi - lateness for p, cp in checkpoints.items() if cp.hi is not None}
 
     def _report_beyond(self, report: ReconcileReport, horizon: dict[int, int]) -> None:
         """Rows that arrived later than `lateness`: not synced (by design), but reported with
@@ -269,7 +269,7 @@ class Reconciler:
             cp = checkpoints[partition]
             recent: list[RecentWindow] = []
             for w in cp.recent:
-                lo, hi = parse_iso(w["lo"]), parse_iso(w["hi"])
+                lo, hi = w["lo"], w["hi"]
                 counts = done.get(Cell(partition, lo, hi)) if lo < hi else None
                 count = counts[1] if counts is not None else w["count"]
                 recent.append(RecentWindow(lo=w["lo"], hi=w["hi"], count=count))

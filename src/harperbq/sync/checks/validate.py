@@ -59,7 +59,7 @@ from harperbq.sync.table.keys import WindowIds
 from harperbq.sync.table.source import BigQuerySource
 from harperbq.sync.table.target import TargetRecord, TargetTable
 from harperbq.sync.table.windows import Window
-from harperbq.times import MICROS, iso, parse_iso, utc_now_iso
+from harperbq.times import MICROS, iso, utc_now_iso
 
 log = logging.getLogger("harperbq.sync.validate")
 
@@ -330,15 +330,14 @@ class Validator:
         # A change feed's checkpoints count commit time: compare the event-time cells up to
         # now with BigQuery as of the oldest checkpoint (time travel); partitions already past
         # it may hold newer commits, so their differences wait for the next run (pending).
-        synced = [cp for cp in checkpoints.values() if cp.hi]
-        commit = bool(synced) and all(cp.clock == CLOCK_COMMIT for cp in synced)
-        as_of = min(parse_iso(str(cp.hi)) for cp in synced) if commit else None
-        later = {cp.partition for cp in synced if commit and parse_iso(str(cp.hi)) != as_of}
+        synced = {p: cp.hi for p, cp in checkpoints.items() if cp.hi is not None}
+        commit = bool(synced) and all(checkpoints[p].clock == CLOCK_COMMIT for p in synced)
+        as_of = min(synced.values()) if commit else None
+        later = {p for p, hi in synced.items() if commit and hi != as_of}
         for p in parts:
-            cp = checkpoints.get(p)
-            if cp is None or not cp.hi:
+            if p not in synced:
                 continue
-            hi = self._his[p] = int(now * MICROS) if commit else parse_iso(cp.hi)
+            hi = self._his[p] = int(now * MICROS) if commit else synced[p]
             lo = max(hi - horizon_us, cutoff) if cutoff is not None else hi - horizon_us
             if hi > lo:
                 fill = max(1, (hi - lo) // FILL_BUCKETS)

@@ -31,21 +31,24 @@ if TYPE_CHECKING:  # annotations only: state.py imports this module
     from harperbq.sync.state import Checkpoint, RecentWindow
 
 
-def rank(checkpoint: Checkpoint) -> tuple[int, str, str, str]:
-    """The order of records of one partition: the greatest is the merged checkpoint."""
-    return (checkpoint.generation, checkpoint.hi or "", checkpoint.updated_at, checkpoint.worker_id)
+def rank(checkpoint: Checkpoint) -> tuple[int, bool, int, str, str]:
+    """The order of records of one partition: the greatest is the merged checkpoint (one
+    without `hi` ranks below any with one, whatever its value)."""
+    hi = checkpoint.hi
+    synced = hi is not None
+    return (checkpoint.generation, synced, hi or 0, checkpoint.updated_at, checkpoint.worker_id)
 
 
 def merge_recent(winner: Checkpoint, others: Iterable[Checkpoint]) -> list[RecentWindow]:
     """The winner's recent windows plus the others' (same generation and clock) that end at or
     before its `hi` and overlap no window already kept; sorted by `lo`."""
     kept: list[RecentWindow] = list(winner.recent)
-    limit = winner.hi or ""
+    limit = winner.hi
     for other in sorted(others, key=rank, reverse=True):
         if other.generation != winner.generation or other.clock != winner.clock:
             continue
         for window in other.recent:
-            if window["hi"] > limit:
+            if limit is None or window["hi"] > limit:
                 continue
             if any(window["lo"] < k["hi"] and k["lo"] < window["hi"] for k in kept):
                 continue

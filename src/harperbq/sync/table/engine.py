@@ -43,7 +43,7 @@ from harperbq.sync.table.windows import (
     align_to_partitions,
     next_window,
 )
-from harperbq.times import MICROS, MIN_US, iso, parse_iso
+from harperbq.times import MICROS, MIN_US, iso
 
 log = logging.getLogger("harperbq.sync.engine")
 
@@ -257,7 +257,11 @@ class TableEngine:
         """Checkpoints of the other clock (event time vs commit time) cannot be resumed:
         those partitions start again (a snapshot, or the first event-time window), which
         rewrites what Harper holds under the same ids, so nothing is lost or duplicated."""
-        other = {p: cp for p, cp in checkpoints.items() if cp.hi and cp.clock != self._clock_kind}
+        other = {
+            p: cp
+            for p, cp in checkpoints.items()
+            if cp.hi is not None and cp.clock != self._clock_kind
+        }
         if not other:
             return checkpoints
         log.warning(
@@ -298,7 +302,7 @@ class TableEngine:
 
     def _hi(self, partition: int) -> int | None:
         cp = self._checkpoint_map().get(partition)
-        return parse_iso(cp.hi) if cp is not None and cp.hi else None
+        return cp.hi if cp is not None else None
 
     def _plan_group(self, parts: Sequence[int]) -> tuple[list[int], int | None, int | None]:
         """The group to read next: the partitions sharing the oldest checkpoint, where that group
@@ -403,9 +407,9 @@ class TableEngine:
 
     def _needs_snapshot(self, checkpoint: Checkpoint | None, horizon_us: int) -> bool:
         """No checkpoint, one of the other clock (`_rebased`), or one older than time travel."""
-        if checkpoint is None or not checkpoint.hi or checkpoint.clock != self._clock_kind:
+        if checkpoint is None or checkpoint.hi is None or checkpoint.clock != self._clock_kind:
             return True
-        return parse_iso(checkpoint.hi) < horizon_us
+        return checkpoint.hi < horizon_us
 
     def _shared_snapshot(self, parts: list[int], stop: threading.Event) -> bool | None:
         """One snapshot for every worker: the leader copies every partition that needs one
@@ -692,13 +696,13 @@ class TableEngine:
         current = self._checkpoint_map()
         oldest_kept = None
         if self.settings.retention_us is not None:
-            oldest_kept = iso(int(self.clock() * MICROS) - self.settings.retention_us)
+            oldest_kept = int(self.clock() * MICROS) - self.settings.retention_us
         probed = {
             p: cp.probe
             for p in parts
             if (cp := current.get(p)) is not None
             and cp.probe
-            and cp.hi
+            and cp.hi is not None
             and (oldest_kept is None or cp.hi > oldest_kept)
         }
         if not probed:
@@ -759,15 +763,13 @@ class TableEngine:
         current = self._checkpoint_map()
         for partition in group:
             previous = current.get(partition)
-            recent = [w for w in (previous.recent if previous else []) if w["hi"] > iso(keep_from)]
+            recent = [w for w in (previous.recent if previous else []) if w["hi"] > keep_from]
             if window.length > 0 and self._mode == "none":
-                recent.append(
-                    {"lo": iso(window.lo), "hi": iso(window.hi), "count": counts[partition]}
-                )
+                recent.append({"lo": window.lo, "hi": window.hi, "count": counts[partition]})
             cp = Checkpoint(
                 table_id=self.settings.table_id,
                 partition=partition,
-                hi=iso(window.hi),
+                hi=window.hi,
                 rows_total=(previous.rows_total if previous else 0) + counts[partition],
                 window_s=(end.length_us if end else self._length_us) / MICROS,
                 phase=str(end.phase if end else self.status.phase),

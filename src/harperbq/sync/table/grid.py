@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from harperbq.sync.state import Checkpoint, RecentWindow
 from harperbq.sync.table.windows import Window
-from harperbq.times import parse_iso
 
 WATCH_LATENESS_MULTIPLE = 4
 """Recorded windows are kept for this many `lateness` behind the checkpoint: those within
@@ -100,11 +99,11 @@ def recorded_cells(
     out: dict[Cell, int] = {}
     for partition in partitions:
         cp = checkpoints.get(partition)
-        if cp is None or not cp.hi:
+        if cp is None or cp.hi is None:
             continue
-        hi = parse_iso(cp.hi)
+        hi = cp.hi
         for window in cp.recent:
-            lo_us, hi_us = parse_iso(window["lo"]), parse_iso(window["hi"])
+            lo_us, hi_us = window["lo"], window["hi"]
             if lo_us < hi_us <= hi:
                 out[Cell(partition, lo_us, hi_us)] = int(window["count"])
     return out
