@@ -10,6 +10,7 @@ high-water of freed pages resident: measured, about 28 MiB of the sync's peak at
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -32,3 +33,17 @@ def limit_arenas(arenas: int = ARENAS) -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_ARENA_MAX, arenas))
+
+
+def release_unused() -> None:
+    """Hand freed memory back to the system after a burst (a validation, a reconciliation):
+    glibc keeps a freed heap top and Arrow's pool keeps freed buffers, so without this each
+    periodic job leaves the resident set at its own high-water mark. Costs milliseconds."""
+    arrow = sys.modules.get("pyarrow")  # only if already in use: never imported for this
+    if arrow is not None:
+        with contextlib.suppress(Exception):
+            arrow.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            libc.malloc_trim(0)

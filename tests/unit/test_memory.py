@@ -27,3 +27,36 @@ def test_arenas_are_capped_on_glibc() -> None:
 
 def test_an_explicit_malloc_arena_max_wins() -> None:
     assert _probe({**os.environ, "MALLOC_ARENA_MAX": "4"}) == "False"
+
+
+RELEASE = """
+import sys
+from harperbq.memory import release_unused
+
+def rss_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+release_unused()
+print("pyarrow" in sys.modules)
+import pyarrow as pa
+buffers = [pa.allocate_buffer(1 << 20) for _ in range(200)]
+for b in buffers:
+    b.to_pybytes()[:1]  # touched: resident
+blocks = [bytearray(64 << 10) for _ in range(3000)]  # glibc heap, not mmap
+del buffers, blocks[:-1]
+before = rss_kib()
+release_unused()
+print(before - rss_kib())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_release_hands_freed_memory_back_without_importing_arrow() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", RELEASE], capture_output=True, text=True, check=True
+    )
+    imported, released_kib = done.stdout.split()
+    assert imported == "False"  # never imports pyarrow to release its pool
+    assert int(released_kib) > 50_000, released_kib  # of ~390 MiB freed, most goes back

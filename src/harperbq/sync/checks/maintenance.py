@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from harperbq.config import Config, TableConfig
+from harperbq.memory import release_unused
 from harperbq.sync.checks.reconcile import Reconciler, ReconcileReport
 from harperbq.sync.checks.validate import ValidationResult, Validator
 from harperbq.sync.table.assembly import ReadSide
@@ -139,10 +140,12 @@ class Maintenance:
         if now >= self.next_reconcile:
             self.next_reconcile = now + self.table.reconcile_interval_s
             self._guard("reconcile", lambda: self._reconcile(stop))
+            release_unused()
         leader = self._guard("leader", self.is_leader) is True
         if leader and self.table.retention_s is not None and now >= self.next_retention:
             self.next_retention = now + self.table.reconcile_interval_s
             self._guard("retention", lambda: self._expire(stop))
+            release_unused()
         if leader and self.cfg.validation.enabled and now >= self.next_validation:
             self.next_validation = now + self.cfg.validation.interval_s
             self.start_validation()
@@ -215,6 +218,7 @@ class Maintenance:
 
     def _validate(self) -> None:
         result = self._guard("validation", lambda: self.validator().run())
+        release_unused()
         if isinstance(result, ValidationResult):
             self.last_validation = result
             callback = self.on_validation
