@@ -675,6 +675,12 @@ class Config:
     """Where values taken from the environment came from, e.g. {"harper.password": "env X"}."""
     control: ControlConfig = field(default_factory=ControlConfig)
 
+    def secrets(self) -> list[str]:
+        """The values no log line may show (the caller registers them: `logs.register_secrets`;
+        parsing has no side effects)."""
+        held = [self.harper.password, self.control.token]
+        return [s.get_secret_value() for s in held if s is not None]
+
     def table(self, table_id: str) -> TableConfig:
         for table in self.tables:
             if table.id == table_id:
@@ -1668,11 +1674,6 @@ def parse_config(
             )
     if check.problems or raw is None:
         raise ConfigError(check.problems, str(source) if source else None)
-    _register_secrets(harper)
-    if control.token is not None:
-        from harperbq import logs
-
-        logs.register_secret(control.token.get_secret_value())
     return Config(
         tables=tables,
         harper=harper,
@@ -1756,12 +1757,3 @@ def _synthesizer(raw: RawConfig) -> SynthesizerConfig:
         update["table"] = bq.table
         update["tables"] = synth.tables.model_copy(update={"vessel_positions": bq.table})
     return synth.model_copy(update=update) if update else synth
-
-
-def _register_secrets(harper: HarperConfig) -> None:
-    """Make the Harper password unprintable in every log line."""
-    if harper.password is None:
-        return
-    from harperbq import logs
-
-    logs.register_secret(harper.password.get_secret_value())

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from harperbq import logs
 from harperbq.config import Config, load_config
 from harperbq.devstack import stack
 from harperbq.devstack.paths import dev_dir, write_private
@@ -94,4 +95,6 @@ def prepare(vessels: int = 200, base: Path | None = None) -> tuple[stack.Stack, 
     path = (base or dev_dir()) / "dev" / "demo.yaml"
     write_private(path, yaml.safe_dump(demo_config_data(s, vessels), sort_keys=False))
     os.environ[PASSWORD_ENV] = s.harper.password
-    return s, load_config(path), path
+    cfg = load_config(path)
+    logs.register_secrets(cfg.secrets())
+    return s, cfg, path

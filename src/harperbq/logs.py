@@ -4,6 +4,7 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,12 @@ def register_secret(value: str | None) -> None:
     """Make a secret value unprintable: it is replaced by *** in every log line."""
     if value and len(value) >= 4:
         _secrets.add(value)
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Every secret of a loaded config (`Config.secrets()`)."""
+    for value in values:
+        register_secret(value)
 
 
 def redact(text: str) -> str:

@@ -121,6 +121,26 @@ def test_secrets_never_print() -> None:
     assert "hunter22" not in str(caught.value)
 
 
+def test_parsing_registers_no_secret_and_the_commands_do(tmp_path: Path) -> None:
+    """Parsing has no side effect; `cli.common.read_config`, the commands' one loader, makes
+    every secret of the config unprintable in logs."""
+    import yaml
+
+    from harperbq import logs
+    from harperbq.cli.common import read_config
+
+    cfg = parse(config(harper={"password": "parsed-not-registered"}))
+    assert cfg.secrets() == ["parsed-not-registered"]
+    assert logs.redact("parsed-not-registered") == "parsed-not-registered"
+    data = config(
+        harper={"password": "read-and-registered"}, control={"token": "tok-tok-tok-tok-tok"}
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    read_config(path)
+    assert logs.redact("pw read-and-registered, token tok-tok-tok-tok-tok") == "pw ***, token ***"
+
+
 def test_defaults_for_new_keys() -> None:
     only = parse(config()).tables[0]
     assert only.primary_key == []

@@ -42,12 +42,23 @@ def problem_table(problems: list[ConfigProblem], source: str | None) -> Table:
     return table
 
 
+def read_config(path: Path) -> Config:
+    """`load_config`, then its secrets registered so that no log line shows them: the one
+    way the commands read their config (raises `ConfigError` as `load_config` does)."""
+    from harperbq import logs
+    from harperbq.config import load_config
+
+    cfg = load_config(path)
+    logs.register_secrets(cfg.secrets())
+    return cfg
+
+
 def load_or_exit(path: Path) -> Config:
     """The config, or every problem in it printed as a table and exit code 2."""
-    from harperbq.config import ConfigError, load_config
+    from harperbq.config import ConfigError
 
     try:
-        return load_config(path)
+        return read_config(path)
     except ConfigError as exc:
         console = Console(stderr=True)
         console.print(problem_table(exc.problems, exc.source))

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harperbq.bigquery.errors import ClientSetupError
-from harperbq.cli.common import DEFAULT_CONFIG, problem_table
+from harperbq.cli.common import DEFAULT_CONFIG, problem_table, read_config
 
 if TYPE_CHECKING:
     from harperbq.bigquery.checks import Check
@@ -145,12 +145,12 @@ def check(
 ) -> None:
     """Validate the config; unless --offline, check every table, column and key in BigQuery.
     Exits 1 on any problem."""
-    from harperbq.config import ConfigError, load_config
+    from harperbq.config import ConfigError
 
     console = Console()  # per call: the terminal's width (COLUMNS) as it is now, not at import
     report: dict[str, Any] = {"config": str(config), "ok": True, "problems": [], "checks": []}
     try:
-        cfg = load_config(config)
+        cfg = read_config(config)
     except ConfigError as exc:
         report["ok"] = False
         report["problems"] = [p.to_json() for p in exc.problems]
@@ -219,10 +219,10 @@ def show(
     ours, environment overrides applied (`from_environment` says which), secrets masked."""
     import yaml
 
-    from harperbq.config import ConfigError, load_config
+    from harperbq.config import ConfigError
 
     try:
-        cfg = load_config(config)
+        cfg = read_config(config)
     except ConfigError as exc:
         console = Console(stderr=True)
         console.print(problem_table(exc.problems, exc.source))

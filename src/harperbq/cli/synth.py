@@ -119,10 +119,11 @@ def load(config: Path, **overrides: Any) -> tuple[SynthParams, bigquery.Client]:
 
 
 def _config(config: Path) -> Any:
-    from harperbq.config import ConfigError, load_config
+    from harperbq.cli.common import read_config
+    from harperbq.config import ConfigError
 
     try:
-        return load_config(config)
+        return read_config(config)
     except ConfigError as exc:
         console.print(f"[red]config error:[/red] {exc}")
         raise typer.Exit(2) from exc
