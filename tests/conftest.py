@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from google.cloud import bigquery
 from google.cloud.bigquery import client as bq_client_module
+from tests.support import FaultProxy
 
 from harperbq.bigquery.client import emulator_client
 from harperbq.devstack import emulator, harper
@@ -46,6 +47,14 @@ def harper_node(
 def harper_client(harper_node: harper.HarperNode) -> Iterator[HarperClient]:
     with HarperClient(harper_node.url, harper_node.username, harper_node.password) as client:
         yield client
+
+
+@pytest.fixture
+def proxy(harper_node: harper.HarperNode) -> Iterator[FaultProxy]:
+    """A FaultProxy in front of the session's Harper (`tests/support.py`)."""
+    p = FaultProxy(harper_node)
+    yield p
+    p.close()
 
 
 @pytest.fixture(scope="session")

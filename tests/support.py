@@ -95,6 +95,7 @@ class FaultProxy:
     stopped taking one table's writes); `held` counts the upserts that waited."""
 
     def __init__(self, target: HarperNode) -> None:
+        self.target = target
         self.plan: list[str] = []
         self.seen: list[str] = []
         self.held = 0
@@ -157,6 +158,11 @@ class FaultProxy:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def client(self, **options: Any) -> HarperClient:
+        """A client of the target node through this proxy (JSON: the proxy reads bodies)."""
+        options = {"backoff_base_s": 0.01, "encoding": "json", **options}
+        return HarperClient(self.url, self.target.username, self.target.password, **options)
 
     def hold(self, table: str) -> None:
         self._held_table = table

@@ -3,28 +3,19 @@ stops taking the target's writes, at the transport) and removed once every table
 again, and Harper ends equal to BigQuery.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from google.cloud import bigquery
 from tests.e2e.live import records, running, wait_for
 from tests.e2e.test_sync_faults import check_table
 from tests.support import FaultProxy, keyed_table
 
 from harperbq.config import Config
-from harperbq.devstack.harper import HarperNode
 from harperbq.harper.client import HarperClient
 from harperbq.sync.state import StateStore
 
 ROWS, MORE = 400, 1_000
-
-
-@pytest.fixture
-def proxy(harper_node: HarperNode) -> Iterator[FaultProxy]:
-    p = FaultProxy(harper_node)
-    yield p
-    p.close()
 
 
 def test_auto_adds_a_worker_while_lag_grows_and_removes_it_when_caught_up(
@@ -32,7 +23,6 @@ def test_auto_adds_a_worker_while_lag_grows_and_removes_it_when_caught_up(
     harper_client: HarperClient,
     write_config: Callable[..., tuple[Path, Config]],
     proxy: FaultProxy,
-    harper_node: HarperNode,
     unique: str,
 ) -> None:
     dataset = f"auto_{unique}"
@@ -51,9 +41,7 @@ def test_auto_adds_a_worker_while_lag_grows_and_removes_it_when_caught_up(
         validation={"enabled": False},
     )
     db = cfg.harper.database
-    through_proxy = HarperClient(
-        proxy.url, harper_node.username, harper_node.password, encoding="json"
-    )
+    through_proxy = proxy.client()
     with through_proxy, running(cfg, through_proxy) as service:
         scaler = service.autoscaler
         assert scaler is not None

@@ -71,24 +71,10 @@ def test_password_never_logged_during_retries(caplog: pytest.LogCaptureFixture) 
     assert secret not in everything_said(info.value, caplog)
 
 
-@pytest.fixture
-def proxy(harper_node: HarperNode) -> Iterator[FaultProxy]:
-    p = FaultProxy(harper_node)
-    yield p
-    p.close()
-
-
-def test_retry_rules_through_a_faulty_link(proxy: FaultProxy, harper_node: HarperNode) -> None:
+def test_retry_rules_through_a_faulty_link(proxy: FaultProxy) -> None:
     db = f"fl_{uuid.uuid4().hex[:10]}"
     events: list[RequestEvent] = []
-    with HarperClient(
-        proxy.url,
-        harper_node.username,
-        harper_node.password,
-        max_retries=3,
-        backoff_base_s=0.01,
-        on_event=events.append,
-    ) as c:
+    with proxy.client(max_retries=3, on_event=events.append) as c:
         try:
             proxy.plan = ["503", "503"]  # DDL is retried on 503 (Harper refused, did nothing)
             c.create_table(db, "t", attributes=[Attribute("v", "Float")])
@@ -127,20 +113,13 @@ def test_retry_rules_through_a_faulty_link(proxy: FaultProxy, harper_node: Harpe
 
 
 def test_an_unanswered_status_read_is_retried_after_seconds_not_the_full_timeout(
-    proxy: FaultProxy, harper_node: HarperNode, monkeypatch: pytest.MonkeyPatch
+    proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Harper 4.7 now and then leaves one of two concurrent `cluster_status` requests
     unanswered: the status read gives up on it after `STATUS_TIMEOUT_S`, not `harper.timeout`."""
     monkeypatch.setattr("harperbq.harper.client.STATUS_TIMEOUT_S", 1.0)
     events: list[RequestEvent] = []
-    with HarperClient(
-        proxy.url,
-        harper_node.username,
-        harper_node.password,
-        timeout_s=120,
-        backoff_base_s=0.01,
-        on_event=events.append,
-    ) as c:
+    with proxy.client(timeout_s=120, on_event=events.append) as c:
         proxy.plan = ["slow:30"]  # held far beyond the status timeout, then forwarded
         status = c.cluster_status()
         assert status.node_name

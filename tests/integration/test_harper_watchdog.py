@@ -13,9 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
-import pytest
 from tests.support import FaultProxy
 
 from harperbq.devstack.harper import HarperNode
@@ -25,13 +23,6 @@ from harperbq.harper.watchdog import StallWatchdog
 
 STALL_S = 2.0
 HOLD_S = 3 * STALL_S
-
-
-@pytest.fixture
-def proxy(harper_node: HarperNode) -> Iterator[FaultProxy]:
-    p = FaultProxy(harper_node)
-    yield p
-    p.close()
 
 
 def test_a_slow_request_is_not_a_stall_while_harper_answers(
