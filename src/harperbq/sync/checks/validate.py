@@ -65,8 +65,10 @@ log = logging.getLogger("harperbq.sync.validate")
 
 FILL_BUCKETS = 12
 """Stretches of the horizon no recorded window covers are checked in buckets of horizon/12."""
-SCAN_ROWS = 50_000
-"""Harper is scanned in cursor ranges expected to hold at most this many records each."""
+SCAN_ROWS = 10_000
+"""Harper is scanned in cursor ranges expected to hold at most this many records each: one
+answer is parsed whole, so this bounds validation's memory (at 50 000 records of the soak's
+positions, each scan added about 100 MiB to the sync's resident set)."""
 UPSERT_ROWS = 1_000
 LISTED = 50
 """At most this many windows are listed per kind in results..."""
