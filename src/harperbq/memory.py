@@ -1,4 +1,5 @@
-"""Fewer glibc malloc arenas for the sync process: its resident set, not its speed.
+"""Fewer glibc malloc arenas for the sync process, and freed memory handed back after each
+periodic job: its resident set, not its speed.
 
 Why: glibc gives each thread that allocates its own arena (up to 8 per core), and the sync
 allocates from many threads (the reader, one per Storage Read stream, gRPC's, the HTTP pool).
