@@ -238,7 +238,7 @@ def snapshot_copied(
             checkpoints = store.get_checkpoints(table_id)
         except NotFound:  # the state tables have not reached this node yet
             return False
-        return sum(1 for cp in checkpoints.values() if cp.hi) == partitions
+        return sum(1 for cp in checkpoints.values() if cp.hi is not None) == partitions
 
     poll(copied, 120, f"the snapshot of {table_id}")
 
@@ -454,7 +454,8 @@ class CheckpointWatcher(threading.Thread):
                 r.worker_id == worker
                 and r.updated_at > since
                 and cp is not None
-                and (r.generation, r.hi or "") < (cp.generation, cp.hi or "")
+                and (r.generation, r.hi is not None, r.hi or 0)
+                < (cp.generation, cp.hi is not None, cp.hi or 0)
             ):
                 self.stale.add(r.partition)
 
