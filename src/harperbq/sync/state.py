@@ -34,7 +34,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, TypeGuard
 
 from harperbq.harper.client import HarperClient
 
@@ -67,15 +67,13 @@ CLOCK_EVENT = ""
 CLOCK_COMMIT = "commit"
 
 
-def _micros_field(value: object) -> bool:
+def _micros_field(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _micros_of(value: object) -> int:
     """A stored bound: ISO text (what `to_record` writes) or, tolerated, µs."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return parse_iso(str(value))
+    return value if _micros_field(value) else parse_iso(str(value))
 
 
 def _stored_micros(value: object) -> int | None:
@@ -118,7 +116,7 @@ class Checkpoint:
             raise TypeError("partition must be an int")
         if self.partition < 0:
             raise ValueError("partition must be >= 0")
-        if self.hi is not None and (isinstance(self.hi, bool) or not isinstance(self.hi, int)):
+        if self.hi is not None and not _micros_field(self.hi):
             raise TypeError(f"hi must be µs since the epoch (int) or None: {self.hi!r}")
         if self.rows_total < 0:
             raise ValueError("rows_total must be >= 0")
