@@ -312,8 +312,9 @@ class SyncService:
         if any(h.runner.alive() for h in handles):
             log.warning("worker %s did not stop within %.0f s; kept", worker, timeout_s)
             return None
-        self.membership.drop(worker)
+        # Handles first: once membership no longer lists the worker, nothing here runs it.
         self.handles = [h for h in self.handles if h.worker_id != worker]
+        self.membership.drop(worker)
         return worker
 
     def start(self) -> None:
