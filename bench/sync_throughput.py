@@ -5,9 +5,10 @@ write into fresh tables of the same definition: every installed encoding with on
 best with two (the best out-of-process ceiling), and inside Harper (bench/harper_upsert.py's
 component: the in-process ceiling), and (2) runs `harperbq sync run --once` as a subprocess over
 the same rows with the best ceiling's encoding and `HARPERBQ_PROFILE=1`. Prints JSON and one
-summary line: engine/best ceiling (aim >= 0.9), engine/in-process, the stage totals and the sync
-process's peak RSS (its own VmHWM, sampled while it runs: `getrusage(RUSAGE_CHILDREN)` would
-report this bench's peak, which Linux carries into a child across exec).
+summary line: engine/best ceiling (aim >= 0.9), the same from the sync's first write on (its start
+excluded), engine/in-process, the stage totals and the sync process's peak RSS (its own VmHWM,
+sampled while it runs: `getrusage(RUSAGE_CHILDREN)` would report this bench's peak, which Linux
+carries into a child across exec).
 
 Also the helpers the other sync benches share: the config they write, the rows they load, and a
 deadline that leaves no thread behind.
@@ -338,13 +339,23 @@ def main() -> None:
             emulator.stop(emu)
             harper.stop(node)
     end_to_end = args.rows / run["seconds"]
+    # The process's start (imports, schema, feed decision, read session) is latency, not rate:
+    # the rate from its first write on is the pipeline's (BigQuery read to Harper confirmation).
+    start = run["profile_s"].get("start", 0.0)
+    pipeline = args.rows / (run["seconds"] - start)
     best = raw["best"]
     inside = raw["in_process"]["rows_per_s"]
     result = {
         "rows": args.rows,
         "ceiling": raw,
-        "engine": {**run, "encoding": best["encoding"], "rows_per_s": round(end_to_end)},
+        "engine": {
+            **run,
+            "encoding": best["encoding"],
+            "rows_per_s": round(end_to_end),
+            "rows_per_s_after_start": round(pipeline),
+        },
         "ratio": round(end_to_end / best["rows_per_s"], 3),
+        "ratio_after_start": round(pipeline / best["rows_per_s"], 3),
         "ratio_in_process": round(end_to_end / inside, 3),
         "load_average": [round(v, 2) for v in os.getloadavg()],
         "note": "2 cores shared by Harper, the emulator and the sync; compare the ratio, not rates",
@@ -353,7 +364,8 @@ def main() -> None:
     print(
         f"sync_throughput: engine {end_to_end:,.0f} rows/s vs best out-of-process ceiling "
         f"{best['rows_per_s']:,.0f} rows/s ({best['encoding']}, {best['clients']} client(s)) "
-        f"= {result['ratio']:.2f} (aim >= 0.9); vs in-process {inside:,.0f} rows/s = "
+        f"= {result['ratio']:.2f} (aim >= 0.9), {result['ratio_after_start']:.2f} after the "
+        f"process's {start:.1f} s start; vs in-process {inside:,.0f} rows/s = "
         f"{result['ratio_in_process']:.2f}; peak RSS {run['peak_rss_mib']} MiB; stages (s) "
         + " ".join(f"{k} {v:.1f}" for k, v in run["profile_s"].items())
     )

@@ -1,6 +1,7 @@
 """Newest version per key: whatever the read order and the page boundaries, the same one wins."""
 
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 from hypothesis import given
@@ -104,3 +105,37 @@ def test_packed_rank_orders_as_cursor_then_signed_tie_break_then_hash(
         k: max((r for r in records if r["k"] == k), key=rank) for k in {r["k"] for r in records}
     }
     assert written == expected
+
+
+@given(rows=versions, order=st.randoms(use_true_random=False), cuts=st.lists(st.integers(0, 40)))
+def test_without_the_row_hash_the_same_records_are_written_when_the_tie_break_covers_them(
+    rows: list[tuple[int, int, str]], order: Any, cuts: list[int]
+) -> None:
+    """`hashed` names the columns the tie-break does not cover (the source's choice). With
+    none left, tied versions are identical and Harper ends with the records a whole-row hash
+    leaves; with some, their hash decides, whatever the order and the pages."""
+    records = [{"k": k, "c": c, "v": v} for k, c, v in rows]
+    shuffled = list(records)
+    order.shuffle(shuffled)
+    bounds = sorted({0, len(shuffled), *(c for c in cuts if c < len(shuffled))})
+
+    def fingerprint(record: Mapping[str, Any]) -> int:
+        return "abc".index(record["v"])  # covers every column but the key and cursor
+
+    def no_fingerprint(record: Mapping[str, Any]) -> int:
+        return 0
+
+    results = []
+    for tie_break, hashed in ((fingerprint, None), (fingerprint, []), (no_fingerprint, ["v"])):
+        newest = NewestVersions(["k"], "c", micros, tie_break, hashed=hashed)
+        written: dict[int, dict[str, Any]] = {}
+        for lo, hi in itertools.pairwise(bounds):
+            kept, _, _ = newest.keep(shuffled[lo:hi], [0] * (hi - lo))
+            written.update({r["k"]: r for r in kept})
+        results.append(written)
+    assert results[0] == results[1]
+    by_hash = {
+        k: max((r for r in records if r["k"] == k), key=lambda r: (r["c"], row_hash({"v": r["v"]})))
+        for k in {r["k"] for r in records}
+    }
+    assert results[2] == by_hash

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -224,6 +224,33 @@ class _Failure:
     error: BaseException
 
 
+def even_batches(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """The same rows in the same order as batches of exactly `rows` rows (the last may be
+    shorter). Why: each page becomes one upsert of `harper` chunk size, and the streams' own
+    batch sizes (8 880 rows, say) left a short request after every full one. A batch longer
+    than `rows` is sliced (zero-copy); only the rows carried across batches are copied."""
+    carry: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        offset = 0
+        if carry:
+            need = rows - held
+            carry.append(batch.slice(0, need))
+            held += min(need, batch.num_rows)
+            offset = need
+            if held < rows:
+                continue
+            yield pa.concat_batches(carry)
+            carry, held = [], 0
+        while batch.num_rows - offset >= rows:
+            yield batch.slice(offset, rows)
+            offset += rows
+        if offset < batch.num_rows:
+            carry, held = [batch.slice(offset)], batch.num_rows - offset
+    if held:
+        yield pa.concat_batches(carry)
+
+
 @dataclass
 class _StreamDone:
     name: str
@@ -271,12 +298,13 @@ class StorageReader:
         )
         self.bytes_scanned += self.last.estimated_bytes
         try:
-            for batch in self._read_streams(session):
-                self.last.rows += batch.num_rows
-                self.last.batches += 1
-                ordered = batch.select(list(columns))
-                for offset in range(0, ordered.num_rows, self.max_batch_rows):
-                    yield ordered.slice(offset, self.max_batch_rows)
+            yield from even_batches(
+                (
+                    self._counted(batch).select(list(columns))
+                    for batch in self._read_streams(session)
+                ),
+                self.max_batch_rows,
+            )
         finally:
             self.last.duration_s = round(time.monotonic() - started, 3)
             log.info(
@@ -294,6 +322,11 @@ class StorageReader:
                     ),
                 },
             )
+
+    def _counted(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        self.last.rows += batch.num_rows
+        self.last.batches += 1
+        return batch
 
     def estimate(self, table: TableRef, columns: Sequence[str], row_restriction: str = "") -> int:
         """Open a session without reading it: the bytes a read would be billed for (after

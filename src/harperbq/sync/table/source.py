@@ -239,11 +239,13 @@ class BigQuerySource:
         """The filter that keeps each key's newest version in one read (None without a key)."""
         if not self.table.primary_key:
             return None
+        covered = sql.digest_columns(self.columns)
         return NewestVersions(
             self.table.primary_key,
             self.cursor.name,
             self.cursor_micros,
-            partial(digest.row_fingerprint, columns=sql.digest_columns(self.columns)),
+            partial(digest.row_fingerprint, columns=covered),
+            hashed=[c.name for c in self.columns if c not in covered],
         )
 
     def storage(self) -> StorageReader:
