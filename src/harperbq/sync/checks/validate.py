@@ -57,7 +57,7 @@ from harperbq.sync.table.grid import (
 )
 from harperbq.sync.table.keys import WindowIds
 from harperbq.sync.table.source import BigQuerySource
-from harperbq.sync.table.target import TargetRecord, TargetTable
+from harperbq.sync.table.target import SCAN_ROWS, TargetRecord, TargetTable
 from harperbq.sync.table.windows import Window
 from harperbq.times import MICROS, iso, utc_now_iso
 
@@ -65,10 +65,6 @@ log = logging.getLogger("harperbq.sync.validate")
 
 FILL_BUCKETS = 12
 """Stretches of the horizon no recorded window covers are checked in buckets of horizon/12."""
-SCAN_ROWS = 10_000
-"""Harper is scanned in cursor ranges expected to hold at most this many records each: one
-answer is parsed whole, so this bounds validation's memory (at 50 000 records of the soak's
-positions, each scan added about 100 MiB to the sync's resident set)."""
 UPSERT_ROWS = 1_000
 LISTED = 50
 """At most this many windows are listed per kind in results..."""
@@ -274,6 +270,10 @@ class Validator:
         self.source = side.source
         self._his: dict[int, int] = {}
         """Each partition's checkpoint `hi` (µs) when the validation began."""
+        self._edges: Sequence[int] = ()
+        self._bucket_rows: Sequence[int] = ()
+        """Records per bucket of `_edges` (all partitions; the larger side's count): what a
+        stage-2 scan of Harper expects, so that it is split into bounded answers."""
 
     @property
     def target(self) -> TargetTable:
@@ -357,7 +357,11 @@ class Validator:
         for (_, b), (n, _) in buckets.items():
             if 1 <= b < len(edges):
                 expected[b] += n
-        harper = _cell_digests(cells, edges, self._scan_harper(edges, expected, columns))
+        scanned = self._scan_harper(edges, expected, columns)
+        for (_, b), digest in scanned.items():
+            expected[b] = max(expected[b], digest.rows)  # Harper may hold more (extra rows)
+        self._edges, self._bucket_rows = edges, expected
+        harper = _cell_digests(cells, edges, scanned)
         result.windows_checked = len(cells)
         result.rows_source = sum(d.rows for d in source.values())
         result.rows_harper = sum(d.rows for d in harper.values())
@@ -411,7 +415,8 @@ class Validator:
         for b in range(1, len(edges)):
             held += expected[b]
             if held >= SCAN_ROWS or b == len(edges) - 1:
-                for record in self.target.records(edges[start], edges[b], names):
+                scan = self.target.records(edges[start], edges[b], names, expected_rows=held)
+                for record in scan:
                     bucket = bucket_of(edges, record.cursor_us)
                     if bucket is not None:
                         key = (record.partition, bucket)
@@ -539,11 +544,21 @@ class Validator:
                         continue
                     read[cell] += 1
                     self._keep_newest(found, row, cell)
-            for record in self.target.records(window.lo, window.hi, names):
+            held = self._rows_between(window.lo, window.hi)
+            for record in self.target.records(window.lo, window.hi, names, expected_rows=held):
                 cell = Cell(record.partition, window.lo, window.hi)
                 if cell in wanted:
                     found.harper[record.id] = (record, cell)
         return found, [c for c in cells if read[c] != rows[c]]
+
+    def _rows_between(self, lo: int, hi: int) -> int:
+        """Records of every partition expected in `[lo, hi)` (whole buckets of stage 1)."""
+        edges = self._edges
+        return sum(
+            self._bucket_rows[b]
+            for b in range(1, len(edges))
+            if lo <= edges[b - 1] and edges[b] <= hi
+        )
 
     def _keep_newest(self, found: _Found, row: dict[str, Any], cell: Cell) -> None:
         """Keep a row; of one key's versions, the newest cursor wins (ties: the larger
