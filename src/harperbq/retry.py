@@ -16,7 +16,7 @@ from harperbq.config import BigQueryConfig, RetryConfig
 
 T = TypeVar("T")
 
-_DEFAULTS = RetryConfig()  # the defaults of `retry.*`, written once, in config
+_DEFAULTS = RetryConfig.model_validate({})  # the defaults of `retry.*`, written once, in config
 
 
 def full_jitter(

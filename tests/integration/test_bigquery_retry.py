@@ -259,7 +259,7 @@ def test_attempts_from_config_bound_the_retries(
     bq_emulator: Emulator, table: TableRef, caplog: pytest.LogCaptureFixture
 ) -> None:
     cfg = BigQueryConfig(max_retries=2, initial_retry_delay_s=0.01)
-    policy = RetryPolicy.from_config(RetryConfig(max_delay_s=0.05), cfg)
+    policy = RetryPolicy.from_config(RetryConfig.model_validate({"maxDelay": 0.05}), cfg)
     client, adapter = faulty_client(bq_emulator, [Fault("POST", "/jobs", 99, 503, "backendError")])
     with (
         caplog.at_level(logging.WARNING, logger="harperbq.bigquery.retry"),

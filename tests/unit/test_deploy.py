@@ -370,9 +370,9 @@ def test_datadog_openmetrics_check_has_the_documented_shape_and_real_metrics() -
     assert set(instance) >= DATADOG_REQUIRED, DATADOG_REQUIRED - set(instance)
     assert set(instance) <= DATADOG_REQUIRED | DATADOG_OPTIONAL, set(instance)
     # The sync's own endpoint: the control API's default host and port, path /metrics.
-    from harperbq.config import ControlModel
+    from harperbq.config import ControlConfig
 
-    control = ControlModel.model_validate({})
+    control = ControlConfig.model_validate({})
     assert instance["openmetrics_endpoint"] == f"http://{control.host}:{control.port}/metrics"
     assert instance["namespace"] == "harperbq"
     # Every entry names a family the check will find, and every metric is collected once.
@@ -432,9 +432,9 @@ def test_cloudwatch_agent_config_has_the_documented_shape_and_real_metrics() -> 
 
 
 def test_cloudwatch_scrape_config_points_at_the_sync() -> None:
-    from harperbq.config import ControlModel
+    from harperbq.config import ControlConfig
 
-    control = ControlModel.model_validate({})
+    control = ControlConfig.model_validate({})
     scrape = yaml.safe_load(CLOUDWATCH_SCRAPE.read_text())
     assert set(scrape) <= {"global", "scrape_configs"}
     (job,) = scrape["scrape_configs"]

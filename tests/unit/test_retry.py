@@ -173,7 +173,9 @@ def test_total_time_is_bounded() -> None:
 
 
 def test_policy_from_config() -> None:
-    retry = RetryConfig(max_attempts=5, initial_delay_s=1.0, backoff_multiplier=3.0)
+    retry = RetryConfig.model_validate(
+        {"maxAttempts": 5, "initialDelay": 1000, "backoffMultiplier": 3.0}
+    )
     assert RetryPolicy.from_config(retry) == RetryPolicy(5, 1.0, 3.0, 60.0, 600.0)
     bq = BigQueryConfig(max_retries=2, initial_retry_delay_s=0.25)
     policy = RetryPolicy.from_config(retry, bq)

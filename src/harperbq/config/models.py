@@ -1,0 +1,283 @@
+"""The config file's shape as pydantic models: exactly the YAML (camelCase keys), nothing
+resolved yet. The JavaScript plugin's files validate here unchanged."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
+
+from harperbq.config.values import (
+    ColumnList,
+    Confirmation,
+    KeyList,
+    MillisAsSeconds,
+    Seconds,
+    Timestamp,
+    Workers,
+)
+from harperbq.cost import QUERY_USD_PER_TIB, STORAGE_READ_USD_PER_TIB
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=False, frozen=True)
+
+
+class SyncSettings(_Model):
+    """Sync settings a table may set, each defaulting to the global `sync` block (None: unset)."""
+
+    start_timestamp: Timestamp | None = Field(None, alias="startTimestamp")
+    initial_batch_size: int | None = Field(None, alias="initialBatchSize")
+    catchup_batch_size: int | None = Field(None, alias="catchupBatchSize")
+    steady_batch_size: int | None = Field(None, alias="steadyBatchSize")
+    catchup_threshold_s: Seconds | None = Field(None, alias="catchupThreshold")
+    steady_threshold_s: Seconds | None = Field(None, alias="steadyThreshold")
+    poll_interval_s: MillisAsSeconds | None = Field(None, alias="pollInterval")
+    primary_key: KeyList | None = Field(None, alias="primaryKey")
+    cursor_column: str | None = Field(None, alias="cursorColumn")
+    partition_key: KeyList | None = Field(None, alias="partitionKey")
+    partitions: int | None = Field(None, alias="partitions")
+    settle_s: Seconds | None = Field(None, alias="settle")
+    lateness_s: Seconds | None = Field(None, alias="lateness")
+    reconcile_interval_s: Seconds | None = Field(None, alias="reconcileInterval")
+    indexes: KeyList | None = Field(None, alias="indexes")
+    deletes: Literal["none", "mirror"] | None = Field(None, alias="deletes")
+    change_feed: Literal["auto", "appends", "changes", "none"] | None = Field(
+        None, alias="changeFeed"
+    )
+    snapshot_by: Literal["one", "each"] | None = Field(None, alias="snapshotBy")
+    retention_s: Seconds | None = Field(None, alias="retention")
+    on_schema_change: Literal["fail", "evolve"] | None = Field(None, alias="onSchemaChange")
+    numeric_as: Literal["string", "float"] | None = Field(None, alias="numericAs")
+    geography_as: Literal["wkt", "geojson"] | None = Field(None, alias="geographyAs")
+
+
+SYNC_DEFAULTS: dict[str, Any] = {
+    "start_timestamp": None,
+    "initial_batch_size": 10_000,
+    "catchup_batch_size": 1_000,
+    "steady_batch_size": 500,
+    "catchup_threshold_s": 3600.0,
+    "steady_threshold_s": 300.0,
+    "poll_interval_s": 30.0,
+    "primary_key": [],
+    "cursor_column": None,
+    "partition_key": None,
+    "partitions": 16,
+    "settle_s": 5.0,
+    "lateness_s": 3600.0,
+    "reconcile_interval_s": 300.0,
+    "indexes": [],
+    "deletes": "none",
+    "change_feed": "auto",
+    "snapshot_by": "one",
+    "retention_s": None,
+    "on_schema_change": "fail",
+    "numeric_as": "string",
+    "geography_as": "wkt",
+}
+"""Built-in defaults of every per-table sync setting (seconds for durations)."""
+
+
+AUDIT_RETENTION_S = 30 * 86400.0
+"""Default `sync.auditRetention`: how long `SyncAudit` entries are kept (30 days)."""
+MIN_AUDIT_RETENTION_S = 3600.0
+"""Shortest `sync.auditRetention`: less is a unit slip more likely than a wish (it would delete
+the trail `sync status` reports from almost as it is written; pruning runs hourly anyway)."""
+
+
+class GlobalSync(SyncSettings):
+    """The top-level `sync` block: defaults for every table, plus node-wide worker settings."""
+
+    workers: Workers = Field(1, alias="workers")
+    min_workers: int = Field(1, alias="minWorkers")
+    max_workers: int = Field(4, alias="maxWorkers")
+    lease_s: Seconds = Field(30.0, alias="lease")
+    heartbeat_interval_s: Seconds = Field(10.0, alias="heartbeatInterval")
+    join_grace_s: Seconds = Field(0.0, alias="joinGrace")
+    audit_retention_s: Seconds = Field(AUDIT_RETENTION_S, alias="auditRetention")
+
+
+class TableModel(SyncSettings):
+    """One entry of `bigquery.tables`; sync settings may sit here or in its `sync` block."""
+
+    id: str = Field(alias="id")
+    project_id: str | None = Field(None, alias="projectId")
+    dataset: str = Field(alias="dataset")
+    table: str = Field(alias="table")
+    timestamp_column: str | None = Field(None, alias="timestampColumn")
+    columns: ColumnList = Field(None, alias="columns")
+    target_table: str | None = Field(None, alias="targetTable")
+    use_streaming_apis: bool = Field(False, alias="useStreamingAPIs")
+    sync: SyncSettings | None = Field(None, alias="sync")
+
+
+class OperationsModel(_Model):
+    """The original's Harper connection block."""
+
+    host: str = Field("localhost", alias="host")
+    port: int = Field(9925, alias="port", ge=1, le=65535)
+    username: str | None = Field(None, alias="username")
+    password: SecretStr | None = Field(None, alias="password")
+
+
+class HarperModel(_Model):
+    url: str | None = Field(None, alias="url")
+    username: str | None = Field(None, alias="username")
+    password: SecretStr | None = Field(None, alias="password")
+    password_file: str | None = Field(None, alias="passwordFile")
+    database: str = Field("data", alias="database")
+    state_database: str = Field("harperbq", alias="stateDatabase")
+    ca_file: str | None = Field(None, alias="caFile")
+    verify: bool = Field(True, alias="verify")
+    cert_file: str | None = Field(None, alias="certFile")
+    key_file: str | None = Field(None, alias="keyFile")
+    connect_timeout_s: Seconds = Field(10.0, alias="connectTimeout")
+    timeout_s: Seconds = Field(120.0, alias="timeout")
+    stall_timeout_s: Seconds = Field(30.0, alias="stallTimeout")
+    peers: list[str] = Field(default_factory=list, alias="peers")
+    replicated_confirmation: Confirmation = Field("auto", alias="replicatedConfirmation")
+    replication_timeout_s: Seconds = Field(60.0, alias="replicationTimeout")
+    encoding: Literal["auto", "json", "orjson", "cbor", "msgpack"] = Field("auto", alias="encoding")
+
+
+class BigQueryModel(_Model):
+    project_id: str | None = Field(None, alias="projectId")
+    credentials: str | None = Field(None, alias="credentials")
+    location: str | None = Field(None, alias="location")
+    max_retries: int | None = Field(None, alias="maxRetries", ge=0, le=100)
+    initial_retry_delay_s: MillisAsSeconds | None = Field(None, alias="initialRetryDelay")
+    tables: list[TableModel] | None = Field(None, alias="tables")
+    # legacy single-table form
+    dataset: str | None = Field(None, alias="dataset")
+    table: str | None = Field(None, alias="table")
+    timestamp_column: str | None = Field(None, alias="timestampColumn")
+    columns: ColumnList = Field(None, alias="columns")
+    target_table: str | None = Field(None, alias="targetTable")
+    # local API surface (emulator): anonymous credentials when set
+    endpoint: str | None = Field(None, alias="endpoint")
+    storage_endpoint: str | None = Field(None, alias="storageEndpoint")
+    # cost and read path
+    maximum_bytes_billed: int | None = Field(None, alias="maximumBytesBilled", gt=0, le=2**63 - 1)
+    job_labels: dict[str, str] = Field(default_factory=dict, alias="jobLabels")
+    read_api: Literal["auto", "query", "storage"] = Field("auto", alias="readApi")
+    storage_min_rows: int = Field(50_000, alias="storageMinRows", ge=0, le=2**53)
+    read_streams: int = Field(4, alias="readStreams", ge=1, le=1000)
+    page_size: int = Field(10_000, alias="pageSize", ge=1, le=100_000)
+    query_price_per_tib: float = Field(QUERY_USD_PER_TIB, alias="queryPricePerTiB", ge=0, le=1e6)
+    storage_read_price_per_tib: float = Field(
+        STORAGE_READ_USD_PER_TIB, alias="storageReadPricePerTiB", ge=0, le=1e6
+    )
+
+
+class ValidationConfig(_Model):
+    """`validation`: the file's block is the setting (nothing to resolve), read as it is."""
+
+    enabled: bool = Field(True, alias="enabled")
+    interval_s: Seconds = Field(300.0, alias="interval")
+    stalled_after_s: Seconds = Field(600.0, alias="stalledAfter")
+    sample_rows: int = Field(10_000, alias="sampleRows", ge=0, le=1_000_000)
+    """Rows of cells with matching digests compared record by record per run (0: none)."""
+
+
+class RetryConfig(_Model):
+    """`retry`: the file's block is the policy's setting (checked across keys by
+    `node.check_retry`), read as it is; `RetryPolicy.from_config` turns it into a policy."""
+
+    max_attempts: int = Field(5, alias="maxAttempts", ge=1, le=100)
+    backoff_multiplier: float = Field(2.0, alias="backoffMultiplier", ge=1.0, le=10.0)
+    initial_delay_s: MillisAsSeconds = Field(1.0, alias="initialDelay")
+    max_delay_s: Seconds = Field(60.0, alias="maxDelay")
+    total_timeout_s: Seconds = Field(600.0, alias="totalTimeout")
+
+
+class SynthesizerTables(BaseModel):
+    """Names of the synthesizer's three BigQuery tables."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    vessel_positions: str = Field("vessel_positions", alias="vesselPositions")
+    port_events: str = Field("port_events", alias="portEvents")
+    vessel_metadata: str = Field("vessel_metadata", alias="vesselMetadata")
+
+
+class SynthesizerConfig(BaseModel):
+    """The `synthesizer` block: the original's keys plus the knobs for testing a sync.
+
+    `table` (the original's positions table) names `tables.vesselPositions` unless that is set.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    dataset: str = Field("maritime_tracking", alias="dataset")
+    table: str | None = Field(None, alias="table")
+    total_vessels: int = Field(100_000, alias="totalVessels", ge=1, le=900_000)
+    batch_size: int = Field(100, alias="batchSize", ge=1, le=1_000_000)
+    generation_interval_ms: int = Field(60_000, alias="generationIntervalMs", ge=1, le=86_400_000)
+    retention_days: int = Field(30, alias="retentionDays", ge=1, le=36_500)
+    cleanup_interval_hours: float = Field(24.0, alias="cleanupIntervalHours", gt=0, le=8760)
+    seed: int = Field(42, alias="seed")
+    sampling_interval_s: float = Field(60.0, alias="samplingIntervalS", gt=0, le=86_400)
+    late_fraction: float = Field(0.0, alias="lateFraction", ge=0, le=1)
+    late_max_s: float = Field(3600.0, alias="lateMaxS", ge=0, le=366 * 86400)
+    duplicate_fraction: float = Field(0.0, alias="duplicateFraction", ge=0, le=1)
+    tables: SynthesizerTables = Field(
+        default_factory=lambda: SynthesizerTables.model_validate({}), alias="tables"
+    )
+    use_streaming_apis: bool = Field(False, alias="useStreamingAPIs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_table(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("table"):
+            tables = data.get("tables")
+            tables = dict(tables) if isinstance(tables, dict) else {}
+            if "vesselPositions" not in tables and "vessel_positions" not in tables:
+                tables["vesselPositions"] = data["table"]
+                return {**data, "tables": tables}
+        return data
+
+
+class ControlConfig(_Model):
+    """`control`: the HTTP control plane `sync run` serves (status, actions, health, metrics).
+    Loopback by default; `port: 0` takes any free port (logged); a token makes every endpoint
+    but /healthz require `Authorization: Bearer <token>`. Resolved in place: `token` holds the
+    token read from `tokenFile` (`node.resolve_control`)."""
+
+    enabled: bool = Field(True, alias="enabled")
+    host: str = Field("127.0.0.1", alias="host")
+    port: int = Field(8181, alias="port", ge=0, le=65535)
+    token: SecretStr | None = Field(None, alias="token")
+    token_file: str | None = Field(None, alias="tokenFile")
+
+
+class RawConfig(_Model):
+    operations: OperationsModel | None = Field(None, alias="operations")
+    harper: HarperModel | None = Field(None, alias="harper")
+    bigquery: BigQueryModel = Field(
+        default_factory=lambda: BigQueryModel.model_validate({}), alias="bigquery"
+    )
+    sync: GlobalSync = Field(default_factory=lambda: GlobalSync.model_validate({}), alias="sync")
+    validation: ValidationConfig = Field(
+        default_factory=lambda: ValidationConfig.model_validate({}), alias="validation"
+    )
+    retry: RetryConfig = Field(
+        default_factory=lambda: RetryConfig.model_validate({}), alias="retry"
+    )
+    synthesizer: SynthesizerConfig = Field(
+        default_factory=lambda: SynthesizerConfig.model_validate({}), alias="synthesizer"
+    )
+    control: ControlConfig = Field(
+        default_factory=lambda: ControlConfig.model_validate({}), alias="control"
+    )
+
+
+def has_legacy(bq: BigQueryModel) -> bool:
+    """The original's single-table form: `bigquery.dataset`/`table`/`timestampColumn`."""
+    return any(getattr(bq, k) is not None for k in ("dataset", "table", "timestamp_column"))

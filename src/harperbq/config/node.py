@@ -1,0 +1,377 @@
+"""Node-wide resolution: Harper's connection and its secrets, BigQuery, workers, the control
+plane and the retry policy, each checked with the key path a problem is reported at."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    SecretStr,
+)
+
+from harperbq.config.models import (
+    AUDIT_RETENTION_S,
+    MIN_AUDIT_RETENTION_S,
+    BigQueryModel,
+    ControlConfig,
+    GlobalSync,
+    HarperModel,
+    RawConfig,
+    RetryConfig,
+    has_legacy,
+)
+from harperbq.config.problems import Checker
+from harperbq.config.resolved import (
+    STALL_TIMEOUT_MAX_S,
+    STALL_TIMEOUT_MIN_S,
+    BigQueryConfig,
+    HarperConfig,
+    NodeSyncConfig,
+)
+from harperbq.config.values import DAY, HARPER_NAME, LABEL, MAX_WORKERS, PROJECT_NAME, span
+from harperbq.cost import Prices
+
+
+def _userinfo(url: str) -> bool:
+    """True when the authority part of `url` carries `user[:password]@`."""
+    authority = url.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return "@" in authority
+
+
+def redact_url(url: str) -> str:
+    """`url` safe to print: any `user:password@` in it replaced by `***@`."""
+    if not _userinfo(url):
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, tail = rest.partition("/")
+    host = authority.rsplit("@", 1)[1]
+    return f"{scheme}{sep}***@{host}{slash}{tail}"
+
+
+def _resolve_path(value: str | None, base_dir: Path | None) -> Path | None:
+    if value is None or value == "":
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() or base_dir is None else base_dir / path
+
+
+def _file_check(check: Checker, path: str, file: Path | None) -> None:
+    if file is not None and not file.is_file():
+        check.add(path, f"file not found: {file}", str(file), "fix the path or create the file")
+
+
+def resolve_harper(
+    raw: RawConfig, base_dir: Path | None, check: Checker, read_files: bool
+) -> HarperConfig:
+    ops = raw.operations
+    h = raw.harper or HarperModel.model_validate({})
+    url = h.url
+    if url is None and ops is not None:
+        url = f"http://{ops.host}:{ops.port}"
+    url = url or "http://localhost:9925"
+    if _userinfo(url):
+        check.add(
+            "harper.url" if h.url is not None or ops is None else "operations.host",
+            "the URL contains a user name or password; credentials never go in the URL "
+            "(it is printed in logs, errors and status)",
+            redact_url(url),
+            "remove `user:password@` from the URL; set harper.username, and the password in "
+            "HARPERBQ_HARPER_PASSWORD or harper.passwordFile",
+        )
+    elif not re.match(r"^https?://[^/\s]+", url):
+        check.add(
+            "harper.url",
+            "not an http(s) URL",
+            redact_url(url),
+            'write it like "http://localhost:9925"',
+        )
+    peers = _resolve_peers(h.peers, check)
+    username = h.username or (ops.username if ops else None)
+    password = h.password or (ops.password if ops else None)
+    password_file = _resolve_path(h.password_file, base_dir)
+    if password is None and password_file is not None and read_files:
+        try:
+            password = SecretStr(password_file.read_text().strip())
+        except OSError as exc:
+            check.add(
+                "harper.passwordFile",
+                f"cannot read the password file: {exc.strerror}",
+                str(password_file),
+                "fix the path or its permissions",
+            )
+    for key in ("database", "state_database"):
+        value = getattr(h, key)
+        if not HARPER_NAME.match(value):
+            alias = HarperModel.model_fields[key].alias or key
+            check.add(f"harper.{alias}", "not a valid Harper database name", value)
+    cert, key_file = _resolve_path(h.cert_file, base_dir), _resolve_path(h.key_file, base_dir)
+    if (cert is None) != (key_file is None):
+        check.add(
+            "harper.certFile" if cert is None else "harper.keyFile",
+            "a client certificate needs both certFile and keyFile",
+            None,
+            "set both or neither",
+        )
+    ca = _resolve_path(h.ca_file, base_dir)
+    if read_files:
+        for path, file in (
+            ("harper.caFile", ca),
+            ("harper.certFile", cert),
+            ("harper.keyFile", key_file),
+        ):
+            _file_check(check, path, file)
+    if h.connect_timeout_s <= 0 or h.timeout_s <= 0:
+        check.add("harper.timeout", "timeouts must be above 0", h.timeout_s)
+    if not STALL_TIMEOUT_MIN_S <= h.stall_timeout_s <= STALL_TIMEOUT_MAX_S:
+        check.add(
+            "harper.stallTimeout",
+            f"must be between {STALL_TIMEOUT_MIN_S:g} s and {STALL_TIMEOUT_MAX_S:g} s",
+            h.stall_timeout_s,
+            'use e.g. "30s" (the default)',
+        )
+    if not STALL_TIMEOUT_MIN_S <= h.replication_timeout_s <= STALL_TIMEOUT_MAX_S:
+        check.add(
+            "harper.replicationTimeout",
+            f"must be between {STALL_TIMEOUT_MIN_S:g} s and {STALL_TIMEOUT_MAX_S:g} s",
+            h.replication_timeout_s,
+            'use e.g. "60s" (the default): how long a data write may wait for its peers',
+        )
+    return HarperConfig(
+        url=url.rstrip("/"),
+        username=username,
+        password=password,
+        database=h.database,
+        state_database=h.state_database,
+        ca_file=ca,
+        verify=h.verify,
+        cert_file=cert,
+        key_file=key_file,
+        connect_timeout_s=h.connect_timeout_s,
+        timeout_s=h.timeout_s,
+        stall_timeout_s=h.stall_timeout_s,
+        peers=peers,
+        replicated_confirmation=h.replicated_confirmation,
+        replication_timeout_s=h.replication_timeout_s,
+        encoding=_resolve_encoding(h.encoding, check),
+    )
+
+
+def _resolve_encoding(
+    name: Literal["auto", "json", "orjson", "cbor", "msgpack"], check: Checker
+) -> Literal["auto", "json", "orjson", "cbor", "msgpack"]:
+    """`harper.encoding`: a named encoding needs its library installed."""
+    from harperbq.harper.encoding import resolve
+
+    try:
+        resolve(name)
+    except ValueError as exc:
+        check.add("harper.encoding", str(exc), name, 'use "auto" (the default) or "json"')
+        return "json"
+    return name
+
+
+def _resolve_peers(values: list[str], check: Checker) -> tuple[str, ...]:
+    """`harper.peers`: http(s) URLs without credentials, each once."""
+    out: list[str] = []
+    for index, value in enumerate(values):
+        key = f"harper.peers[{index}]"
+        if _userinfo(value):
+            check.add(
+                key,
+                "the URL contains a user name or password; every node uses harper.username "
+                "and its password",
+                redact_url(value),
+                "remove `user:password@` from the URL",
+            )
+        elif not re.match(r"^https?://[^/\s]+", value):
+            check.add(
+                key,
+                "not an http(s) URL",
+                value,
+                'write the Operations API URL of the node, like "https://node2:9925"',
+            )
+        elif value.rstrip("/") not in out:
+            out.append(value.rstrip("/"))
+    return tuple(out)
+
+
+def resolve_bigquery(
+    bq: BigQueryModel, base_dir: Path | None, check: Checker, read_files: bool
+) -> BigQueryConfig:
+    if bq.tables is not None and has_legacy(bq):
+        check.add(
+            "bigquery.dataset",
+            "both the legacy single-table keys (dataset/table/timestampColumn/columns) and "
+            "`tables` are set",
+            None,
+            "move the legacy table into `tables` (with an id) or drop `tables`",
+        )
+    if bq.project_id is not None and not PROJECT_NAME.match(bq.project_id):
+        check.add("bigquery.projectId", "not a valid project id", bq.project_id)
+    if bq.endpoint is not None and bq.project_id is None:
+        check.add(
+            "bigquery.projectId",
+            "an emulator endpoint needs an explicit projectId",
+            None,
+            "set bigquery.projectId (the emulator's project)",
+        )
+    endpoint = bq.endpoint
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        endpoint = f"http://{endpoint}"
+    for key, value in bq.job_labels.items():
+        if not LABEL.match(key) or not key or not LABEL.match(value):
+            check.add(
+                f"bigquery.jobLabels.{key}",
+                "not a valid BigQuery label",
+                value,
+                "use lowercase letters, digits, '_' or '-', at most 63 characters",
+            )
+    credentials = _resolve_path(bq.credentials, base_dir)
+    if read_files and endpoint is None:
+        _file_check(check, "bigquery.credentials", credentials)
+    return BigQueryConfig(
+        project_id=bq.project_id,
+        credentials=credentials,
+        location=bq.location,
+        max_retries=bq.max_retries,
+        initial_retry_delay_s=bq.initial_retry_delay_s,
+        endpoint=endpoint.rstrip("/") if endpoint else None,
+        storage_endpoint=bq.storage_endpoint,
+        maximum_bytes_billed=bq.maximum_bytes_billed,
+        job_labels=dict(bq.job_labels),
+        read_api=bq.read_api,
+        storage_min_rows=bq.storage_min_rows,
+        read_streams=bq.read_streams,
+        page_size=bq.page_size,
+        prices=Prices(bq.query_price_per_tib, bq.storage_read_price_per_tib),
+    )
+
+
+def _resolve_workers(sync: GlobalSync, check: Checker) -> tuple[int, int, int]:
+    """(workers at start, minWorkers, maxWorkers); a fixed count is its own min and max."""
+    if sync.workers != "auto":
+        if not 1 <= sync.workers <= MAX_WORKERS:
+            check.add(
+                "sync.workers",
+                f"must be between 1 and {MAX_WORKERS}",
+                sync.workers,
+                f'use a whole number from 1 to {MAX_WORKERS}, or "auto"',
+            )
+        return sync.workers, sync.workers, sync.workers
+    low, high = sync.min_workers, sync.max_workers
+    for key, value in (("minWorkers", low), ("maxWorkers", high)):
+        if not 1 <= value <= MAX_WORKERS:
+            check.add(
+                f"sync.{key}",
+                f"must be between 1 and {MAX_WORKERS}",
+                value,
+                f"use a whole number from 1 to {MAX_WORKERS} (defaults: minWorkers 1, "
+                "maxWorkers 4)",
+            )
+    if low > high:
+        check.add(
+            "sync.minWorkers",
+            f"minWorkers ({low}) is above maxWorkers ({high})",
+            low,
+            "make minWorkers at most maxWorkers",
+        )
+    return low, low, high
+
+
+def resolve_node(sync: GlobalSync, check: Checker) -> NodeSyncConfig:
+    workers, low, high = _resolve_workers(sync, check)
+    if sync.heartbeat_interval_s <= 0:
+        check.add("sync.heartbeatInterval", "must be above 0", sync.heartbeat_interval_s)
+    elif sync.lease_s < 2 * sync.heartbeat_interval_s:
+        check.add(
+            "sync.lease",
+            f"lease ({sync.lease_s:g} s) is shorter than two heartbeats "
+            f"({sync.heartbeat_interval_s:g} s each): live workers would be declared dead",
+            sync.lease_s,
+            "make lease at least twice heartbeatInterval (defaults 30 s and 10 s)",
+        )
+    for key, value, limit in (
+        ("lease", sync.lease_s, DAY),
+        ("heartbeatInterval", sync.heartbeat_interval_s, 3600.0),
+        ("joinGrace", sync.join_grace_s, 3600.0),
+    ):
+        check.at_most(f"sync.{key}", value, limit)
+    if sync.audit_retention_s < MIN_AUDIT_RETENTION_S:
+        check.add(
+            "sync.auditRetention",
+            f"must be at least {span(MIN_AUDIT_RETENTION_S)} ({MIN_AUDIT_RETENTION_S:g} s): "
+            "audit entries (what `sync status` reports) would be deleted almost as written",
+            sync.audit_retention_s,
+            f'use a duration of at least "{span(MIN_AUDIT_RETENTION_S)}", '
+            f'e.g. "{span(AUDIT_RETENTION_S)}" (the default)',
+        )
+    return NodeSyncConfig(
+        workers,
+        sync.lease_s,
+        sync.heartbeat_interval_s,
+        max(0.0, sync.join_grace_s),
+        sync.audit_retention_s,
+        auto=sync.workers == "auto",
+        min_workers=low,
+        max_workers=high,
+    )
+
+
+def resolve_control(
+    control: ControlConfig, base_dir: Path | None, check: Checker, read_files: bool
+) -> ControlConfig:
+    token = control.token
+    token_file = _resolve_path(control.token_file, base_dir)
+    if token is None and token_file is not None and read_files:
+        try:
+            token = SecretStr(token_file.read_text().strip())
+        except OSError as exc:
+            check.add(
+                "control.tokenFile",
+                f"cannot read the token file: {exc.strerror}",
+                str(token_file),
+                "fix the path or its permissions",
+            )
+    if token is not None and len(token.get_secret_value()) < 16:
+        check.add("control.token", "too short (under 16 characters)", None, "use a long token")
+    if control.enabled and token is None and not is_loopback(control.host):
+        check.add(
+            "control.host",
+            "the control API would listen beyond loopback without a token: anyone who can "
+            "reach it could stop the sync",
+            control.host,
+            "set control.token (or control.tokenFile, or HARPERBQ_CONTROL_TOKEN), or bind "
+            "127.0.0.1",
+        )
+    return control.model_copy(update={"token": token})
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses: the only places served without a token."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_retry(retry: RetryConfig, check: Checker) -> None:
+    """What one key cannot say alone: delays above 0, maxDelay at least initialDelay."""
+    if retry.initial_delay_s <= 0:
+        check.add("retry.initialDelay", "must be above 0", retry.initial_delay_s)
+    if retry.max_delay_s < retry.initial_delay_s:
+        check.add("retry.maxDelay", "must be at least initialDelay", retry.max_delay_s)
+    if retry.total_timeout_s <= 0:
+        check.add("retry.totalTimeout", "must be above 0", retry.total_timeout_s)
+    for key, value, limit in (
+        ("initialDelay", retry.initial_delay_s, 3600.0),
+        ("maxDelay", retry.max_delay_s, DAY),
+        ("totalTimeout", retry.total_timeout_s, 7 * DAY),
+    ):
+        check.at_most(f"retry.{key}", value, limit)

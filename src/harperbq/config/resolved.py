@@ -1,0 +1,183 @@
+"""The settings resolving reshapes: tables merged with the global `sync` block, Harper's
+connection (from `harper` or the original's `operations`), BigQuery, the node's workers; and
+`Config`, which holds them with the blocks read as they are (`models`: validation, retry,
+control). Frozen, so that no component changes another's view of the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    SecretStr,
+)
+
+from harperbq.config.models import (
+    AUDIT_RETENTION_S,
+    ControlConfig,
+    RetryConfig,
+    SynthesizerConfig,
+    ValidationConfig,
+)
+from harperbq.cost import Prices
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """One synced table with global defaults merged in. Durations in seconds; `columns` None = *."""
+
+    id: str
+    project: str | None
+    dataset: str
+    table: str
+    timestamp_column: str
+    cursor_column: str
+    columns: list[str] | None
+    target_table: str
+    primary_key: list[str]
+    partition_key: list[str]
+    partitions: int
+    settle_s: float
+    lateness_s: float
+    reconcile_interval_s: float
+    indexes: list[str]
+    deletes: Literal["none", "mirror"]
+    retention_s: float | None
+    initial_batch_size: int
+    catchup_batch_size: int
+    steady_batch_size: int
+    catchup_threshold_s: float
+    steady_threshold_s: float
+    poll_interval_s: float
+    start_timestamp: datetime | None
+    use_streaming_apis: bool
+    on_schema_change: Literal["fail", "evolve"]
+    numeric_as: Literal["string", "float"] = "string"
+    geography_as: Literal["wkt", "geojson"] = "wkt"
+    change_feed: Literal["auto", "appends", "changes", "none"] = "auto"
+    """How the source is read (`sync.feed`): `auto` is resolved against the table at start."""
+    snapshot_by: Literal["one", "each"] = "one"
+    """Who copies a change-feed snapshot with several workers: `one` worker for every
+    partition (billed once), or `each` worker its own (billed once per worker, copied in
+    parallel)."""
+
+    @property
+    def key_columns(self) -> list[str]:
+        """Every column the sync itself needs: cursor, timestamp, primary and partition keys."""
+        seen: dict[str, None] = {}
+        for name in (
+            self.cursor_column,
+            self.timestamp_column,
+            *self.primary_key,
+            *self.partition_key,
+        ):
+            seen.setdefault(name, None)
+        return list(seen)
+
+    def source_id(self, default_project: str | None) -> str:
+        """`project.dataset.table` of the source table."""
+        project = self.project or default_project
+        return (
+            f"{project}.{self.dataset}.{self.table}" if project else f"{self.dataset}.{self.table}"
+        )
+
+
+STALL_TIMEOUT_MIN_S = 1.0
+STALL_TIMEOUT_MAX_S = 3600.0
+
+
+@dataclass(frozen=True)
+class HarperConfig:
+    url: str
+    username: str | None
+    password: SecretStr | None
+    database: str = "data"
+    state_database: str = "harperbq"
+    ca_file: Path | None = None
+    verify: bool = True
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    connect_timeout_s: float = 10.0
+    timeout_s: float = 120.0
+    stall_timeout_s: float = 30.0
+    """A request unanswered this long while Harper also fails a liveness probe is a stall."""
+    peers: tuple[str, ...] = ()
+    """Operations API URLs of the other Harper nodes (schema changes Harper does not replicate
+    are applied there too; `config check` checks the user there)."""
+    replicated_confirmation: int | Literal["auto"] = "auto"
+    """Peers that must confirm each data write before Harper answers it (harper/replication.py)."""
+    replication_timeout_s: float = 60.0
+    """The read timeout of confirmed writes: how long to wait for the peers' confirmations."""
+    encoding: Literal["auto", "json", "orjson", "cbor", "msgpack"] = "auto"
+    """The body format of requests to Harper (harper/encoding.py; `auto`: the fastest measured)."""
+
+
+@dataclass(frozen=True)
+class BigQueryConfig:
+    """How to reach BigQuery. `endpoint` set means a local API surface with anonymous auth."""
+
+    project_id: str | None = None
+    credentials: Path | None = None
+    location: str | None = None
+    max_retries: int | None = None
+    initial_retry_delay_s: float | None = None
+    endpoint: str | None = None
+    storage_endpoint: str | None = None
+    maximum_bytes_billed: int | None = None
+    job_labels: dict[str, str] = field(default_factory=dict)
+    read_api: Literal["auto", "query", "storage"] = "auto"
+    storage_min_rows: int = 50_000
+    read_streams: int = 4
+    page_size: int = 10_000
+    prices: Prices = field(default_factory=Prices)
+    """On-demand prices for the estimated cost in status, metrics and the demo (bigquery.cost)."""
+
+    @property
+    def emulator(self) -> bool:
+        return self.endpoint is not None
+
+
+@dataclass(frozen=True)
+class NodeSyncConfig:
+    """Node-wide sync settings: workers per node, their liveness lease, audit retention."""
+
+    workers: int = 1
+    """Local workers started with the node (with `auto`: minWorkers)."""
+    lease_s: float = 30.0
+    heartbeat_interval_s: float = 10.0
+    join_grace_s: float = 0.0
+    audit_retention_s: float = AUDIT_RETENTION_S
+    auto: bool = False
+    """`workers: auto`: the service adds/removes local workers by lag (`sync.autoscale`)."""
+    min_workers: int = 1
+    max_workers: int = 1
+
+
+@dataclass(frozen=True)
+class Config:
+    tables: list[TableConfig]
+    harper: HarperConfig
+    bigquery: BigQueryConfig
+    sync: NodeSyncConfig
+    retry: RetryConfig
+    validation: ValidationConfig
+    synthesizer: SynthesizerConfig
+    source: Path | None = None
+    origins: dict[str, str] = field(default_factory=dict)
+    """Where values taken from the environment came from, e.g. {"harper.password": "env X"}."""
+    control: ControlConfig = field(default_factory=lambda: ControlConfig.model_validate({}))
+
+    def secrets(self) -> list[str]:
+        """The values no log line may show (the caller registers them: `logs.register_secrets`;
+        parsing has no side effects)."""
+        held = [self.harper.password, self.control.token]
+        return [s.get_secret_value() for s in held if s is not None]
+
+    def table(self, table_id: str) -> TableConfig:
+        for table in self.tables:
+            if table.id == table_id:
+                return table
+        known = ", ".join(t.id for t in self.tables) or "none"
+        raise KeyError(f"no table with id {table_id!r} (configured: {known})")
