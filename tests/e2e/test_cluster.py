@@ -23,7 +23,7 @@ import pytest
 import yaml
 from google.cloud import bigquery
 from google.cloud.bigquery import SchemaField as F
-from tests.support import harper_rows, make_source
+from tests.support import FaultProxy, harper_rows, make_source
 
 from harperbq.devstack.emulator import Emulator
 from harperbq.devstack.harper import HarperNode
@@ -112,10 +112,11 @@ class Workers:
         self.lease_s, self.batch = lease_s, batch
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def config(self, node: HarperNode) -> Path:
+    def config(self, node: HarperNode, url: str | None = None) -> Path:
+        """`url`: reach the node there instead (a FaultProxy in front of it)."""
         data = {
             "harper": {
-                "url": node.url,
+                "url": url or node.url,
                 "username": node.username,
                 "password": "${CLUSTER_HARPER_PASSWORD}",
                 "database": self.db,
@@ -148,11 +149,11 @@ class Workers:
             },
             "retry": {"initialDelay": 100, "maxDelay": "1s"},
         }
-        path = self.tmp / f"{node.host}.yaml"
+        path = self.tmp / f"{node.host}{'-proxied' if url else ''}.yaml"
         path.write_text(yaml.safe_dump(data))
         return path
 
-    def start(self, name: str, node: HarperNode) -> None:
+    def start(self, name: str, node: HarperNode, url: str | None = None) -> None:
         env = dict(os.environ, CLUSTER_HARPER_PASSWORD=node.password)
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         self.procs[name] = subprocess.Popen(
@@ -163,7 +164,7 @@ class Workers:
                 "sync",
                 "run",
                 "--config",
-                str(self.config(node)),
+                str(self.config(node, url)),
                 "--node-name",
                 name,
                 "--log-format",
@@ -466,9 +467,11 @@ def freeze_hand_over_and_thaw(
     watcher: CheckpointWatcher,
     info: Callable[[], dict[str, dict[str, Any]]],
     names: list[str],
+    thawed: Callable[[], None],
 ) -> None:
     """Freeze w2 (SIGSTOP) until w0 and w1 own every partition and moved one of w2's past it,
-    thaw it, and wait until it writes checkpoints again (the watcher looks for stale ones)."""
+    thaw it, call `thawed`, and wait until it writes checkpoints again (the watcher looks for
+    stale ones)."""
     frozen = workers.procs["w2"]
     frozen.send_signal(signal.SIGSTOP)
     try:
@@ -494,6 +497,7 @@ def freeze_hand_over_and_thaw(
         )
     finally:
         frozen.send_signal(signal.SIGCONT)
+        thawed()
     thawed_at = utc_now_iso()
     watcher.thawed = ("w2-0", thawed_at)
     # the thawed worker writes again (its stale window, then as an owner again)
@@ -515,9 +519,11 @@ def test_checkpoints_stay_monotone_when_a_frozen_owner_writes_after_handover(
     harper_cluster: list[HarperNode],
     bq: bigquery.Client,
 ) -> None:
-    """w2 is frozen (SIGSTOP) mid catch-up, its partitions move to w0 and w1 after the lease,
+    """w2 is frozen (SIGSTOP) mid-window, its partitions move to w0 and w1 after the lease,
     then it is thawed and finishes its window from its old view: its older checkpoints go to its
-    own records, so no reader on any node ever sees a checkpoint step back."""
+    own records, so no reader on any node ever sees a checkpoint step back. w2 reaches its
+    Harper through a FaultProxy that holds its data writes from just before the freeze until
+    the thaw, so a window is in flight when it stops (not a race with its catch-up)."""
     workers, clients = fence_flow
     dataset = workers.dataset
     ref = bigquery.Table(f"{bq.project}.{dataset}.fenced", schema=SCHEMA)
@@ -528,24 +534,24 @@ def test_checkpoints_stay_monotone_when_a_frozen_owner_writes_after_handover(
         return worker_info(clients[0], "fenced", FENCE_STATE, FENCE_LEASE_S)
 
     names = [f"w{i}" for i in range(3)]
+    proxy = FaultProxy(harper_cluster[2])
     try:
-        for name, node in zip(names, harper_cluster, strict=True):
-            workers.start(name, node)
+        workers.start("w0", harper_cluster[0])
+        workers.start("w1", harper_cluster[1])
+        workers.start("w2", harper_cluster[2], url=proxy.url)
         snapshot_copied(clients[0], "fenced", FENCE_STATE)
         bq.load_table_from_json(rows_at(datetime(2024, 6, 1, tzinfo=UTC), FENCE_ROWS), ref).result()
         poll(lambda: info().get("w2-0", {}).get("rows", 0) > 200, 120, "w2 mid catch-up")
-        # Whether the thawed w2 still has a window in flight from its old view is a race on a
-        # loaded machine: freeze and thaw it again (at most 5 times) until a stale write is seen.
-        for _ in range(5):
-            freeze_hand_over_and_thaw(workers, clients, watcher, info, names)
-            if watcher.stale or record_count(clients[0], "Fenced", FENCE_DB) >= FENCE_ROWS:
-                break  # seen, or the catch-up is over: no window left in flight to race
+        proxy.hold("Fenced")
+        poll(lambda: proxy.held > 0, 60, "w2 mid-window (its next data write held)")
+        freeze_hand_over_and_thaw(workers, clients, watcher, info, names, proxy.release)
         assert_every_node_equals_source(
             clients, expected_ids(bq, dataset, "fenced"), 240, "Fenced", FENCE_DB
         )
         moves = watcher.moves
         poll(lambda: watcher.reads > 3 * len(clients), 30, "the watcher to read every node")
     finally:
+        proxy.close()
         watcher.stop.set()
         watcher.join(30)
     assert watcher.steps_back == []

@@ -60,6 +60,29 @@ def _resolve_path(value: str | None, base_dir: Path | None) -> Path | None:
     return path if path.is_absolute() or base_dir is None else base_dir / path
 
 
+def _secret(
+    given: SecretStr | None,
+    file: Path | None,
+    path: str,
+    what: str,
+    check: Checker,
+    read_files: bool,
+) -> SecretStr | None:
+    """The secret the file sets, else the one its file holds (`passwordFile`, `tokenFile`)."""
+    if given is not None or file is None or not read_files:
+        return given
+    try:
+        return SecretStr(file.read_text().strip())
+    except OSError as exc:
+        check.add(
+            path,
+            f"cannot read the {what} file: {exc.strerror}",
+            str(file),
+            "fix the path or its permissions",
+        )
+        return None
+
+
 def _file_check(check: Checker, path: str, file: Path | None) -> None:
     if file is not None and not file.is_file():
         check.add(path, f"file not found: {file}", str(file), "fix the path or create the file")
@@ -94,16 +117,9 @@ def resolve_harper(
     username = h.username or (ops.username if ops else None)
     password = h.password or (ops.password if ops else None)
     password_file = _resolve_path(h.password_file, base_dir)
-    if password is None and password_file is not None and read_files:
-        try:
-            password = SecretStr(password_file.read_text().strip())
-        except OSError as exc:
-            check.add(
-                "harper.passwordFile",
-                f"cannot read the password file: {exc.strerror}",
-                str(password_file),
-                "fix the path or its permissions",
-            )
+    password = _secret(
+        password, password_file, "harper.passwordFile", "password", check, read_files
+    )
     for key in ("database", "state_database"):
         value = getattr(h, key)
         if not HARPER_NAME.match(value):
@@ -325,18 +341,8 @@ def resolve_node(sync: GlobalSync, check: Checker) -> NodeSyncConfig:
 def resolve_control(
     control: ControlConfig, base_dir: Path | None, check: Checker, read_files: bool
 ) -> ControlConfig:
-    token = control.token
     token_file = _resolve_path(control.token_file, base_dir)
-    if token is None and token_file is not None and read_files:
-        try:
-            token = SecretStr(token_file.read_text().strip())
-        except OSError as exc:
-            check.add(
-                "control.tokenFile",
-                f"cannot read the token file: {exc.strerror}",
-                str(token_file),
-                "fix the path or its permissions",
-            )
+    token = _secret(control.token, token_file, "control.tokenFile", "token", check, read_files)
     if token is not None and len(token.get_secret_value()) < 16:
         check.add("control.token", "too short (under 16 characters)", None, "use a long token")
     if control.enabled and token is None and not is_loopback(control.host):
