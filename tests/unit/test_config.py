@@ -494,9 +494,21 @@ def test_table_lookup() -> None:
 
 def test_workers_auto_and_its_bounds() -> None:
     fixed = parse(config(sync={"workers": 3})).sync
-    assert (fixed.workers, fixed.auto, fixed.min_workers, fixed.max_workers) == (3, False, 3, 3)
+    assert (fixed.workers, fixed.auto, fixed.start_workers) == (3, False, 3)
     auto = parse(config(sync={"workers": "auto", "minWorkers": 2, "maxWorkers": 5})).sync
-    assert (auto.workers, auto.auto, auto.min_workers, auto.max_workers) == (2, True, 2, 5)
+    assert (auto.workers, auto.auto, auto.start_workers) == ("auto", True, 2)  # minWorkers
+    assert (auto.min_workers, auto.max_workers) == (2, 5)
+    # `config show`: only what applies (bounds only for auto; table defaults are per table)
+    assert set(fixed.node_settings()) == {
+        "workers",
+        "lease_s",
+        "heartbeat_interval_s",
+        "join_grace_s",
+        "audit_retention_s",
+    }
+    assert (
+        auto.node_settings()["max_workers"] == 5 and "poll_interval_s" not in auto.node_settings()
+    )
     default = parse(config(sync={"workers": "auto"})).sync
     assert (default.min_workers, default.max_workers) == (1, 4)
     found = problems(config(sync={"workers": "auto", "minWorkers": 4, "maxWorkers": 2}))

@@ -41,7 +41,6 @@ from harperbq.config.resolved import (
     BigQueryConfig,
     Config,
     HarperConfig,
-    NodeSyncConfig,
     TableConfig,
 )
 from harperbq.config.tables import MAX_BATCH_SIZE
@@ -73,7 +72,6 @@ __all__ = [
     "GlobalSync",
     "HarperConfig",
     "HarperModel",
-    "NodeSyncConfig",
     "OperationsModel",
     "RawConfig",
     "RetryConfig",

@@ -16,11 +16,11 @@ from harperbq.config.environment import apply_environment, interpolate
 from harperbq.config.messages import problems_from
 from harperbq.config.models import SYNC_DEFAULTS, GlobalSync, RawConfig, SynthesizerConfig
 from harperbq.config.node import (
+    check_node,
     check_retry,
     resolve_bigquery,
     resolve_control,
     resolve_harper,
-    resolve_node,
 )
 from harperbq.config.problems import Checker, ConfigError, ConfigProblem
 from harperbq.config.resolved import Config
@@ -70,7 +70,7 @@ def parse_config(
         base = base_dir if base_dir is not None else (source.parent if source else None)
         harper = resolve_harper(raw, base, check, read_files)
         bigquery = resolve_bigquery(raw.bigquery, base, check, read_files)
-        node = resolve_node(raw.sync, check)
+        check_node(raw.sync, check)
         check_retry(raw.retry, check)
         control = resolve_control(raw.control, base, check, read_files)
         check.at_most("validation.interval", raw.validation.interval_s, 7 * DAY)
@@ -83,7 +83,7 @@ def parse_config(
         tables=tables,
         harper=harper,
         bigquery=bigquery,
-        sync=node,
+        sync=raw.sync,
         retry=raw.retry,
         validation=raw.validation,
         synthesizer=_synthesizer(raw),

@@ -93,7 +93,9 @@ the trail `sync status` reports from almost as it is written; pruning runs hourl
 
 
 class GlobalSync(SyncSettings):
-    """The top-level `sync` block: defaults for every table, plus node-wide worker settings."""
+    """The top-level `sync` block: defaults for every table, plus node-wide worker settings.
+    It is the node's setting as read (`Config.sync`, checked across keys by
+    `node.check_node`); the table defaults reach the tables through `tables`."""
 
     workers: Workers = Field(1, alias="workers")
     min_workers: int = Field(1, alias="minWorkers")
@@ -102,6 +104,24 @@ class GlobalSync(SyncSettings):
     heartbeat_interval_s: Seconds = Field(10.0, alias="heartbeatInterval")
     join_grace_s: Seconds = Field(0.0, alias="joinGrace")
     audit_retention_s: Seconds = Field(AUDIT_RETENTION_S, alias="auditRetention")
+
+    @property
+    def auto(self) -> bool:
+        """`workers: auto`: the service adds/removes local workers by lag (`sync.autoscale`)."""
+        return self.workers == "auto"
+
+    @property
+    def start_workers(self) -> int:
+        """Local workers started with the node (with `auto`: minWorkers)."""
+        return self.min_workers if self.workers == "auto" else int(self.workers)
+
+    def node_settings(self) -> dict[str, Any]:
+        """The node-wide values that apply, by field name (`config show`): the table defaults
+        are shown merged into each table, and minWorkers/maxWorkers only bound `auto`."""
+        skip = set(SyncSettings.model_fields)
+        if not self.auto:
+            skip |= {"min_workers", "max_workers"}
+        return {name: getattr(self, name) for name in type(self).model_fields if name not in skip}
 
 
 class TableModel(SyncSettings):

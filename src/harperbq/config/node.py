@@ -29,7 +29,6 @@ from harperbq.config.resolved import (
     STALL_TIMEOUT_MIN_S,
     BigQueryConfig,
     HarperConfig,
-    NodeSyncConfig,
 )
 from harperbq.config.values import DAY, HARPER_NAME, LABEL, MAX_WORKERS, PROJECT_NAME, span
 from harperbq.cost import Prices
@@ -268,8 +267,8 @@ def resolve_bigquery(
     )
 
 
-def _resolve_workers(sync: GlobalSync, check: Checker) -> tuple[int, int, int]:
-    """(workers at start, minWorkers, maxWorkers); a fixed count is its own min and max."""
+def _check_workers(sync: GlobalSync, check: Checker) -> None:
+    """A fixed count within bounds, or `auto` with minWorkers <= maxWorkers within bounds."""
     if sync.workers != "auto":
         if not 1 <= sync.workers <= MAX_WORKERS:
             check.add(
@@ -278,7 +277,7 @@ def _resolve_workers(sync: GlobalSync, check: Checker) -> tuple[int, int, int]:
                 sync.workers,
                 f'use a whole number from 1 to {MAX_WORKERS}, or "auto"',
             )
-        return sync.workers, sync.workers, sync.workers
+        return
     low, high = sync.min_workers, sync.max_workers
     for key, value in (("minWorkers", low), ("maxWorkers", high)):
         if not 1 <= value <= MAX_WORKERS:
@@ -296,11 +295,11 @@ def _resolve_workers(sync: GlobalSync, check: Checker) -> tuple[int, int, int]:
             low,
             "make minWorkers at most maxWorkers",
         )
-    return low, low, high
 
 
-def resolve_node(sync: GlobalSync, check: Checker) -> NodeSyncConfig:
-    workers, low, high = _resolve_workers(sync, check)
+def check_node(sync: GlobalSync, check: Checker) -> None:
+    """What one key of the node-wide `sync` settings cannot say alone."""
+    _check_workers(sync, check)
     if sync.heartbeat_interval_s <= 0:
         check.add("sync.heartbeatInterval", "must be above 0", sync.heartbeat_interval_s)
     elif sync.lease_s < 2 * sync.heartbeat_interval_s:
@@ -326,16 +325,6 @@ def resolve_node(sync: GlobalSync, check: Checker) -> NodeSyncConfig:
             f'use a duration of at least "{span(MIN_AUDIT_RETENTION_S)}", '
             f'e.g. "{span(AUDIT_RETENTION_S)}" (the default)',
         )
-    return NodeSyncConfig(
-        workers,
-        sync.lease_s,
-        sync.heartbeat_interval_s,
-        max(0.0, sync.join_grace_s),
-        sync.audit_retention_s,
-        auto=sync.workers == "auto",
-        min_workers=low,
-        max_workers=high,
-    )
 
 
 def resolve_control(

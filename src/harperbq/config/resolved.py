@@ -1,7 +1,7 @@
 """The settings resolving reshapes: tables merged with the global `sync` block, Harper's
-connection (from `harper` or the original's `operations`), BigQuery, the node's workers; and
-`Config`, which holds them with the blocks read as they are (`models`: validation, retry,
-control). Frozen, so that no component changes another's view of the config."""
+connection (from `harper` or the original's `operations`), BigQuery, and `Config`, which
+holds them with the blocks read as they are (`models`: sync's node-wide keys, validation,
+retry, control). Frozen, so that no component changes another's view of the config."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pydantic import (
 )
 
 from harperbq.config.models import (
-    AUDIT_RETENTION_S,
     ControlConfig,
+    GlobalSync,
     RetryConfig,
     SynthesizerConfig,
     ValidationConfig,
@@ -140,27 +140,11 @@ class BigQueryConfig:
 
 
 @dataclass(frozen=True)
-class NodeSyncConfig:
-    """Node-wide sync settings: workers per node, their liveness lease, audit retention."""
-
-    workers: int = 1
-    """Local workers started with the node (with `auto`: minWorkers)."""
-    lease_s: float = 30.0
-    heartbeat_interval_s: float = 10.0
-    join_grace_s: float = 0.0
-    audit_retention_s: float = AUDIT_RETENTION_S
-    auto: bool = False
-    """`workers: auto`: the service adds/removes local workers by lag (`sync.autoscale`)."""
-    min_workers: int = 1
-    max_workers: int = 1
-
-
-@dataclass(frozen=True)
 class Config:
     tables: list[TableConfig]
     harper: HarperConfig
     bigquery: BigQueryConfig
-    sync: NodeSyncConfig
+    sync: GlobalSync
     retry: RetryConfig
     validation: ValidationConfig
     synthesizer: SynthesizerConfig

@@ -111,7 +111,7 @@ class SyncService:
         self.tables = [t for t in config.tables if t.id in wanted]
         self.state = StateStore(harper, config.harper.state_database)
         self.node = node_name or self._node_name()
-        workers = [f"{self.node}-{i}" for i in range(config.sync.workers)]
+        workers = [f"{self.node}-{i}" for i in range(config.sync.start_workers)]
         self.membership = Membership(self.state, self.node, workers, config.sync.lease_s)
         self.nodes = nodes.KnownNodes(
             config.harper,
