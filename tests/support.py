@@ -91,8 +91,9 @@ class FaultProxy:
     (forward, then strip the last id from Harper's `upserted_hashes`), "slow:<s>" (hold the
     request for s seconds, a slow link, then forward it).
 
-    `hold(table)` makes every upsert into that table wait until `release()` (a Harper that
-    stopped taking one table's writes); `held` counts the upserts that waited."""
+    `hold(table, after=N)` makes every upsert into that table but the next N wait until
+    `release()` (a Harper that stopped taking one table's writes); `held` counts the upserts
+    that waited."""
 
     def __init__(self, target: HarperNode) -> None:
         self.target = target
@@ -100,6 +101,7 @@ class FaultProxy:
         self.seen: list[str] = []
         self.held = 0
         self._held_table: str | None = None
+        self._passes = 0
         self._gate = threading.Event()
         self._gate.set()
         self._lock = threading.Lock()
@@ -164,8 +166,10 @@ class FaultProxy:
         options = {"backoff_base_s": 0.01, "encoding": "json", **options}
         return HarperClient(self.url, self.target.username, self.target.password, **options)
 
-    def hold(self, table: str) -> None:
-        self._held_table = table
+    def hold(self, table: str, after: int = 0) -> None:
+        """Hold the upserts into `table` from the one after the next `after` on."""
+        with self._lock:
+            self._held_table, self._passes = table, after
         self._gate.clear()
 
     def release(self) -> None:
@@ -177,6 +181,9 @@ class FaultProxy:
         request = json.loads(body)
         if request.get("operation") == "upsert" and request.get("table") == self._held_table:
             with self._lock:
+                if self._passes > 0:
+                    self._passes -= 1
+                    return
                 self.held += 1
             self._gate.wait(120)
 

@@ -540,10 +540,10 @@ def test_checkpoints_stay_monotone_when_a_frozen_owner_writes_after_handover(
         workers.start("w1", harper_cluster[1])
         workers.start("w2", harper_cluster[2], url=proxy.url)
         snapshot_copied(clients[0], "fenced", FENCE_STATE)
+        # w2's first three windows are written (its own checkpoints exist), its fourth is held
+        proxy.hold("Fenced", after=3)
         bq.load_table_from_json(rows_at(datetime(2024, 6, 1, tzinfo=UTC), FENCE_ROWS), ref).result()
-        poll(lambda: info().get("w2-0", {}).get("rows", 0) > 200, 120, "w2 mid catch-up")
-        proxy.hold("Fenced")
-        poll(lambda: proxy.held > 0, 60, "w2 mid-window (its next data write held)")
+        poll(lambda: proxy.held > 0, 120, "w2 mid-window (its fourth data write held)")
         freeze_hand_over_and_thaw(workers, clients, watcher, info, names, proxy.release)
         assert_every_node_equals_source(
             clients, expected_ids(bq, dataset, "fenced"), 240, "Fenced", FENCE_DB

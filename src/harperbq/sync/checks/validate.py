@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from google.cloud import bigquery
@@ -65,6 +65,9 @@ log = logging.getLogger("harperbq.sync.validate")
 
 FILL_BUCKETS = 12
 """Stretches of the horizon no recorded window covers are checked in buckets of horizon/12."""
+STAGE2_PAGE_ROWS = 2_000
+"""Source rows per page in stage 2: each page is compared and dropped, so small pages bound
+the rows in flight (the rows to repair are kept apart)."""
 UPSERT_ROWS = 1_000
 LISTED = 50
 """At most this many windows are listed per kind in results..."""
@@ -239,13 +242,31 @@ class ValidationResult:
         }
 
 
+@dataclass(slots=True)
+class _Version:
+    """One source row of a compared cell as stage 2 keeps it: the row itself only when it is
+    not equal to Harper's record in its cell (it may need repairing), so that the compared
+    cells' rows are not all held at once."""
+
+    row: dict[str, Any] | None
+    """The converted row with its id; None when Harper's record in this cell equals it."""
+    at: int
+    """Cursor µs."""
+    cell: Cell
+    tie: int
+    """The row's digest fingerprint: of versions with one cursor, the larger wins."""
+    differ: list[str] = field(default_factory=list)
+    """The columns in which Harper's record in this cell differs (none there: empty)."""
+
+
 @dataclass
 class _Found:
     """Stage 2's view of the compared cells: source rows and Harper records by id."""
 
-    source: dict[str, tuple[dict[str, Any], int, Cell]] = field(default_factory=dict)
-    """id -> (converted row with id, cursor µs, cell); for keys, the newest version only."""
+    source: dict[str, _Version] = field(default_factory=dict)
+    """id -> its version (for keys, the newest one only)."""
     harper: dict[str, tuple[TargetRecord, Cell]] = field(default_factory=dict)
+    """id -> Harper's record in a compared cell (its values dropped once its window is read)."""
 
 
 class Validator:
@@ -437,7 +458,7 @@ class Validator:
     # -- stage 2: record by record, in the differing and sampled cells ---------------------------
 
     # Over the size caps on purpose: one branch per way a record can differ, each counted apart.
-    def _compare(  # noqa: C901, PLR0912
+    def _compare(  # noqa: C901
         self,
         result: ValidationResult,
         differing: Sequence[Cell],
@@ -460,7 +481,7 @@ class Validator:
             )
         skip = set(changed_meanwhile)
         result.windows_compared = len(cells) - len(skip)
-        result.rows_compared = sum(1 for _, _, cell in found.source.values() if cell not in skip)
+        result.rows_compared = sum(1 for v in found.source.values() if v.cell not in skip)
         diffs: dict[Cell, CellDiff] = {}
 
         def note(cell: Cell, kind: str, record_id: str, **extra: Any) -> None:
@@ -478,11 +499,11 @@ class Validator:
             if len(result.examples) < EXAMPLES:
                 result.examples.append({"id": record_id, "problem": kind, **extra})
 
-        names = [c.name for c in self.source.columns]
         lookup: list[str] = []
-        for record_id, (row, _, cell) in found.source.items():
-            if cell in skip:
-                continue
+        for record_id, version in found.source.items():
+            cell, row = version.cell, version.row
+            if cell in skip or row is None:
+                continue  # row None: equal to Harper's record in its cell
             held = found.harper.get(record_id)
             if held is None:
                 lookup.append(record_id)
@@ -490,16 +511,16 @@ class Validator:
             stored, where = held
             if where != cell:
                 note(cell, MOVED, record_id, stored_at=iso(stored.cursor_us))
-                self._plan_upsert(plan, row, found)
+                self._plan_upsert(plan, row, version.at)
                 continue
-            differ = [n for n in names if not _same(row.get(n), stored.values.get(n))]
-            if differ:
-                note(cell, CHANGED, record_id, columns=differ[:5])
-                self._plan_upsert(plan, row, found)
+            note(cell, CHANGED, record_id, columns=version.differ[:5])
+            self._plan_upsert(plan, row, version.at)
         elsewhere = self.target.lookup(lookup)
         overtaken: set[Cell] = set()
         for record_id in lookup:
-            row, at, cell = found.source[record_id]
+            version = found.source[record_id]
+            row, at, cell = version.row, version.at, version.cell
+            assert row is not None  # only rows that differ from Harper's are looked up
             other = elsewhere.get(record_id)
             if other is None:
                 note(cell, MISSING, record_id)
@@ -509,7 +530,7 @@ class Validator:
                 continue  # else superseded: the newer version is in a cell whose digest matched
             else:
                 note(cell, MOVED, record_id, stored_at=iso(other.cursor_us))
-            self._plan_upsert(plan, row, found)
+            self._plan_upsert(plan, row, at)
         for record_id, (_, where) in found.harper.items():
             if where not in skip and record_id not in found.source:
                 note(where, FOREIGN, record_id)
@@ -523,32 +544,40 @@ class Validator:
         plan.resync |= {d.cell for d in result.pending}
         result.drift = sorted(diffs.values(), key=lambda d: (d.lo, d.partition))
 
-    def _plan_upsert(self, plan: RepairPlan, row: dict[str, Any], found: _Found) -> None:
+    def _plan_upsert(self, plan: RepairPlan, row: dict[str, Any], at: int) -> None:
         record_id = str(row["id"])
         plan.upserts[record_id] = row
-        plan.cursors[record_id] = found.source[record_id][1]
+        plan.cursors[record_id] = at
 
     def _read_both(self, cells: Sequence[Cell], rows: dict[Cell, int]) -> tuple[_Found, list[Cell]]:
-        """The source rows (converted as the sync converts them, ids as the sync makes them)
-        and Harper's records of the cells, one read per window on each side; plus the cells
-        whose source row count is no longer the aggregate's."""
+        """Harper's records of the cells, then the source rows (converted as the sync converts
+        them, ids as the sync makes them) streamed past them, window by window: a row equal to
+        Harper's record in its cell is kept as a few numbers, not as a row, and Harper's values
+        are dropped once their window is compared, so memory holds one window's records and
+        the rows to repair, not every compared row twice. Also the cells whose source row count
+        is no longer the aggregate's."""
         found = _Found()
         wanted = set(cells)
         read: dict[Cell, int] = dict.fromkeys(cells, 0)
         names = [c.name for c in self.source.columns]
         for window, parts in by_window(cells).items():
+            held = self._rows_between(window.lo, window.hi)
+            here: list[str] = []
+            for record in self.target.records(window.lo, window.hi, names, expected_rows=held):
+                cell = Cell(record.partition, window.lo, window.hi)
+                if cell in wanted:
+                    found.harper[record.id] = (record, cell)
+                    here.append(record.id)
             for page_records, page_parts in self._read(window, parts):
                 for row, partition in zip(page_records, page_parts, strict=True):
                     cell = Cell(partition, window.lo, window.hi)
                     if cell not in wanted:
                         continue
                     read[cell] += 1
-                    self._keep_newest(found, row, cell)
-            held = self._rows_between(window.lo, window.hi)
-            for record in self.target.records(window.lo, window.hi, names, expected_rows=held):
-                cell = Cell(record.partition, window.lo, window.hi)
-                if cell in wanted:
-                    found.harper[record.id] = (record, cell)
+                    self._keep_newest(found, row, cell, names)
+            for record_id in here:  # compared: only where they are is needed from now on
+                record, cell = found.harper[record_id]
+                found.harper[record_id] = (replace(record, values={}), cell)
         return found, [c for c in cells if read[c] != rows[c]]
 
     def _rows_between(self, lo: int, hi: int) -> int:
@@ -560,28 +589,34 @@ class Validator:
             if lo <= edges[b - 1] and edges[b] <= hi
         )
 
-    def _keep_newest(self, found: _Found, row: dict[str, Any], cell: Cell) -> None:
-        """Keep a row; of one key's versions, the newest cursor wins (ties: the larger
-        fingerprint, as the digest query breaks them)."""
+    def _keep_newest(
+        self, found: _Found, row: dict[str, Any], cell: Cell, names: Sequence[str]
+    ) -> None:
+        """Keep a row's version; of one key's versions, the newest cursor wins (ties: the
+        larger fingerprint, as the digest query breaks them). The row itself is kept only if
+        Harper's record in its cell differs or is not there."""
         record_id = str(row["id"])
         at = self.target.micros(row.get(self.source.cursor.name))
         if at is None:
             return
+        tie = dg.row_fingerprint(row, digest_columns(self.source.columns))
         held = found.source.get(record_id)
-        if held is not None:
-            columns = digest_columns(self.source.columns)
-            mine = (at, dg.row_fingerprint(row, columns))
-            theirs = (held[1], dg.row_fingerprint(held[0], columns))
-            if mine <= theirs:
-                return
-        found.source[record_id] = (row, at, cell)
+        if held is not None and (at, tie) <= (held.at, held.tie):
+            return
+        stored = found.harper.get(record_id)
+        if stored is None or stored[1] != cell:
+            found.source[record_id] = _Version(row, at, cell, tie)
+            return
+        values = stored[0].values
+        differ = [n for n in names if not _same(row.get(n), values.get(n))]
+        found.source[record_id] = _Version(row if differ else None, at, cell, tie, differ)
 
     def _read(
         self, window: Window, parts: Sequence[int]
     ) -> Iterator[tuple[list[dict[str, Any]], list[int]]]:
         ids = WindowIds(self.table.primary_key)
         read_parts = None if len(parts) == self.table.partitions else parts
-        for page in self.source.read(window, read_parts, 10_000):
+        for page in self.source.read(window, read_parts, STAGE2_PAGE_ROWS):
             for record in page.records:
                 record["id"] = ids.id_for(record)
             yield page.records, page.partitions
