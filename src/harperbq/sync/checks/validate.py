@@ -560,6 +560,7 @@ class Validator:
         wanted = set(cells)
         read: dict[Cell, int] = dict.fromkeys(cells, 0)
         names = [c.name for c in self.source.columns]
+        digested = digest_columns(self.source.columns)
         for window, parts in by_window(cells).items():
             held = self._rows_between(window.lo, window.hi)
             here: list[str] = []
@@ -574,7 +575,7 @@ class Validator:
                     if cell not in wanted:
                         continue
                     read[cell] += 1
-                    self._keep_newest(found, row, cell, names)
+                    self._keep_newest(found, row, cell, names, digested)
             for record_id in here:  # compared: only where they are is needed from now on
                 record, cell = found.harper[record_id]
                 found.harper[record_id] = (replace(record, values={}), cell)
@@ -590,7 +591,12 @@ class Validator:
         )
 
     def _keep_newest(
-        self, found: _Found, row: dict[str, Any], cell: Cell, names: Sequence[str]
+        self,
+        found: _Found,
+        row: dict[str, Any],
+        cell: Cell,
+        names: Sequence[str],
+        digested: Sequence[Column],
     ) -> None:
         """Keep a row's version; of one key's versions, the newest cursor wins (ties: the
         larger fingerprint, as the digest query breaks them). The row itself is kept only if
@@ -599,7 +605,7 @@ class Validator:
         at = self.target.micros(row.get(self.source.cursor.name))
         if at is None:
             return
-        tie = dg.row_fingerprint(row, digest_columns(self.source.columns))
+        tie = dg.row_fingerprint(row, digested)
         held = found.source.get(record_id)
         if held is not None and (at, tie) <= (held.at, held.tie):
             return
