@@ -121,6 +121,10 @@ class Workers:
                 "password": "${CLUSTER_HARPER_PASSWORD}",
                 "database": self.db,
                 "stateDatabase": self.state,
+                # Under CI load a peer's confirmation is now and then never sent: the write then
+                # waits this long and is repeated (idempotent). The 60 s default cost up to four
+                # minutes a run; 20 s keeps the repeat path exercised and the test bounded.
+                "replicationTimeout": "20s",
             },
             "bigquery": {
                 "projectId": self.emulator.project,
