@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from google.cloud import bigquery
@@ -67,8 +67,8 @@ class Readiness:
 
     def _harper_client(self) -> HarperClient:
         if self._harper is None:
-            fast = replace(
-                self.config.harper, timeout_s=self.timeout_s, connect_timeout_s=self.timeout_s
+            fast = self.config.harper.model_copy(
+                update={"timeout_s": self.timeout_s, "connect_timeout_s": self.timeout_s}
             )
             self._harper = harper_client(fast, max_retries=0)
         return self._harper

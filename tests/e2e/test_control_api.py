@@ -301,7 +301,7 @@ def test_health_and_readiness(
     assert stack.post("/status", {}).status_code == 405
 
     # Harper unreachable and a dataset that does not exist: not ready, and fast.
-    harper = replace(stack.cfg.harper, url=f"http://127.0.0.1:{_free_port()}")
+    harper = stack.cfg.harper.model_copy(update={"url": f"http://127.0.0.1:{_free_port()}"})
     tables = [replace(t, dataset="no_such_dataset") for t in stack.cfg.tables]
     broken = Readiness(replace(stack.cfg, harper=harper, tables=tables), bq, timeout_s=2)
     server = ControlServer(ControlApp(stack.service, readiness=broken.check), port=0).start()

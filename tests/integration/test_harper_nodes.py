@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from pydantic import SecretStr
 
 from harperbq.config import HarperConfig
 from harperbq.devstack.harper import HarperNode
@@ -31,11 +30,13 @@ def poll(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 
 def config(nodes: list[HarperNode], peers: tuple[str, ...]) -> HarperConfig:
-    return HarperConfig(
-        url=nodes[0].url,
-        username=nodes[0].username,
-        password=SecretStr(nodes[0].password),
-        peers=peers,
+    return HarperConfig.model_validate(
+        {
+            "url": nodes[0].url,
+            "username": nodes[0].username,
+            "password": nodes[0].password,
+            "peers": peers,
+        }
     )
 
 

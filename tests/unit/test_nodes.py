@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from harperbq.config import ConfigError, HarperConfig, parse_config
 from harperbq.harper.errors import PeerSchemaError
@@ -18,7 +17,9 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def harper(peers: tuple[str, ...] = ()) -> HarperConfig:
-    return HarperConfig("https://a:9925", "sync", SecretStr("pw"), peers=peers)
+    return HarperConfig.model_validate(
+        {"url": "https://a:9925", "username": "sync", "password": "pw", "peers": peers}
+    )
 
 
 def record(worker: str, age_s: float, info: dict[str, Any]) -> WorkerRecord:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,7 +101,9 @@ def probe_client(cfg: Config) -> HarperClient:
     """A Harper client that answers within seconds and never retries: for start-up probes."""
     from harperbq.harper.connect import harper_client
 
-    fast = replace(cfg.harper, timeout_s=PROBE_TIMEOUT_S, connect_timeout_s=PROBE_TIMEOUT_S)
+    fast = cfg.harper.model_copy(
+        update={"timeout_s": PROBE_TIMEOUT_S, "connect_timeout_s": PROBE_TIMEOUT_S}
+    )
     return harper_client(fast, max_retries=0)
 
 

@@ -23,7 +23,7 @@ from harperbq.config.models import (
     BigQueryModel,
     ControlConfig,
     GlobalSync,
-    HarperModel,
+    HarperConfig,
     OperationsModel,
     RawConfig,
     RetryConfig,
@@ -40,7 +40,6 @@ from harperbq.config.resolved import (
     STALL_TIMEOUT_MIN_S,
     BigQueryConfig,
     Config,
-    HarperConfig,
     TableConfig,
 )
 from harperbq.config.tables import MAX_BATCH_SIZE
@@ -71,7 +70,6 @@ __all__ = [
     "ControlConfig",
     "GlobalSync",
     "HarperConfig",
-    "HarperModel",
     "OperationsModel",
     "RawConfig",
     "RetryConfig",

@@ -3,6 +3,7 @@ resolved yet. The JavaScript plugin's files validate here unchanged."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
@@ -147,24 +148,38 @@ class OperationsModel(_Model):
     password: SecretStr | None = Field(None, alias="password")
 
 
-class HarperModel(_Model):
-    url: str | None = Field(None, alias="url")
+class HarperConfig(_Model):
+    """`harper`: the connection to Harper. The file's block is the setting, resolved in place
+    (`node.resolve_harper`): `url`, `username` and `password` taken from the original's
+    `operations` block where `harper` does not set them, `password` read from `passwordFile`,
+    file paths made absolute against the config's folder, peers checked and deduplicated, the
+    encoding checked against the installed libraries."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    url: str = Field("http://localhost:9925", alias="url")
     username: str | None = Field(None, alias="username")
     password: SecretStr | None = Field(None, alias="password")
-    password_file: str | None = Field(None, alias="passwordFile")
+    password_file: Path | None = Field(None, alias="passwordFile")
     database: str = Field("data", alias="database")
     state_database: str = Field("harperbq", alias="stateDatabase")
-    ca_file: str | None = Field(None, alias="caFile")
+    ca_file: Path | None = Field(None, alias="caFile")
     verify: bool = Field(True, alias="verify")
-    cert_file: str | None = Field(None, alias="certFile")
-    key_file: str | None = Field(None, alias="keyFile")
+    cert_file: Path | None = Field(None, alias="certFile")
+    key_file: Path | None = Field(None, alias="keyFile")
     connect_timeout_s: Seconds = Field(10.0, alias="connectTimeout")
     timeout_s: Seconds = Field(120.0, alias="timeout")
     stall_timeout_s: Seconds = Field(30.0, alias="stallTimeout")
-    peers: list[str] = Field(default_factory=list, alias="peers")
+    """A request unanswered this long while Harper also fails a liveness probe is a stall."""
+    peers: tuple[str, ...] = Field((), alias="peers")
+    """Operations API URLs of the other Harper nodes (schema changes Harper does not replicate
+    are applied there too; `config check` checks the user there)."""
     replicated_confirmation: Confirmation = Field("auto", alias="replicatedConfirmation")
+    """Peers that must confirm each data write before Harper answers it (harper/replication.py)."""
     replication_timeout_s: Seconds = Field(60.0, alias="replicationTimeout")
+    """The read timeout of confirmed writes: how long to wait for the peers' confirmations."""
     encoding: Literal["auto", "json", "orjson", "cbor", "msgpack"] = Field("auto", alias="encoding")
+    """The body format of requests to Harper (harper/encoding.py; `auto`: the fastest measured)."""
 
 
 class BigQueryModel(_Model):
@@ -279,7 +294,7 @@ class ControlConfig(_Model):
 
 class RawConfig(_Model):
     operations: OperationsModel | None = Field(None, alias="operations")
-    harper: HarperModel | None = Field(None, alias="harper")
+    harper: HarperConfig | None = Field(None, alias="harper")
     bigquery: BigQueryModel = Field(
         default_factory=lambda: BigQueryModel.model_validate({}), alias="bigquery"
     )

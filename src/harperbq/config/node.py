@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +19,7 @@ from harperbq.config.models import (
     BigQueryModel,
     ControlConfig,
     GlobalSync,
-    HarperModel,
+    HarperConfig,
     RawConfig,
     RetryConfig,
     has_legacy,
@@ -28,7 +29,6 @@ from harperbq.config.resolved import (
     STALL_TIMEOUT_MAX_S,
     STALL_TIMEOUT_MIN_S,
     BigQueryConfig,
-    HarperConfig,
 )
 from harperbq.config.values import DAY, HARPER_NAME, LABEL, MAX_WORKERS, PROJECT_NAME, span
 from harperbq.cost import Prices
@@ -52,8 +52,8 @@ def redact_url(url: str) -> str:
     return f"{scheme}{sep}***@{host}{slash}{tail}"
 
 
-def _resolve_path(value: str | None, base_dir: Path | None) -> Path | None:
-    if value is None or value == "":
+def _resolve_path(value: str | Path | None, base_dir: Path | None) -> Path | None:
+    if value is None or value == "" or value == Path():
         return None
     path = Path(value).expanduser()
     return path if path.is_absolute() or base_dir is None else base_dir / path
@@ -90,15 +90,16 @@ def _file_check(check: Checker, path: str, file: Path | None) -> None:
 def resolve_harper(
     raw: RawConfig, base_dir: Path | None, check: Checker, read_files: bool
 ) -> HarperConfig:
+    """The `harper` block resolved in place (see `HarperConfig`)."""
     ops = raw.operations
-    h = raw.harper or HarperModel.model_validate({})
+    h = raw.harper or HarperConfig.model_validate({})
+    given = h.model_fields_set
     url = h.url
-    if url is None and ops is not None:
+    if "url" not in given and ops is not None:
         url = f"http://{ops.host}:{ops.port}"
-    url = url or "http://localhost:9925"
     if _userinfo(url):
         check.add(
-            "harper.url" if h.url is not None or ops is None else "operations.host",
+            "harper.url" if "url" in given or ops is None else "operations.host",
             "the URL contains a user name or password; credentials never go in the URL "
             "(it is printed in logs, errors and status)",
             redact_url(url),
@@ -122,7 +123,7 @@ def resolve_harper(
     for key in ("database", "state_database"):
         value = getattr(h, key)
         if not HARPER_NAME.match(value):
-            alias = HarperModel.model_fields[key].alias or key
+            alias = HarperConfig.model_fields[key].alias or key
             check.add(f"harper.{alias}", "not a valid Harper database name", value)
     cert, key_file = _resolve_path(h.cert_file, base_dir), _resolve_path(h.key_file, base_dir)
     if (cert is None) != (key_file is None):
@@ -156,23 +157,18 @@ def resolve_harper(
             h.replication_timeout_s,
             'use e.g. "60s" (the default): how long a data write may wait for its peers',
         )
-    return HarperConfig(
-        url=url.rstrip("/"),
-        username=username,
-        password=password,
-        database=h.database,
-        state_database=h.state_database,
-        ca_file=ca,
-        verify=h.verify,
-        cert_file=cert,
-        key_file=key_file,
-        connect_timeout_s=h.connect_timeout_s,
-        timeout_s=h.timeout_s,
-        stall_timeout_s=h.stall_timeout_s,
-        peers=peers,
-        replicated_confirmation=h.replicated_confirmation,
-        replication_timeout_s=h.replication_timeout_s,
-        encoding=_resolve_encoding(h.encoding, check),
+    return h.model_copy(
+        update={
+            "url": url.rstrip("/"),
+            "username": username,
+            "password": password,
+            "password_file": password_file,
+            "ca_file": ca,
+            "cert_file": cert,
+            "key_file": key_file,
+            "peers": peers,
+            "encoding": _resolve_encoding(h.encoding, check),
+        }
     )
 
 
@@ -190,7 +186,7 @@ def _resolve_encoding(
     return name
 
 
-def _resolve_peers(values: list[str], check: Checker) -> tuple[str, ...]:
+def _resolve_peers(values: Sequence[str], check: Checker) -> tuple[str, ...]:
     """`harper.peers`: http(s) URLs without credentials, each once."""
     out: list[str] = []
     for index, value in enumerate(values):

@@ -1,7 +1,7 @@
-"""The settings resolving reshapes: tables merged with the global `sync` block, Harper's
-connection (from `harper` or the original's `operations`), BigQuery, and `Config`, which
-holds them with the blocks read as they are (`models`: sync's node-wide keys, validation,
-retry, control). Frozen, so that no component changes another's view of the config."""
+"""The settings resolving reshapes: tables merged with the global `sync` block and BigQuery's
+connection without its tables; and `Config`, which holds them with the blocks read as they are
+(`models`: harper, sync's node-wide keys, validation, retry, control). Frozen, so that no
+component changes another's view of the config."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import (
-    SecretStr,
-)
-
 from harperbq.config.models import (
     ControlConfig,
     GlobalSync,
+    HarperConfig,
     RetryConfig,
     SynthesizerConfig,
     ValidationConfig,
@@ -86,32 +83,6 @@ class TableConfig:
 
 STALL_TIMEOUT_MIN_S = 1.0
 STALL_TIMEOUT_MAX_S = 3600.0
-
-
-@dataclass(frozen=True)
-class HarperConfig:
-    url: str
-    username: str | None
-    password: SecretStr | None
-    database: str = "data"
-    state_database: str = "harperbq"
-    ca_file: Path | None = None
-    verify: bool = True
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    connect_timeout_s: float = 10.0
-    timeout_s: float = 120.0
-    stall_timeout_s: float = 30.0
-    """A request unanswered this long while Harper also fails a liveness probe is a stall."""
-    peers: tuple[str, ...] = ()
-    """Operations API URLs of the other Harper nodes (schema changes Harper does not replicate
-    are applied there too; `config check` checks the user there)."""
-    replicated_confirmation: int | Literal["auto"] = "auto"
-    """Peers that must confirm each data write before Harper answers it (harper/replication.py)."""
-    replication_timeout_s: float = 60.0
-    """The read timeout of confirmed writes: how long to wait for the peers' confirmations."""
-    encoding: Literal["auto", "json", "orjson", "cbor", "msgpack"] = "auto"
-    """The body format of requests to Harper (harper/encoding.py; `auto`: the fastest measured)."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ and TLS settings as `harper.url`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Callable, Collection, Iterable
 
@@ -56,7 +55,7 @@ def known_urls(cfg: HarperConfig, published: Iterable[str] = ()) -> list[str]:
 
 def client_for(cfg: HarperConfig, url: str, *, max_retries: int = 1) -> HarperClient:
     """A client of `url` with the credentials and TLS settings of `harper.url`."""
-    return harper_client(dataclasses.replace(cfg, url=url), max_retries=max_retries)
+    return harper_client(cfg.model_copy(update={"url": url}), max_retries=max_retries)
 
 
 class KnownNodes:
