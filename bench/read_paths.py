@@ -105,8 +105,8 @@ def main() -> int:
 
 
 def run(emu: emulator.Emulator, rows: int, page_size: int, streams: int) -> dict[str, Any]:
-    cfg = BigQueryConfig(
-        project_id=emu.project, endpoint=emu.endpoint, storage_endpoint=emu.grpc_endpoint
+    cfg = BigQueryConfig.model_validate(
+        {"projectId": emu.project, "endpoint": emu.endpoint, "storageEndpoint": emu.grpc_endpoint}
     )
     client = make_client(cfg)
     client.create_dataset("bench")

@@ -42,14 +42,20 @@ def service_account_file(tmp_path: Path) -> Path:
 
 
 def test_service_account_file(tmp_path: Path) -> None:
-    client = make_client(BigQueryConfig(credentials=service_account_file(tmp_path), location="EU"))
+    client = make_client(
+        BigQueryConfig.model_validate(
+            {"credentials": str(service_account_file(tmp_path)), "location": "EU"}
+        )
+    )
     creds = client._credentials
     assert isinstance(creds, service_account.Credentials)
     assert creds.service_account_email == "sync@sa-project.iam.gserviceaccount.com"
     assert client.project == "sa-project"  # taken from the key when projectId is not set
     assert client.location == "EU"
     explicit = make_client(
-        BigQueryConfig(project_id="other", credentials=service_account_file(tmp_path))
+        BigQueryConfig.model_validate(
+            {"projectId": "other", "credentials": str(service_account_file(tmp_path))}
+        )
     )
     assert explicit.project == "other"
 
@@ -59,15 +65,17 @@ def test_missing_credentials_explain_what_to_do(
 ) -> None:
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "absent.json"))
     with pytest.raises(ClientSetupError, match="GOOGLE_APPLICATION_CREDENTIALS"):
-        make_client(BigQueryConfig(project_id="p"))
+        make_client(BigQueryConfig.model_validate({"projectId": "p"}))
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     with pytest.raises(ClientSetupError, match=r"bad\.json"):
-        make_client(BigQueryConfig(project_id="p", credentials=bad))
+        make_client(BigQueryConfig.model_validate({"projectId": "p", "credentials": str(bad)}))
 
 
 def test_emulator_client_is_anonymous_and_works(bq_emulator: Emulator) -> None:
-    cfg = BigQueryConfig(project_id=bq_emulator.project, endpoint=bq_emulator.endpoint)
+    cfg = BigQueryConfig.model_validate(
+        {"projectId": bq_emulator.project, "endpoint": bq_emulator.endpoint}
+    )
     client = make_client(cfg)
     assert isinstance(client._credentials, AnonymousCredentials)
     result = run_query(client, Query("SELECT 1 AS one"), policy=RetryPolicy())

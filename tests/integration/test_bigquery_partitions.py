@@ -243,10 +243,12 @@ def test_storage_read_of_a_window_matches_the_query(
     bq_emulator: Emulator, traffic: tuple[TableRef, list[dict[str, Any]]]
 ) -> None:
     ref, rows = traffic
-    cfg = BigQueryConfig(
-        project_id=bq_emulator.project,
-        endpoint=bq_emulator.endpoint,
-        storage_endpoint=bq_emulator.grpc_endpoint,
+    cfg = BigQueryConfig.model_validate(
+        {
+            "projectId": bq_emulator.project,
+            "endpoint": bq_emulator.endpoint,
+            "storageEndpoint": bq_emulator.grpc_endpoint,
+        }
     )
     reader = StorageReader(make_read_client(cfg), bq_emulator.project, POLICY, max_streams=3)
     lo = micros(datetime(2024, 1, 1, 0, 0, 2, tzinfo=UTC))

@@ -48,8 +48,13 @@ class CountingAdapter(HTTPAdapter):
 
 
 def emulator_config(emu: Emulator, **extra: Any) -> BigQueryConfig:
-    return BigQueryConfig(
-        project_id=emu.project, endpoint=emu.endpoint, storage_endpoint=emu.grpc_endpoint, **extra
+    return BigQueryConfig.model_validate(
+        {
+            "projectId": emu.project,
+            "endpoint": emu.endpoint,
+            "storageEndpoint": emu.grpc_endpoint,
+            **extra,
+        }
     )
 
 
@@ -174,7 +179,7 @@ def test_client_from_config_labels_jobs_and_sets_the_bytes_guard(
     bq_emulator: Emulator, table: TableRef
 ) -> None:
     cfg = emulator_config(
-        bq_emulator, job_labels={"team": "maritime"}, maximum_bytes_billed=10**12, location="EU"
+        bq_emulator, jobLabels={"team": "maritime"}, maximumBytesBilled=10**12, location="EU"
     )
     client = make_client(cfg)
     assert client.location == "EU"

@@ -96,7 +96,7 @@ def faulty_client(emu: Emulator, faults: list[Fault]) -> tuple[bigquery.Client, 
     adapter = FaultAdapter(faults)
     session = requests.Session()
     session.mount("http://", adapter)
-    cfg = BigQueryConfig(project_id=emu.project, endpoint=emu.endpoint)
+    cfg = BigQueryConfig.model_validate({"projectId": emu.project, "endpoint": emu.endpoint})
     return make_client(cfg, http=session), adapter
 
 
@@ -258,7 +258,7 @@ def test_per_second_quota_is_retried(bq_emulator: Emulator, table: TableRef) -> 
 def test_attempts_from_config_bound_the_retries(
     bq_emulator: Emulator, table: TableRef, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cfg = BigQueryConfig(max_retries=2, initial_retry_delay_s=0.01)
+    cfg = BigQueryConfig.model_validate({"maxRetries": 2, "initialRetryDelay": 10})
     policy = RetryPolicy.from_config(RetryConfig.model_validate({"maxDelay": 0.05}), cfg)
     client, adapter = faulty_client(bq_emulator, [Fault("POST", "/jobs", 99, 503, "backendError")])
     with (

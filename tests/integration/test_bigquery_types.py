@@ -158,10 +158,12 @@ def storage_records(
     ref: TableRef,
     options: ConvertOptions = DEFAULT_OPTIONS,
 ) -> list[dict[str, Any]]:
-    cfg = BigQueryConfig(
-        project_id=emulator.project,
-        endpoint=emulator.endpoint,
-        storage_endpoint=emulator.grpc_endpoint,
+    cfg = BigQueryConfig.model_validate(
+        {
+            "projectId": emulator.project,
+            "endpoint": emulator.endpoint,
+            "storageEndpoint": emulator.grpc_endpoint,
+        }
     )
     reader = StorageReader(make_read_client(cfg), emulator.project, POLICY)
     columns = columns_from_schema(bq.get_table(str(ref), retry=RETRY).schema)

@@ -124,8 +124,8 @@ def test_maximum_bytes_billed_fails_the_query_with_bigquerys_error(
 
 
 def read_config(emu: Emulator) -> BigQueryConfig:
-    return BigQueryConfig(
-        project_id=emu.project, endpoint=emu.endpoint, storage_endpoint=emu.grpc_endpoint
+    return BigQueryConfig.model_validate(
+        {"projectId": emu.project, "endpoint": emu.endpoint, "storageEndpoint": emu.grpc_endpoint}
     )
 
 

@@ -41,6 +41,9 @@ def test_the_original_file_shows_as_our_resolved_keys_with_secrets_masked() -> N
     assert data["harper"]["url"] == "https://h1:9925"  # over the file's operations host:port
     assert data["from_environment"]["harper.url"] == "env HARPERBQ_HARPER_URL"
     assert table["change_feed"] in ("auto", "appends", "changes", "none")
+    # The single-table keys sit in `bigquery` in the file; shown once, resolved, in `tables`.
+    assert not {"tables", "dataset", "table", "timestamp_column"} & set(data["bigquery"])
+    assert data["bigquery"]["query_price_per_tib"] > 0
 
 
 def test_yaml_by_default_and_a_bad_file_is_refused_with_its_problem() -> None:

@@ -177,9 +177,9 @@ def test_policy_from_config() -> None:
         {"maxAttempts": 5, "initialDelay": 1000, "backoffMultiplier": 3.0}
     )
     assert RetryPolicy.from_config(retry) == RetryPolicy(5, 1.0, 3.0, 60.0, 600.0)
-    bq = BigQueryConfig(max_retries=2, initial_retry_delay_s=0.25)
+    bq = BigQueryConfig.model_validate({"maxRetries": 2, "initialRetryDelay": 250})
     policy = RetryPolicy.from_config(retry, bq)
     assert policy.max_attempts == 3 and policy.initial_delay_s == 0.25  # 2 retries = 3 attempts
-    assert RetryPolicy.from_config(retry, BigQueryConfig()).max_attempts == 5
+    assert RetryPolicy.from_config(retry, BigQueryConfig.model_validate({})).max_attempts == 5
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)

@@ -188,13 +188,15 @@ def effective(cfg: Config) -> dict[str, Any]:
     translated, environment overrides applied; every secret masked (set or not is shown)."""
     from pydantic import BaseModel, SecretStr
 
-    from harperbq.config import GlobalSync
+    from harperbq.config import LEGACY_TABLE_FIELDS, BigQueryConfig, GlobalSync
 
     def plain(value: Any) -> Any:
         if isinstance(value, SecretStr):
             return "***" if value.get_secret_value() else None
         if isinstance(value, GlobalSync):
             return plain(value.node_settings())
+        if isinstance(value, BigQueryConfig):  # its tables are shown resolved, in `tables`
+            return plain(value.model_dump(exclude={"tables", *LEGACY_TABLE_FIELDS}))
         if isinstance(value, BaseModel):
             return plain(value.model_dump())
         if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -18,9 +18,10 @@ from harperbq.config.environment import ENV_VARIABLES
 from harperbq.config.load import load_config, parse_config
 from harperbq.config.models import (
     AUDIT_RETENTION_S,
+    LEGACY_TABLE_FIELDS,
     MIN_AUDIT_RETENTION_S,
     SYNC_DEFAULTS,
-    BigQueryModel,
+    BigQueryConfig,
     ControlConfig,
     GlobalSync,
     HarperConfig,
@@ -38,7 +39,6 @@ from harperbq.config.problems import ConfigError, ConfigProblem
 from harperbq.config.resolved import (
     STALL_TIMEOUT_MAX_S,
     STALL_TIMEOUT_MIN_S,
-    BigQueryConfig,
     Config,
     TableConfig,
 )
@@ -54,6 +54,7 @@ from harperbq.config.values import (
 __all__ = [
     "AUDIT_RETENTION_S",
     "ENV_VARIABLES",
+    "LEGACY_TABLE_FIELDS",
     "MAX_BATCH_SIZE",
     "MAX_CONFIRMATIONS",
     "MAX_DURATION_S",
@@ -63,7 +64,6 @@ __all__ = [
     "STALL_TIMEOUT_MIN_S",
     "SYNC_DEFAULTS",
     "BigQueryConfig",
-    "BigQueryModel",
     "Config",
     "ConfigError",
     "ConfigProblem",

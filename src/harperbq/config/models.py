@@ -23,7 +23,7 @@ from harperbq.config.values import (
     Timestamp,
     Workers,
 )
-from harperbq.cost import QUERY_USD_PER_TIB, STORAGE_READ_USD_PER_TIB
+from harperbq.cost import QUERY_USD_PER_TIB, STORAGE_READ_USD_PER_TIB, Prices
 
 
 class _Model(BaseModel):
@@ -182,9 +182,17 @@ class HarperConfig(_Model):
     """The body format of requests to Harper (harper/encoding.py; `auto`: the fastest measured)."""
 
 
-class BigQueryModel(_Model):
+class BigQueryConfig(_Model):
+    """`bigquery`: how to reach BigQuery, plus the tables in either form (`tables`, or the
+    original's single-table keys). Resolved in place (`node.resolve_bigquery`): the tables and
+    the legacy keys are moved to `Config.tables` (resolved, so they are cleared here), the
+    credentials path made absolute, the endpoint given a scheme. `endpoint` set means a local
+    API surface with anonymous auth."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
     project_id: str | None = Field(None, alias="projectId")
-    credentials: str | None = Field(None, alias="credentials")
+    credentials: Path | None = Field(None, alias="credentials")
     location: str | None = Field(None, alias="location")
     max_retries: int | None = Field(None, alias="maxRetries", ge=0, le=100)
     initial_retry_delay_s: MillisAsSeconds | None = Field(None, alias="initialRetryDelay")
@@ -209,6 +217,15 @@ class BigQueryModel(_Model):
     storage_read_price_per_tib: float = Field(
         STORAGE_READ_USD_PER_TIB, alias="storageReadPricePerTiB", ge=0, le=1e6
     )
+
+    @property
+    def emulator(self) -> bool:
+        return self.endpoint is not None
+
+    @property
+    def prices(self) -> Prices:
+        """On-demand prices for the estimated cost in status, metrics and the demo."""
+        return Prices(self.query_price_per_tib, self.storage_read_price_per_tib)
 
 
 class ValidationConfig(_Model):
@@ -295,8 +312,8 @@ class ControlConfig(_Model):
 class RawConfig(_Model):
     operations: OperationsModel | None = Field(None, alias="operations")
     harper: HarperConfig | None = Field(None, alias="harper")
-    bigquery: BigQueryModel = Field(
-        default_factory=lambda: BigQueryModel.model_validate({}), alias="bigquery"
+    bigquery: BigQueryConfig = Field(
+        default_factory=lambda: BigQueryConfig.model_validate({}), alias="bigquery"
     )
     sync: GlobalSync = Field(default_factory=lambda: GlobalSync.model_validate({}), alias="sync")
     validation: ValidationConfig = Field(
@@ -313,6 +330,10 @@ class RawConfig(_Model):
     )
 
 
-def has_legacy(bq: BigQueryModel) -> bool:
+LEGACY_TABLE_FIELDS = ("dataset", "table", "timestamp_column", "columns", "target_table")
+"""The keys of the original's single-table form inside `bigquery`."""
+
+
+def has_legacy(bq: BigQueryConfig) -> bool:
     """The original's single-table form: `bigquery.dataset`/`table`/`timestampColumn`."""
     return any(getattr(bq, k) is not None for k in ("dataset", "table", "timestamp_column"))

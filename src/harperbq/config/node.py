@@ -15,8 +15,9 @@ from pydantic import (
 
 from harperbq.config.models import (
     AUDIT_RETENTION_S,
+    LEGACY_TABLE_FIELDS,
     MIN_AUDIT_RETENTION_S,
-    BigQueryModel,
+    BigQueryConfig,
     ControlConfig,
     GlobalSync,
     HarperConfig,
@@ -28,10 +29,8 @@ from harperbq.config.problems import Checker
 from harperbq.config.resolved import (
     STALL_TIMEOUT_MAX_S,
     STALL_TIMEOUT_MIN_S,
-    BigQueryConfig,
 )
 from harperbq.config.values import DAY, HARPER_NAME, LABEL, MAX_WORKERS, PROJECT_NAME, span
-from harperbq.cost import Prices
 
 
 def _userinfo(url: str) -> bool:
@@ -212,7 +211,7 @@ def _resolve_peers(values: Sequence[str], check: Checker) -> tuple[str, ...]:
 
 
 def resolve_bigquery(
-    bq: BigQueryModel, base_dir: Path | None, check: Checker, read_files: bool
+    bq: BigQueryConfig, base_dir: Path | None, check: Checker, read_files: bool
 ) -> BigQueryConfig:
     if bq.tables is not None and has_legacy(bq):
         check.add(
@@ -245,21 +244,14 @@ def resolve_bigquery(
     credentials = _resolve_path(bq.credentials, base_dir)
     if read_files and endpoint is None:
         _file_check(check, "bigquery.credentials", credentials)
-    return BigQueryConfig(
-        project_id=bq.project_id,
-        credentials=credentials,
-        location=bq.location,
-        max_retries=bq.max_retries,
-        initial_retry_delay_s=bq.initial_retry_delay_s,
-        endpoint=endpoint.rstrip("/") if endpoint else None,
-        storage_endpoint=bq.storage_endpoint,
-        maximum_bytes_billed=bq.maximum_bytes_billed,
-        job_labels=dict(bq.job_labels),
-        read_api=bq.read_api,
-        storage_min_rows=bq.storage_min_rows,
-        read_streams=bq.read_streams,
-        page_size=bq.page_size,
-        prices=Prices(bq.query_price_per_tib, bq.storage_read_price_per_tib),
+    return bq.model_copy(
+        update={
+            "credentials": credentials,
+            "endpoint": endpoint.rstrip("/") if endpoint else None,
+            "job_labels": dict(bq.job_labels),
+            # the tables are resolved into `Config.tables`: not kept here in their file form
+            **dict.fromkeys((*LEGACY_TABLE_FIELDS, "tables")),
+        }
     )
 
 

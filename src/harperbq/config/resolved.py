@@ -1,7 +1,7 @@
-"""The settings resolving reshapes: tables merged with the global `sync` block and BigQuery's
-connection without its tables; and `Config`, which holds them with the blocks read as they are
-(`models`: harper, sync's node-wide keys, validation, retry, control). Frozen, so that no
-component changes another's view of the config."""
+"""The one setting resolving reshapes, tables merged with the global `sync` block, and
+`Config`, which holds them with the blocks read as they are (`models`: harper, bigquery, sync's
+node-wide keys, validation, retry, control). Frozen, so that no component changes another's
+view of the config."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from harperbq.config.models import (
+    BigQueryConfig,
     ControlConfig,
     GlobalSync,
     HarperConfig,
@@ -18,7 +19,6 @@ from harperbq.config.models import (
     SynthesizerConfig,
     ValidationConfig,
 )
-from harperbq.cost import Prices
 
 
 @dataclass(frozen=True)
@@ -83,31 +83,6 @@ class TableConfig:
 
 STALL_TIMEOUT_MIN_S = 1.0
 STALL_TIMEOUT_MAX_S = 3600.0
-
-
-@dataclass(frozen=True)
-class BigQueryConfig:
-    """How to reach BigQuery. `endpoint` set means a local API surface with anonymous auth."""
-
-    project_id: str | None = None
-    credentials: Path | None = None
-    location: str | None = None
-    max_retries: int | None = None
-    initial_retry_delay_s: float | None = None
-    endpoint: str | None = None
-    storage_endpoint: str | None = None
-    maximum_bytes_billed: int | None = None
-    job_labels: dict[str, str] = field(default_factory=dict)
-    read_api: Literal["auto", "query", "storage"] = "auto"
-    storage_min_rows: int = 50_000
-    read_streams: int = 4
-    page_size: int = 10_000
-    prices: Prices = field(default_factory=Prices)
-    """On-demand prices for the estimated cost in status, metrics and the demo (bigquery.cost)."""
-
-    @property
-    def emulator(self) -> bool:
-        return self.endpoint is not None
 
 
 @dataclass(frozen=True)
