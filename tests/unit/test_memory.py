@@ -25,6 +25,34 @@ def test_arenas_are_capped_on_glibc() -> None:
     assert _probe(env) == "True"
 
 
+LARGE_BLOCKS = """
+from harperbq.memory import limit_arenas
+
+def rss_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+limit_arenas()
+first = bytearray(16 << 20)  # mapped, then freed: glibc would raise its threshold to 16 MiB
+del first
+before = rss_kib()
+blocks = [bytearray(2 << 20) for _ in range(40)]  # then these would come from the heap
+del blocks
+print(rss_kib() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_large_blocks_are_unmapped_when_freed_even_after_a_larger_one() -> None:
+    """Without the fixed threshold 16 MiB of freed heap stay resident here."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    done = subprocess.run(
+        [sys.executable, "-c", LARGE_BLOCKS], env=env, capture_output=True, text=True, check=True
+    )
+    assert int(done.stdout) < 4 << 10, f"{done.stdout.strip()} KiB stayed resident"
+
+
 def test_an_explicit_malloc_arena_max_wins() -> None:
     assert _probe({**os.environ, "MALLOC_ARENA_MAX": "4"}) == "False"
 
