@@ -25,13 +25,17 @@ def test_arenas_are_capped_on_glibc() -> None:
     assert _probe(env) == "True"
 
 
-LARGE_BLOCKS = """
-from harperbq.memory import limit_arenas
-
+RSS_KIB = """
 def rss_kib():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
+"""
+
+LARGE_BLOCKS = (
+    RSS_KIB
+    + """
+from harperbq.memory import limit_arenas
 
 limit_arenas()
 first = bytearray(16 << 20)  # mapped, then freed: glibc would raise its threshold to 16 MiB
@@ -41,6 +45,7 @@ blocks = [bytearray(2 << 20) for _ in range(40)]  # then these would come from t
 del blocks
 print(rss_kib() - before)
 """
+)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
@@ -57,14 +62,11 @@ def test_an_explicit_malloc_arena_max_wins() -> None:
     assert _probe({**os.environ, "MALLOC_ARENA_MAX": "4"}) == "False"
 
 
-RELEASE = """
+RELEASE = (
+    RSS_KIB
+    + """
 import sys
 from harperbq.memory import release_unused
-
-def rss_kib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
 
 release_unused()
 print("pyarrow" in sys.modules)
@@ -78,6 +80,7 @@ before = rss_kib()
 release_unused()
 print(before - rss_kib())
 """
+)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
