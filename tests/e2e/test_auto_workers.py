@@ -77,7 +77,12 @@ def test_auto_adds_a_worker_while_lag_grows_and_removes_it_when_caught_up(
         assert {h.worker_id for h in service.handles} == {f"{service.node}-0"}
         # The added worker's row is gone, so every observer hands its partitions back.
         state = StateStore(harper_client, cfg.harper.state_database)
-        assert added not in {w.worker_id for w in state.workers()}
+        # Its row is deleted as the worker stops, which may land just after the handle is gone.
+        wait_for(
+            "the added worker's row deleted",
+            lambda: added not in {w.worker_id for w in state.workers()},
+            30,
+        )
         wait_for("the head again", caught_up, 30)
         checkpoints = state.get_checkpoints("t")
         assert sorted(checkpoints) == [0, 1, 2, 3]
