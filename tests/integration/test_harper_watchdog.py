@@ -70,7 +70,13 @@ def test_no_answer_to_the_request_nor_the_probe_is_a_stall(
     """The counterpart on the same link: the probe held too, so the watchdog must see it."""
     user, password = harper_node.username, harper_node.password
     with HarperClient(proxy.url, user, password, timeout_s=60, max_retries=0) as client:
-        watchdog = StallWatchdog(client, STALL_S)
+        counted = threading.Event()
+
+        def count(_: object) -> None:
+            time.sleep(0.3)  # slow consequences (metrics): the stall must not show before them
+            counted.set()
+
+        watchdog = StallWatchdog(client, STALL_S, on_stall=count)
         proxy.plan.extend([f"slow:{HOLD_S}"] * 20)  # the request and every probe meanwhile
         done = threading.Event()
 
@@ -87,6 +93,8 @@ def test_no_answer_to_the_request_nor_the_probe_is_a_stall(
             while watchdog.stall is None and not done.is_set():
                 time.sleep(0.05)
             noticed = time.monotonic() - started
+            # Whoever sees the stall sees it counted (status and the error metric agree).
+            assert watchdog.stall is None or counted.is_set()
         finally:
             proxy.plan.clear()
             done.wait(2 * HOLD_S)

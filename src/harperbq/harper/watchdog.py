@@ -122,13 +122,16 @@ class StallWatchdog:
             waited = time.monotonic() - oldest.started
             if self._stall is None and waited >= self.stall_after_s:
                 text = str(exc).splitlines()[0] if str(exc) else ""
-                self._stall = Stall(
+                stall = Stall(
                     oldest.operation, self.clock() - waited, f"{type(exc).__name__}: {text}"[:300]
                 )
                 self.stalls += 1
-                log.error("%s", self._stall.message(self.clock()))
+                log.error("%s", stall.message(self.clock()))
                 if self.on_stall is not None:
-                    self.on_stall(self._stall)
+                    self.on_stall(stall)
+                # Shown only once its consequences are counted: whoever sees the stall (status,
+                # metrics) sees its error counted too.
+                self._stall = stall
             return self._stall
         self._clear()  # Harper answers: the request is slow, not stuck
         return None
