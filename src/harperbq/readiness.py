@@ -63,7 +63,7 @@ class Readiness:
         self._lock = threading.Lock()
         self._last: tuple[float, bool, dict[str, Any]] | None = None
         project = config.bigquery.project_id or bq.project
-        self.datasets = sorted({(t.project or project, t.dataset) for t in config.tables})
+        self.datasets = sorted({(t.project_id or project, t.dataset) for t in config.tables})
 
     def _harper_client(self) -> HarperClient:
         if self._harper is None:

@@ -11,7 +11,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -302,8 +302,10 @@ def test_health_and_readiness(
 
     # Harper unreachable and a dataset that does not exist: not ready, and fast.
     harper = stack.cfg.harper.model_copy(update={"url": f"http://127.0.0.1:{_free_port()}"})
-    tables = [replace(t, dataset="no_such_dataset") for t in stack.cfg.tables]
-    broken = Readiness(replace(stack.cfg, harper=harper, tables=tables), bq, timeout_s=2)
+    tables = [t.model_copy(update={"dataset": "no_such_dataset"}) for t in stack.cfg.tables]
+    broken = Readiness(
+        stack.cfg.model_copy(update={"harper": harper, "tables": tables}), bq, timeout_s=2
+    )
     server = ControlServer(ControlApp(stack.service, readiness=broken.check), port=0).start()
     try:
         started = time.monotonic()

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from harperbq.config import (
-    SYNC_DEFAULTS,
     Config,
     ConfigError,
     load_config,
@@ -159,7 +158,6 @@ def test_defaults_for_new_keys() -> None:
     assert cfg.harper.database == "data" and cfg.harper.state_database == "harperbq"
     assert cfg.harper.verify is True
     assert (cfg.sync.workers, cfg.sync.lease_s, cfg.sync.heartbeat_interval_s) == (1, 30, 10)
-    assert set(SYNC_DEFAULTS) >= {"settle_s", "lateness_s", "partitions"}
 
 
 def test_partition_key_defaults_to_primary_key_and_global_sync_applies_to_tables() -> None:
@@ -172,6 +170,19 @@ def test_partition_key_defaults_to_primary_key_and_global_sync_applies_to_tables
     assert first.partition_key == ["mmsi", "timestamp"]
     assert first.partitions == 32 and second.partitions == 4
     assert first.settle_s == 30 and first.lateness_s == 7200 and first.deletes == "mirror"
+
+
+def test_a_setting_written_as_null_is_inherited_at_every_level() -> None:
+    """`partitions:` with no value (YAML null) leaves it to the level above, as the original's
+    files write it; written values apply whatever they equal (the default included)."""
+    data = config(
+        table(partitions=None, sync={"settle": None}),
+        table(id="other", table="other", targetTable="Other", partitions=16, settle="5s"),
+        sync={"partitions": 32, "settle": "30s", "lateness": None},
+    )
+    first, second = parse(data).tables
+    assert (first.partitions, first.settle_s, first.lateness_s) == (32, 30.0, 3600.0)
+    assert (second.partitions, second.settle_s) == (16, 5.0)
 
 
 def test_table_sync_block_and_table_level_keys_merge() -> None:

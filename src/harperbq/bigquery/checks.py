@@ -116,7 +116,7 @@ def check_table(  # noqa: C901, PLR0912, PLR0915
     With `storage`, also opens a Storage Read session over the same window (not read)."""
     tid = table.id
     try:
-        ref = TableRef(table.project or client.project, table.dataset, table.table)
+        ref = TableRef(table.project_id or client.project, table.dataset, table.table)
     except SqlError as exc:
         yield Check(tid, "table name", False, str(exc))
         return

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -198,9 +197,8 @@ def effective(cfg: Config) -> dict[str, Any]:
         if isinstance(value, BigQueryConfig):  # its tables are shown resolved, in `tables`
             return plain(value.model_dump(exclude={"tables", *LEGACY_TABLE_FIELDS}))
         if isinstance(value, BaseModel):
-            return plain(value.model_dump())
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            fields = type(value).model_fields.items()
+            return {name: plain(getattr(value, name)) for name, f in fields if not f.exclude}
         if isinstance(value, dict):
             return {str(k): plain(v) for k, v in value.items()}
         if isinstance(value, list | tuple | set | frozenset):

@@ -14,7 +14,7 @@ from pydantic import (
 
 from harperbq.config.environment import apply_environment, interpolate
 from harperbq.config.messages import problems_from
-from harperbq.config.models import SYNC_DEFAULTS, GlobalSync, RawConfig, SynthesizerConfig
+from harperbq.config.models import GlobalSync, RawConfig, SynthesizerConfig
 from harperbq.config.node import (
     check_node,
     check_retry,
@@ -60,11 +60,7 @@ def parse_config(
     except ValidationError as exc:
         check.problems.extend(problems_from(exc))
     defaults = lenient(GlobalSync, prepared.get("sync") or {}) or GlobalSync.model_validate({})
-    global_values = {
-        name: value if value is not None else SYNC_DEFAULTS[name]
-        for name, value in settings_of(defaults).items()
-    }
-    check_numbers(global_values, lambda key: f"sync.{key}", check)
+    check_numbers(settings_of(defaults), lambda key: f"sync.{key}", check)
     tables = validate_tables(prepared, defaults, check)
     if raw is not None:
         base = base_dir if base_dir is not None else (source.parent if source else None)

@@ -31,59 +31,48 @@ class _Model(BaseModel):
 
 
 class SyncSettings(_Model):
-    """Sync settings a table may set, each defaulting to the global `sync` block (None: unset)."""
+    """Sync settings a table may set, each defaulting to the global `sync` block, whose defaults
+    are these. Which were written is `model_fields_set` (an explicit null counts as unset), so the
+    merge (`tables`) knows what a table inherits without a second, all-optional shape."""
 
     start_timestamp: Timestamp | None = Field(None, alias="startTimestamp")
-    initial_batch_size: int | None = Field(None, alias="initialBatchSize")
-    catchup_batch_size: int | None = Field(None, alias="catchupBatchSize")
-    steady_batch_size: int | None = Field(None, alias="steadyBatchSize")
-    catchup_threshold_s: Seconds | None = Field(None, alias="catchupThreshold")
-    steady_threshold_s: Seconds | None = Field(None, alias="steadyThreshold")
-    poll_interval_s: MillisAsSeconds | None = Field(None, alias="pollInterval")
-    primary_key: KeyList | None = Field(None, alias="primaryKey")
+    initial_batch_size: int = Field(10_000, alias="initialBatchSize")
+    catchup_batch_size: int = Field(1_000, alias="catchupBatchSize")
+    steady_batch_size: int = Field(500, alias="steadyBatchSize")
+    catchup_threshold_s: Seconds = Field(3600.0, alias="catchupThreshold")
+    steady_threshold_s: Seconds = Field(300.0, alias="steadyThreshold")
+    poll_interval_s: MillisAsSeconds = Field(30.0, alias="pollInterval")
+    primary_key: KeyList = Field(default_factory=list, alias="primaryKey")
     cursor_column: str | None = Field(None, alias="cursorColumn")
+    """None: the timestamp column."""
     partition_key: KeyList | None = Field(None, alias="partitionKey")
-    partitions: int | None = Field(None, alias="partitions")
-    settle_s: Seconds | None = Field(None, alias="settle")
-    lateness_s: Seconds | None = Field(None, alias="lateness")
-    reconcile_interval_s: Seconds | None = Field(None, alias="reconcileInterval")
-    indexes: KeyList | None = Field(None, alias="indexes")
-    deletes: Literal["none", "mirror"] | None = Field(None, alias="deletes")
-    change_feed: Literal["auto", "appends", "changes", "none"] | None = Field(
-        None, alias="changeFeed"
-    )
-    snapshot_by: Literal["one", "each"] | None = Field(None, alias="snapshotBy")
+    """None: the primary key, or the cursor without one."""
+    partitions: int = Field(16, alias="partitions")
+    settle_s: Seconds = Field(5.0, alias="settle")
+    lateness_s: Seconds = Field(3600.0, alias="lateness")
+    reconcile_interval_s: Seconds = Field(300.0, alias="reconcileInterval")
+    indexes: KeyList = Field(default_factory=list, alias="indexes")
+    deletes: Literal["none", "mirror"] = Field("none", alias="deletes")
+    change_feed: Literal["auto", "appends", "changes", "none"] = Field("auto", alias="changeFeed")
+    """How the source is read (`sync.feed`): `auto` is resolved against the table at start."""
+    snapshot_by: Literal["one", "each"] = Field("one", alias="snapshotBy")
+    """Who copies a change-feed snapshot with several workers: `one` worker for every
+    partition (billed once), or `each` worker its own (billed once per worker, copied in
+    parallel)."""
     retention_s: Seconds | None = Field(None, alias="retention")
-    on_schema_change: Literal["fail", "evolve"] | None = Field(None, alias="onSchemaChange")
-    numeric_as: Literal["string", "float"] | None = Field(None, alias="numericAs")
-    geography_as: Literal["wkt", "geojson"] | None = Field(None, alias="geographyAs")
+    """None: kept forever."""
+    on_schema_change: Literal["fail", "evolve"] = Field("fail", alias="onSchemaChange")
+    numeric_as: Literal["string", "float"] = Field("string", alias="numericAs")
+    geography_as: Literal["wkt", "geojson"] = Field("wkt", alias="geographyAs")
 
-
-SYNC_DEFAULTS: dict[str, Any] = {
-    "start_timestamp": None,
-    "initial_batch_size": 10_000,
-    "catchup_batch_size": 1_000,
-    "steady_batch_size": 500,
-    "catchup_threshold_s": 3600.0,
-    "steady_threshold_s": 300.0,
-    "poll_interval_s": 30.0,
-    "primary_key": [],
-    "cursor_column": None,
-    "partition_key": None,
-    "partitions": 16,
-    "settle_s": 5.0,
-    "lateness_s": 3600.0,
-    "reconcile_interval_s": 300.0,
-    "indexes": [],
-    "deletes": "none",
-    "change_feed": "auto",
-    "snapshot_by": "one",
-    "retention_s": None,
-    "on_schema_change": "fail",
-    "numeric_as": "string",
-    "geography_as": "wkt",
-}
-"""Built-in defaults of every per-table sync setting (seconds for durations)."""
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        """`key:` with no value (YAML null) leaves the setting to the level above."""
+        if isinstance(data, dict):
+            settings = {f.alias for f in SyncSettings.model_fields.values()}
+            return {k: v for k, v in data.items() if not (v is None and k in settings)}
+        return data
 
 
 AUDIT_RETENTION_S = 30 * 86400.0

@@ -1,14 +1,13 @@
-"""The one setting resolving reshapes, tables merged with the global `sync` block, and
-`Config`, which holds them with the blocks read as they are (`models`: harper, bigquery, sync's
-node-wide keys, validation, retry, control). Frozen, so that no component changes another's
-view of the config."""
+"""A table as it is synced (its entry merged with the global `sync` block) and `Config`, which
+holds the tables with the other blocks (`models`: harper, bigquery, sync's node-wide keys,
+validation, retry, control). Frozen, so that no component changes another's view of the
+config."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from harperbq.config.models import (
     BigQueryConfig,
@@ -17,48 +16,24 @@ from harperbq.config.models import (
     HarperConfig,
     RetryConfig,
     SynthesizerConfig,
+    TableModel,
     ValidationConfig,
 )
+from harperbq.config.values import KeyList
 
 
-@dataclass(frozen=True)
-class TableConfig:
-    """One synced table with global defaults merged in. Durations in seconds; `columns` None = *."""
+class TableConfig(TableModel):
+    """One synced table as it is synced: its entry with the global `sync` defaults merged in
+    (`tables.resolve_table`). The same model as the entry; resolution only fills what the entry
+    left to be derived, so these fields are never None here. Durations in seconds; `columns`
+    None = *."""
 
-    id: str
-    project: str | None
-    dataset: str
-    table: str
     timestamp_column: str
     cursor_column: str
-    columns: list[str] | None
+    partition_key: KeyList
     target_table: str
-    primary_key: list[str]
-    partition_key: list[str]
-    partitions: int
-    settle_s: float
-    lateness_s: float
-    reconcile_interval_s: float
-    indexes: list[str]
-    deletes: Literal["none", "mirror"]
-    retention_s: float | None
-    initial_batch_size: int
-    catchup_batch_size: int
-    steady_batch_size: int
-    catchup_threshold_s: float
-    steady_threshold_s: float
-    poll_interval_s: float
-    start_timestamp: datetime | None
-    use_streaming_apis: bool
-    on_schema_change: Literal["fail", "evolve"]
-    numeric_as: Literal["string", "float"] = "string"
-    geography_as: Literal["wkt", "geojson"] = "wkt"
-    change_feed: Literal["auto", "appends", "changes", "none"] = "auto"
-    """How the source is read (`sync.feed`): `auto` is resolved against the table at start."""
-    snapshot_by: Literal["one", "each"] = "one"
-    """Who copies a change-feed snapshot with several workers: `one` worker for every
-    partition (billed once), or `each` worker its own (billed once per worker, copied in
-    parallel)."""
+    sync: None = Field(None, exclude=True)
+    """Merged into the fields above."""
 
     @property
     def key_columns(self) -> list[str]:
@@ -75,7 +50,7 @@ class TableConfig:
 
     def source_id(self, default_project: str | None) -> str:
         """`project.dataset.table` of the source table."""
-        project = self.project or default_project
+        project = self.project_id or default_project
         return (
             f"{project}.{self.dataset}.{self.table}" if project else f"{self.dataset}.{self.table}"
         )
@@ -85,8 +60,11 @@ STALL_TIMEOUT_MIN_S = 1.0
 STALL_TIMEOUT_MAX_S = 3600.0
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(BaseModel):
+    """The whole config, resolved: the root of the one tree the file's models form."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     tables: list[TableConfig]
     harper: HarperConfig
     bigquery: BigQueryConfig
@@ -95,9 +73,9 @@ class Config:
     validation: ValidationConfig
     synthesizer: SynthesizerConfig
     source: Path | None = None
-    origins: dict[str, str] = field(default_factory=dict)
+    origins: dict[str, str] = Field(default_factory=dict)
     """Where values taken from the environment came from, e.g. {"harper.password": "env X"}."""
-    control: ControlConfig = field(default_factory=lambda: ControlConfig.model_validate({}))
+    control: ControlConfig = Field(default_factory=lambda: ControlConfig.model_validate({}))
 
     def secrets(self) -> list[str]:
         """The values no log line may show (the caller registers them: `logs.register_secrets`;

@@ -11,7 +11,7 @@ from pydantic import (
     ValidationError,
 )
 
-from harperbq.config.models import SYNC_DEFAULTS, GlobalSync, SyncSettings, TableModel
+from harperbq.config.models import GlobalSync, SyncSettings, TableModel
 from harperbq.config.problems import Checker
 from harperbq.config.resolved import TableConfig
 from harperbq.config.values import (
@@ -45,23 +45,34 @@ def settings_of(model: SyncSettings) -> dict[str, Any]:
 
 
 def _merged(path: str, table: TableModel, defaults: GlobalSync, check: Checker) -> dict[str, Any]:
-    """Each sync setting from the table, its `sync` block, the global block, or the default."""
-    direct = settings_of(table)
-    nested = settings_of(table.sync) if table.sync is not None else {}
-    global_ = settings_of(defaults)
+    """Each sync setting from where it was written: the table, its `sync` block, the global
+    block; else the global block's value is the built-in default."""
     values: dict[str, Any] = {}
     for name, info in SyncSettings.model_fields.items():
-        here, there = direct.get(name), nested.get(name)
-        if here is not None and there is not None and here != there:
+        source = _setter(name, table, defaults)
+        if (
+            name in table.model_fields_set
+            and table.sync is not None
+            and name in table.sync.model_fields_set
+            and getattr(table, name) != getattr(table.sync, name)
+        ):
             check.add(
                 f"{path}.sync.{info.alias}",
                 f"also set as {path}.{info.alias} with a different value",
-                there,
+                getattr(table.sync, name),
                 "set it in one place only",
             )
-        candidates = (here, there, global_.get(name), SYNC_DEFAULTS[name])
-        values[name] = next((c for c in candidates if c is not None), None)
+        values[name] = getattr(source, name)
     return values
+
+
+def _setter(name: str, table: TableModel, defaults: GlobalSync) -> SyncSettings:
+    """The block whose value of a sync setting applies to the table."""
+    if name in table.model_fields_set:
+        return table
+    if table.sync is not None and name in table.sync.model_fields_set:
+        return table.sync
+    return defaults
 
 
 MAX_BATCH_SIZE = 1_000_000
@@ -251,48 +262,28 @@ def _resolve_table(
         ok = False
     if not ok:
         return None
-    return TableConfig(
-        id=table.id,
-        project=table.project_id,
-        dataset=table.dataset,
-        table=table.table,
+    resolved = {name: getattr(table, name) for name in TableModel.model_fields}
+    resolved.update(
+        values,
         timestamp_column=timestamp,
         cursor_column=cursor,
-        columns=list(table.columns) if table.columns is not None else None,
-        target_table=table.target_table or table.table,
         primary_key=primary_key,
         partition_key=partition_key,
-        partitions=values["partitions"],
-        settle_s=values["settle_s"],
-        lateness_s=values["lateness_s"],
-        reconcile_interval_s=values["reconcile_interval_s"],
-        indexes=list(values["indexes"]),
-        deletes=values["deletes"],
-        retention_s=values["retention_s"],
-        initial_batch_size=values["initial_batch_size"],
-        catchup_batch_size=values["catchup_batch_size"],
-        steady_batch_size=values["steady_batch_size"],
-        catchup_threshold_s=values["catchup_threshold_s"],
-        steady_threshold_s=values["steady_threshold_s"],
-        poll_interval_s=values["poll_interval_s"],
-        start_timestamp=values["start_timestamp"],
-        use_streaming_apis=table.use_streaming_apis,
-        on_schema_change=values["on_schema_change"],
-        numeric_as=values["numeric_as"],
-        geography_as=values["geography_as"],
-        change_feed=values["change_feed"],
-        snapshot_by=values["snapshot_by"],
+        target_table=table.target_table or table.table,
+        sync=None,  # merged in
     )
+    # Every value was validated by TableModel: validating again would re-read them as the
+    # file's units (pollInterval's milliseconds).
+    return TableConfig.model_construct(table.model_fields_set, **resolved)
 
 
-def _where(path: str, key: str, table: TableModel, defaults: SyncSettings) -> str:
-    """Where a sync key's effective value was set: the table, its `sync` block, or global `sync`."""
-    name = _FIELD_OF[key]
-    if getattr(table, name) is not None:
-        return f"{path}.{key}"
-    if table.sync is not None and getattr(table.sync, name) is not None:
+def _where(path: str, key: str, table: TableModel, defaults: GlobalSync) -> str:
+    """Where a sync key's effective value was set: the table, its `sync` block, or global `sync`
+    (the table's own key when none of them set it)."""
+    source = _setter(_FIELD_OF[key], table, defaults)
+    if source is table.sync:
         return f"{path}.sync.{key}"
-    if getattr(defaults, name) is not None:
+    if source is defaults and _FIELD_OF[key] in defaults.model_fields_set:
         return f"sync.{key}"
     return f"{path}.{key}"
 

@@ -227,7 +227,7 @@ def _reconciled(
 
 def _state_mismatch(cfg: Config, table: TableConfig, checkpoints: Any) -> str | None:
     """The error a sync would stop with because the stored state belongs to other tables."""
-    project = table.project or cfg.bigquery.project_id
+    project = table.project_id or cfg.bigquery.project_id
     source = f"{project}.{table.dataset}.{table.table}" if project else ""
     wanted = StateIdentity.of(source, cfg.harper.database, table)
     for cp in checkpoints:

@@ -53,7 +53,7 @@ class BigQuerySource:
         self.cfg = cfg
         self.table = table
         self.policy = policy or RetryPolicy()
-        project = table.project or cfg.project_id or client.project
+        project = table.project_id or cfg.project_id or client.project
         self.ref = sql.TableRef(project, table.dataset, table.table)
         self.options = ConvertOptions(table.numeric_as, table.geography_as)
         self.stats = ConversionStats()
