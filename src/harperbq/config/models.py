@@ -114,8 +114,9 @@ class GlobalSync(SyncSettings):
         return {name: getattr(self, name) for name in type(self).model_fields if name not in skip}
 
 
-class TableModel(SyncSettings):
-    """One entry of `bigquery.tables`; sync settings may sit here or in its `sync` block."""
+class _TableIdentity(_Model):
+    """What a table entry names: the source, the target, the columns (first in `config show`:
+    pydantic orders a model's fields from its last base to itself)."""
 
     id: str = Field(alias="id")
     project_id: str | None = Field(None, alias="projectId")
@@ -125,6 +126,11 @@ class TableModel(SyncSettings):
     columns: ColumnList = Field(None, alias="columns")
     target_table: str | None = Field(None, alias="targetTable")
     use_streaming_apis: bool = Field(False, alias="useStreamingAPIs")
+
+
+class TableModel(SyncSettings, _TableIdentity):
+    """One entry of `bigquery.tables`; sync settings may sit here or in its `sync` block."""
+
     sync: SyncSettings | None = Field(None, alias="sync")
 
 
