@@ -24,7 +24,7 @@ from harperbq.config.values import KeyList
 
 class TableConfig(TableModel):
     """One synced table as it is synced: its entry with the global `sync` defaults merged in
-    (`tables.resolve_table`). The same model as the entry; resolution only fills what the entry
+    (`tables.validate_tables`). The same model as the entry; resolution only fills what the entry
     left to be derived, so these fields are never None here. Durations in seconds; `columns`
     None = *."""
 

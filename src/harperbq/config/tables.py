@@ -269,6 +269,7 @@ def _resolve_table(
         cursor_column=cursor,
         primary_key=primary_key,
         partition_key=partition_key,
+        indexes=list(values["indexes"]),  # the global block's own list, shared otherwise
         target_table=table.target_table or table.table,
         sync=None,  # merged in
     )
