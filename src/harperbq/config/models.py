@@ -70,9 +70,12 @@ class SyncSettings(_Model):
     def _null_is_unset(cls, data: Any) -> Any:
         """`key:` with no value (YAML null) leaves the setting to the level above."""
         if isinstance(data, dict):
-            settings = {f.alias for f in SyncSettings.model_fields.values()}
-            return {k: v for k, v in data.items() if not (v is None and k in settings)}
+            return {k: v for k, v in data.items() if not (v is None and k in _SETTING_KEYS)}
         return data
+
+
+_SETTING_KEYS = frozenset(f.alias for f in SyncSettings.model_fields.values())
+"""The file's keys of the sync settings (those a null leaves unset)."""
 
 
 AUDIT_RETENTION_S = 30 * 86400.0

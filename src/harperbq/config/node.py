@@ -248,7 +248,6 @@ def resolve_bigquery(
         update={
             "credentials": credentials,
             "endpoint": endpoint.rstrip("/") if endpoint else None,
-            "job_labels": dict(bq.job_labels),
             # the tables are resolved into `Config.tables`: not kept here in their file form
             **dict.fromkeys((*LEGACY_TABLE_FIELDS, "tables")),
         }
