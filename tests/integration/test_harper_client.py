@@ -192,6 +192,47 @@ def test_unencodable_values_are_refused_before_sending(client: HarperClient, db:
     assert client.search_by_id(db, "t", ["fine"]) == []
 
 
+def test_a_prepared_upsert_is_sent_only_for_the_write_it_was_made_for(
+    client: HarperClient, db: str
+) -> None:
+    """The bodies `prepare_upsert` encodes are what `upsert(prepared=)` sends (a value changed
+    in place afterwards does not reach Harper), chunked and merged as usual; another list,
+    target or confirmation count is encoded afresh; records that cannot be sent give None and
+    the write then fails as it always did."""
+    declared(client, db)
+    rows: list[dict[str, Any]] = [{"id": f"p{i}", "n": float(i)} for i in range(5)]
+    rows.append({"id": "p0", "label": "merged"})  # a duplicate id: merged client-side
+    prepared = client.prepare_upsert(db, "t", rows, chunk_rows=2)
+    assert prepared is not None and len(prepared.chunks) == 3
+    rows[1]["n"] = 100.0  # after encoding: what was prepared is what is sent
+    result = client.upsert(db, "t", rows, chunk_rows=2, prepared=prepared)
+    assert (result.rows, result.distinct_ids, result.chunks) == (6, 6, 3)
+    assert client.search_by_id(db, "t", ["p1"]) == [{"id": "p1", "n": 1}]
+    assert client.search_by_id(db, "t", ["p0"]) == [{"id": "p0", "n": 0, "label": "merged"}]
+
+    # another list (a guard's), another chunk size or count: the records as they are now
+    fresh = client.prepare_upsert(db, "t", rows, chunk_rows=2)
+    client.upsert(db, "t", list(rows), chunk_rows=2, prepared=fresh)
+    assert client.search_by_id(db, "t", ["p1"]) == [{"id": "p1", "n": 100}]
+    rows[2]["n"] = 200.0
+    client.upsert(db, "t", rows, chunk_rows=3, prepared=fresh)
+    assert client.search_by_id(db, "t", ["p2"]) == [{"id": "p2", "n": 200}]
+    assert not fresh.fits(db, "t", rows, 2, replicated_confirmation=1)
+    assert not fresh.fits(db, "other", rows, 2, replicated_confirmation=0)
+    rows.append({"id": "p9", "n": 9.0})  # the same list, grown in place
+    assert not fresh.fits(db, "t", rows, 2, replicated_confirmation=0)
+
+    # what cannot be sent is refused at write time, with the usual errors
+    assert client.prepare_upsert(db, "t", [{"n": 1.0}]) is None
+    with pytest.raises(ValueError, match="has no string 'id'"):
+        client.upsert(db, "t", [{"n": 1.0}], prepared=None)
+    bad = [{"id": "nan", "n": float("nan")}]
+    assert client.prepare_upsert(db, "t", bad) is None
+    with pytest.raises(ValidationError, match="record id 'nan'"):
+        client.upsert(db, "t", bad)
+    assert client.search_by_id(db, "t", ["nan"]) == []
+
+
 def test_count_range_is_exact_at_boundaries(client: HarperClient, db: str) -> None:
     declared(client, db)
     rng = random.Random(7)

@@ -31,6 +31,7 @@ from harperbq.harper.models import (
     Attribute,
     ClusterStatus,
     Condition,
+    PreparedUpsert,
     Sort,
     TableInfo,
     UpsertResult,
@@ -285,6 +286,7 @@ class HarperClient:
         on_chunk: Callable[[int], None] | None = None,
         replicated_confirmation: int = 0,
         timeout: float | None = None,
+        prepared: PreparedUpsert | None = None,
     ) -> UpsertResult:
         """Upsert (merge) records in chunks; returns only when Harper confirmed EVERY id.
 
@@ -298,13 +300,28 @@ class HarperClient:
 
         `replicated_confirmation` N > 0: each chunk returns only once N peers confirmed it
         (`_write`); `timeout` bounds that wait (default: the client's read timeout).
+        `prepared`: these bodies already encoded (`prepare_upsert`), used when they fit.
         """
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be >= 1")
         started = time.monotonic()
         rows = distinct = chunks = 0
-        for chunk in _chunks(records, chunk_rows):
-            merged = _merge_by_id(chunk, offset=rows)
+        planned: Iterable[tuple[Sequence[Record], list[Record], bytes | None]]
+        if (
+            prepared is not None
+            and isinstance(records, Sequence)
+            and prepared.fits(database, table, records, chunk_rows, replicated_confirmation)
+        ):
+            planned = (
+                (records[i * chunk_rows : (i + 1) * chunk_rows], merged, payload)
+                for i, (merged, payload) in enumerate(prepared.chunks)
+            )
+        else:
+            planned = (
+                (chunk, _merge_by_id(chunk, offset=rows), None)  # rows: read as each is made
+                for chunk in _chunks(records, chunk_rows)
+            )
+        for chunk, merged, payload in planned:
             try:
                 self._upsert_chunk(
                     database,
@@ -313,6 +330,7 @@ class HarperClient:
                     confirmed_rows=rows,
                     replicated_confirmation=replicated_confirmation,
                     timeout=timeout,
+                    payload=payload,
                 )
             except Exception as exc:
                 exc.add_note(
@@ -327,6 +345,47 @@ class HarperClient:
                 on_chunk(rows)
         return UpsertResult(rows, distinct, chunks, time.monotonic() - started)
 
+    def prepare_upsert(
+        self,
+        database: str,
+        table: str,
+        records: Sequence[Record],
+        *,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        replicated_confirmation: int = 0,
+    ) -> PreparedUpsert | None:
+        """`upsert`'s bodies encoded now, for a later `upsert(..., prepared=)` of the same list
+        (from another thread: nothing here touches the connection). None when the records
+        cannot be sent as they are: the write then fails with its usual error."""
+        if chunk_rows < 1:
+            raise ValueError("chunk_rows must be >= 1")
+        chunks: list[tuple[list[Record], bytes]] = []
+        try:
+            for chunk in _chunks(records, chunk_rows):
+                merged = _merge_by_id(chunk, offset=0)
+                body = _write_body(
+                    "upsert", database, table, "records", merged, replicated_confirmation
+                )
+                chunks.append((merged, self._encoded(body, database, table, merged)))
+        except (ValueError, ValidationError):
+            return None
+        return PreparedUpsert(
+            database, table, records, len(records), chunk_rows, replicated_confirmation, chunks
+        )
+
+    def _encoded(
+        self, body: Mapping[str, Any], database: str, table: str, items: list[Any]
+    ) -> bytes:
+        try:
+            with PROFILE.timed("encode"):
+                return self._transport.encode(body)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(
+                f"cannot send to {database}.{table}: {_unencodable(items)}: {exc}",
+                operation=str(body.get("operation")),
+                url=self.url,
+            ) from exc
+
     def _upsert_chunk(
         self,
         database: str,
@@ -336,9 +395,10 @@ class HarperClient:
         confirmed_rows: int,
         replicated_confirmation: int,
         timeout: float | None,
+        payload: bytes | None = None,
     ) -> None:
         result = self._write(
-            "upsert", database, table, "records", records, replicated_confirmation, timeout
+            "upsert", database, table, "records", records, replicated_confirmation, timeout, payload
         )
         missing = unconfirmed_ids(records, result)
         if missing:
@@ -390,34 +450,19 @@ class HarperClient:
         items: list[Any],
         replicated_confirmation: int,
         timeout: float | None,
+        payload: bytes | None = None,
     ) -> Any:
         """One upsert or delete request; with `replicated_confirmation` N > 0 Harper answers only
-        after N peers confirmed it.
+        after N peers confirmed it. `payload`: the body already encoded (`prepare_upsert`).
 
         A confirmed write is not repeated here once sent: its wait can be long, and a timeout or
         a lost answer means the outcome is unknown (`ReplicationUnconfirmed`: the caller repeats
         the idempotent write). Harper's refusal of N (more than the nodes it knows) becomes
         `ReplicationConfigError`.
         """
-        if replicated_confirmation < 0:
-            raise ValueError("replicated_confirmation must be >= 0")
-        body: dict[str, Any] = {
-            "operation": operation,
-            "database": database,
-            "table": table,
-            key: items,
-        }
-        if replicated_confirmation:
-            body["replicatedConfirmation"] = replicated_confirmation
-        try:
-            with PROFILE.timed("encode"):
-                payload = self._transport.encode(body)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(
-                f"cannot send to {database}.{table}: {_unencodable(items)}: {exc}",
-                operation=operation,
-                url=self.url,
-            ) from exc
+        body = _write_body(operation, database, table, key, items, replicated_confirmation)
+        if payload is None:
+            payload = self._encoded(body, database, table, items)
         if not replicated_confirmation:
             return self._transport.call(body, retry=Retry.SAFE, content=payload, timeout_s=timeout)
         try:
@@ -539,6 +584,23 @@ def unconfirmed_ids(records: Sequence[Record], answer: Any) -> list[str]:
     confirmed = answer.get("upserted_hashes") if isinstance(answer, dict) else None
     got = {str(h) for h in confirmed or () if h is not None}
     return [str(r[PRIMARY_KEY]) for r in records if str(r[PRIMARY_KEY]) not in got]
+
+
+def _write_body(
+    operation: str,
+    database: str,
+    table: str,
+    key: str,
+    items: list[Any],
+    replicated_confirmation: int,
+) -> dict[str, Any]:
+    if replicated_confirmation < 0:
+        raise ValueError("replicated_confirmation must be >= 0")
+    body: dict[str, Any] = {"operation": operation, "database": database, "table": table}
+    body[key] = items
+    if replicated_confirmation:
+        body["replicatedConfirmation"] = replicated_confirmation
+    return body
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -6,6 +6,7 @@ of the code on plain, typed fields.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,6 +203,41 @@ class UpsertResult:
     distinct_ids: int
     chunks: int
     duration_s: float
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedUpsert:
+    """An upsert's request bodies encoded ahead (`HarperClient.prepare_upsert`): the sync's
+    reader thread encodes the next page while Harper writes this one, so Harper does not wait
+    for the writer to encode. Used only for the very records, target and confirmation count
+    it was prepared for; anything else is encoded at write time."""
+
+    database: str
+    table: str
+    records: Sequence[Any]
+    """The list it was prepared from: the identity the write checks (a guard's new list is
+    another list, so it is encoded afresh)."""
+    rows: int
+    chunk_rows: int
+    replicated_confirmation: int
+    chunks: list[tuple[list[Any], bytes]]
+    """Each chunk's records merged by id, and its encoded body."""
+
+    def fits(
+        self,
+        database: str,
+        table: str,
+        records: Sequence[Any],
+        chunk_rows: int,
+        replicated_confirmation: int,
+    ) -> bool:
+        """Whether it was prepared for exactly this write (the same list, still as long)."""
+        return (
+            records is self.records
+            and len(records) == self.rows
+            and (database, table, chunk_rows, replicated_confirmation)
+            == (self.database, self.table, self.chunk_rows, self.replicated_confirmation)
+        )
 
 
 def _float(value: Any) -> float | None:

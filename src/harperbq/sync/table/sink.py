@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from harperbq.harper.client import HarperClient
+from harperbq.harper.models import PreparedUpsert
 from harperbq.harper.replication import (
     Confirmations,
     ReplicationConfigError,
@@ -43,9 +44,22 @@ class HarperSink:
     on_replication: Callable[[float | None, str | None], None] | None = None
     """Told (seconds, None) after every peer-confirmed write, (None, reason) when unconfirmed."""
 
-    def upsert(self, records: list[dict[str, Any]]) -> None:
+    def prepare(self, records: list[dict[str, Any]]) -> PreparedUpsert | None:
+        """The upsert's bodies encoded ahead, on the reader's thread, with the confirmation
+        count in force now (a write under another count encodes afresh)."""
+        count = self.confirmations.count() if self.confirmations is not None else 0
+        return self.client.prepare_upsert(
+            self.database,
+            self.table,
+            records,
+            chunk_rows=self.chunk_rows,
+            replicated_confirmation=count,
+        )
+
+    def upsert(self, records: list[dict[str, Any]], prepared: PreparedUpsert | None = None) -> None:
         """Returns only when Harper confirmed every id (the client raises otherwise) and, with
-        confirmations, when that many peers hold them too: only then may the checkpoint move."""
+        confirmations, when that many peers hold them too: only then may the checkpoint move.
+        `prepared`: `prepare(records)`'s bodies, sent when they still fit."""
         started = time.monotonic()
         self._confirmed(
             lambda count: self.client.upsert(
@@ -55,6 +69,7 @@ class HarperSink:
                 chunk_rows=self.chunk_rows,
                 replicated_confirmation=count,
                 timeout=self.replication_timeout_s if count else None,
+                prepared=prepared,
             )
         )
         if self.on_write is not None:
