@@ -212,6 +212,7 @@ def test_a_prepared_upsert_is_sent_only_for_the_write_it_was_made_for(
 
     # another list (a guard's), another chunk size or count: the records as they are now
     fresh = client.prepare_upsert(db, "t", rows, chunk_rows=2)
+    assert fresh is not None
     client.upsert(db, "t", list(rows), chunk_rows=2, prepared=fresh)
     assert client.search_by_id(db, "t", ["p1"]) == [{"id": "p1", "n": 100}]
     rows[2]["n"] = 200.0
