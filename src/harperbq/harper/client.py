@@ -594,6 +594,8 @@ def _write_body(
     items: list[Any],
     replicated_confirmation: int,
 ) -> dict[str, Any]:
+    """A write's request body: one builder for the write sent now and the one prepared ahead,
+    so both send the same thing."""
     if replicated_confirmation < 0:
         raise ValueError("replicated_confirmation must be >= 0")
     body: dict[str, Any] = {"operation": operation, "database": database, "table": table}
