@@ -306,22 +306,22 @@ class HarperClient:
             raise ValueError("chunk_rows must be >= 1")
         started = time.monotonic()
         rows = distinct = chunks = 0
-        planned: Iterable[tuple[Sequence[Record], list[Record], bytes | None]]
+        planned: Iterable[tuple[int, list[Record], bytes | None]]  # (rows, merged, body)
         if (
             prepared is not None
             and isinstance(records, Sequence)
             and prepared.fits(database, table, records, chunk_rows, replicated_confirmation)
         ):
             planned = (
-                (records[i * chunk_rows : (i + 1) * chunk_rows], merged, payload)
+                (min(chunk_rows, len(records) - i * chunk_rows), merged, payload)
                 for i, (merged, payload) in enumerate(prepared.chunks)
             )
         else:
             planned = (
-                (chunk, _merge_by_id(chunk, offset=rows), None)  # rows: read as each is made
+                (len(chunk), _merge_by_id(chunk, offset=rows), None)  # rows: read as each is made
                 for chunk in _chunks(records, chunk_rows)
             )
-        for chunk, merged, payload in planned:
+        for size, merged, payload in planned:
             try:
                 self._upsert_chunk(
                     database,
@@ -335,10 +335,10 @@ class HarperClient:
             except Exception as exc:
                 exc.add_note(
                     f"{rows} rows in {chunks} chunks were confirmed by Harper before this chunk "
-                    f"({len(chunk)} rows) failed; none of this chunk is reported as written"
+                    f"({size} rows) failed; none of this chunk is reported as written"
                 )
                 raise
-            rows += len(chunk)
+            rows += size
             distinct += len(merged)
             chunks += 1
             if on_chunk is not None:
